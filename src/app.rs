@@ -1,0 +1,195 @@
+//! The running service: shared state, start-up, and graceful shutdown.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use backon::{ExponentialBuilder, Retryable};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{auth::Authenticator, cache::Cache, config::Config, db};
+
+/// What every handler and background task shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub db: PgPool,
+    pub cache: Cache,
+    pub auth: Authenticator,
+    pub lifecycle: Lifecycle,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Start-up and draining flags the probes read.
+pub struct Lifecycle {
+    started_at: Instant,
+    started: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Lifecycle {
+    fn new() -> Self {
+        Self {
+            started_at: Instant::now(),
+            started: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started_at.elapsed()
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.started.load(Ordering::Acquire)
+    }
+
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn mark_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+}
+
+impl AppState {
+    /// State over an existing pool (tests pass one per fresh database).
+    pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        let cache = Cache::new(&config.redis)?;
+        let auth = Authenticator::from_config(&config.auth)?;
+        Ok(Self(Arc::new(Inner {
+            config,
+            db,
+            cache,
+            auth,
+            lifecycle: Lifecycle::new(),
+        })))
+    }
+
+    /// Brings the database to the state this binary needs, retrying with
+    /// backoff while Postgres is unreachable (the pod stays not-ready rather
+    /// than crash-looping), then marks start-up finished.
+    pub async fn start_up(&self, shutdown: CancellationToken) {
+        let attempt = || async {
+            if self.config.database.migrate_on_start {
+                db::migrate(&self.db).await?;
+            } else if !db::migrations_applied(&self.db).await? {
+                anyhow::bail!("migrations are pending and MIGRATE_ON_START=false");
+            }
+            anyhow::Ok(())
+        };
+        let retried = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(500))
+                    .with_max_delay(Duration::from_secs(30))
+                    .with_jitter()
+                    .without_max_times(),
+            )
+            .notify(|err, delay| {
+                tracing::warn!(error = %err, retry_in = ?delay, "database not ready; retrying");
+            });
+        tokio::select! {
+            result = retried => match result {
+                Ok(()) => {
+                    self.lifecycle.mark_started();
+                    tracing::info!("start-up finished: database reachable and migrated");
+                }
+                Err(err) => tracing::error!(error = %err, "start-up gave up"),
+            },
+            () = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Serves until SIGTERM/SIGINT, then drains within the shutdown timeout.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = db::connect_lazy(&config.database)?;
+    let addr = (config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot listen on {}:{}: {err}", addr.0, addr.1))?;
+    let state = AppState::new(config, db)?;
+    let shutdown_timeout = state.config.shutdown_timeout;
+    tracing::info!(address = %listener.local_addr()?, "impact-in listening");
+
+    let shutdown = CancellationToken::new();
+    let start_up = tokio::spawn({
+        let state = state.clone();
+        let shutdown = shutdown.clone();
+        async move { state.start_up(shutdown).await }
+    });
+
+    let router = crate::http::router(state.clone());
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    wait_for_signal().await;
+    tracing::info!(timeout = ?shutdown_timeout, "shutdown requested; draining");
+    state.lifecycle.mark_draining();
+    shutdown.cancel();
+
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        let _ = start_up.await;
+        server.await
+    })
+    .await;
+    match drained {
+        Ok(Ok(Ok(()))) => tracing::info!("drained"),
+        Ok(Ok(Err(err))) => tracing::error!(error = %err, "server error while draining"),
+        Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
+        Err(_) => tracing::warn!("shutdown timeout reached; dropping in-flight work"),
+    }
+    state.db.close().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

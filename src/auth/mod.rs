@@ -1,0 +1,223 @@
+//! Who is calling, and what they may touch.
+//!
+//! Two kinds of credential arrive as `Authorization: Bearer …`: JWTs issued for
+//! the corporate cockpit (scoped to companies and roles) and ops API keys for
+//! `curl` (every role, every company). Handlers receive a [`Principal`] and ask
+//! it before they read or write.
+
+mod jwt;
+mod ops_key;
+
+use std::collections::HashSet;
+
+use uuid::Uuid;
+
+pub use jwt::{Claims, JwtSigner, JwtVerifier};
+pub use ops_key::OpsKeys;
+
+use crate::config::AuthConfig;
+
+/// Roles the cockpit puts in the token. Unknown role strings are ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    AdminConsole,
+    ManageIntegrations,
+}
+
+impl Role {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "ADMIN_CONSOLE" => Some(Self::AdminConsole),
+            "MANAGE_INTEGRATIONS" => Some(Self::ManageIntegrations),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyAccess {
+    All,
+    Only(Vec<Uuid>),
+}
+
+/// The rows a query may see, derived from a principal and an optional
+/// explicit `companyId` filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompanyScope {
+    All,
+    Only(Vec<Uuid>),
+}
+
+impl CompanyScope {
+    /// For SQL: `NULL` means every company, otherwise `company_id = ANY($n)`.
+    pub fn as_filter(&self) -> Option<&[Uuid]> {
+        match self {
+            Self::All => None,
+            Self::Only(ids) => Some(ids),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub subject: String,
+    pub via_ops_key: bool,
+    companies: CompanyAccess,
+    roles: HashSet<Role>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("missing bearer credentials")]
+    Missing,
+    #[error("invalid credentials: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl Principal {
+    pub fn ops(fingerprint: &str) -> Self {
+        Self {
+            subject: format!("ops-key:{fingerprint}"),
+            via_ops_key: true,
+            companies: CompanyAccess::All,
+            roles: HashSet::from([Role::AdminConsole, Role::ManageIntegrations]),
+        }
+    }
+
+    pub fn user(subject: String, companies: Vec<Uuid>, roles: HashSet<Role>) -> Self {
+        Self {
+            subject,
+            via_ops_key: false,
+            companies: CompanyAccess::Only(companies),
+            roles,
+        }
+    }
+
+    /// Reading deliveries, stats and SLA.
+    pub fn require_read(&self) -> Result<(), AuthError> {
+        self.require(&[Role::AdminConsole])
+    }
+
+    /// Anything that changes state: create, replay, schedules.
+    pub fn require_write(&self) -> Result<(), AuthError> {
+        self.require(&[Role::AdminConsole, Role::ManageIntegrations])
+    }
+
+    fn require(&self, roles: &[Role]) -> Result<(), AuthError> {
+        match roles.iter().find(|role| !self.roles.contains(role)) {
+            None => Ok(()),
+            Some(missing) => Err(AuthError::Forbidden(format!(
+                "this action needs the {} role",
+                match missing {
+                    Role::AdminConsole => "ADMIN_CONSOLE",
+                    Role::ManageIntegrations => "MANAGE_INTEGRATIONS",
+                }
+            ))),
+        }
+    }
+
+    pub fn can_access(&self, company: Uuid) -> bool {
+        match &self.companies {
+            CompanyAccess::All => true,
+            CompanyAccess::Only(ids) => ids.contains(&company),
+        }
+    }
+
+    /// The companies a query may cover. An explicit filter outside the
+    /// caller's companies is refused (403) rather than silently emptied, so
+    /// the cockpit learns its request was wrong.
+    pub fn scope(&self, requested: Option<Uuid>) -> Result<CompanyScope, AuthError> {
+        match (requested, &self.companies) {
+            (Some(company), _) if self.can_access(company) => Ok(CompanyScope::Only(vec![company])),
+            (Some(_), _) => Err(AuthError::Forbidden(
+                "companyId is outside the companies of this token".into(),
+            )),
+            (None, CompanyAccess::All) => Ok(CompanyScope::All),
+            (None, CompanyAccess::Only(ids)) => Ok(CompanyScope::Only(ids.clone())),
+        }
+    }
+
+    /// The company recorded on the request span, for logs.
+    pub fn log_label(&self) -> String {
+        match &self.companies {
+            CompanyAccess::All => "*".into(),
+            CompanyAccess::Only(ids) => ids
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+/// Turns a bearer credential into a [`Principal`].
+pub struct Authenticator {
+    jwt: JwtVerifier,
+    ops_keys: OpsKeys,
+}
+
+impl Authenticator {
+    pub fn from_config(config: &AuthConfig) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            jwt: JwtVerifier::from_config(config)?,
+            ops_keys: OpsKeys::new(&config.ops_api_keys),
+        })
+    }
+
+    pub fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
+        if let Some(fingerprint) = self.ops_keys.find(bearer) {
+            tracing::info!(ops_key = %fingerprint, "request authenticated with an ops key");
+            return Ok(Principal::ops(&fingerprint));
+        }
+        self.jwt.verify(bearer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(roles: &[Role]) -> (Principal, Uuid) {
+        let company = Uuid::new_v4();
+        let principal = Principal::user("u".into(), vec![company], roles.iter().copied().collect());
+        (principal, company)
+    }
+
+    #[test]
+    fn reading_needs_admin_console() {
+        assert!(user(&[Role::AdminConsole]).0.require_read().is_ok());
+        assert!(user(&[Role::ManageIntegrations]).0.require_read().is_err());
+    }
+
+    #[test]
+    fn writing_needs_both_roles() {
+        assert!(user(&[Role::AdminConsole]).0.require_write().is_err());
+        assert!(user(&[Role::ManageIntegrations]).0.require_write().is_err());
+        let both = user(&[Role::AdminConsole, Role::ManageIntegrations]).0;
+        assert!(both.require_write().is_ok());
+    }
+
+    #[test]
+    fn scope_is_limited_to_the_token_companies() {
+        let (principal, company) = user(&[Role::AdminConsole]);
+        assert_eq!(principal.scope(None), Ok(CompanyScope::Only(vec![company])));
+        assert_eq!(
+            principal.scope(Some(company)),
+            Ok(CompanyScope::Only(vec![company]))
+        );
+        assert!(matches!(
+            principal.scope(Some(Uuid::new_v4())),
+            Err(AuthError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn ops_principal_sees_every_company_with_every_role() {
+        let ops = Principal::ops("abcd");
+        assert_eq!(ops.scope(None), Ok(CompanyScope::All));
+        assert!(ops.can_access(Uuid::new_v4()));
+        assert!(ops.require_write().is_ok());
+    }
+}

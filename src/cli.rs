@@ -1,0 +1,108 @@
+//! Command line: `serve` (the default), `migrate`, `token`.
+
+use std::{process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::{
+    auth::{JwtSigner, Role},
+    config::{AuthConfig, Config, ConfigError, DatabaseConfig, LogConfig},
+    db, telemetry,
+};
+
+#[derive(Parser)]
+#[command(name = "impact-in", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server on PORT_IMPACT_IN (the default command).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a signed development JWT (needs JWT_SECRET).
+    Token {
+        /// Company the token grants; repeat for several.
+        #[arg(long = "company", required = true)]
+        companies: Vec<Uuid>,
+        /// Comma-separated roles.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "ADMIN_CONSOLE,MANAGE_INTEGRATIONS"
+        )]
+        roles: Vec<String>,
+        /// Lifetime, e.g. 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// The `sub` claim.
+        #[arg(long, default_value = "dev")]
+        subject: String,
+    },
+}
+
+/// Exit codes: 0 success, 1 runtime failure, 2 configuration error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let result = runtime.block_on(run(cli.command.unwrap_or(Command::Serve)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<ConfigError>() {
+            Some(config_error) => {
+                eprintln!("impact-in: {config_error}");
+                ExitCode::from(2)
+            }
+            None => {
+                eprintln!("impact-in: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => {
+            let config = Config::from_env()?;
+            telemetry::init(&config.log);
+            crate::app::serve(config).await
+        }
+        Command::Migrate => {
+            telemetry::init(&LogConfig::from_env()?);
+            let database = DatabaseConfig::from_env()?;
+            let pool = db::connect_lazy(&database)?;
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            pool.close().await;
+            Ok(())
+        }
+        Command::Token {
+            companies,
+            roles,
+            ttl,
+            subject,
+        } => {
+            for role in roles.iter().filter(|r| Role::parse(r).is_none()) {
+                eprintln!("impact-in: warning: '{role}' is not a role this service checks");
+            }
+            let signer = JwtSigner::from_config(&AuthConfig::from_env()?)?;
+            let token = signer.sign(
+                &subject,
+                &companies,
+                &roles,
+                jsonwebtoken::get_current_timestamp(),
+                ttl.as_secs(),
+            );
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Typed configuration, read once at start from the environment (and `.env`).
+//!
+//! Every variable is documented in `.env.example` and `docs/configuration.md`.
+//! Parsing takes a lookup function rather than touching `std::env` directly so
+//! that tests can feed it a map.
+
+use std::{collections::HashMap, net::IpAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use axum::http::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+
+/// A variable that is missing or malformed. Its `Display` is the one line the
+/// process prints before it exits, so it always names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub database: DatabaseConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub http: HttpConfig,
+    pub shutdown_timeout: Duration,
+    pub health_check_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `None` disables Redis; the in-process cache is used alone.
+    pub url: Option<SecretString>,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub jwt_key: JwtKeySource,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub ops_api_keys: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwtKeySource {
+    /// HS256 keyed by the UTF-8 bytes of `JWT_SECRET`.
+    Secret(SecretString),
+    /// RS256 or ES256 verified with the PEM public key in this file.
+    PublicKeyFile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub cors_allowed_origins: Vec<HeaderValue>,
+    pub body_limit_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least
+/// as long as the hash output (256 bits).
+const MIN_JWT_SECRET_BYTES: usize = 32;
+const MIN_OPS_KEY_CHARS: usize = 24;
+
+impl Config {
+    /// Reads the process environment, after loading `.env` when present.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        from_process_env(|env| Self::from_lookup(env.0))
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Self::from_lookup(&|key| vars.get(key).cloned())
+    }
+
+    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(lookup);
+        Ok(Self {
+            host: env.parse_or("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
+            port: env.parse_port()?,
+            database: DatabaseConfig::from_env_with(&env)?,
+            redis: RedisConfig {
+                url: env.optional("REDIS_URL").map(SecretString::from),
+                key_prefix: env
+                    .optional("REDIS_KEY_PREFIX")
+                    .unwrap_or_else(|| "impact-in:".into()),
+                timeout: env.millis("REDIS_TIMEOUT_MS", 250)?,
+            },
+            log: LogConfig::from_env_with(&env)?,
+            auth: AuthConfig::from_env_with(&env)?,
+            http: HttpConfig {
+                cors_allowed_origins: env.origins("CORS_ALLOWED_ORIGINS")?,
+                body_limit_bytes: env.positive("REQUEST_BODY_LIMIT_BYTES", 1024 * 1024)?,
+                request_timeout: env.seconds("REQUEST_TIMEOUT_SECS", 30)?,
+            },
+            shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
+            health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
+        })
+    }
+}
+
+impl AuthConfig {
+    /// The JWT settings alone, for `impact-in token`, which needs no database.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        from_process_env(Self::from_env_with)
+    }
+
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let secret = env.optional("JWT_SECRET");
+        let key_file = env.optional("JWT_PUBLIC_KEY_FILE");
+        let jwt_key = match (secret, key_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    "set either JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both",
+                ));
+            }
+            (Some(secret), None) if secret.len() < MIN_JWT_SECRET_BYTES => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
+                ));
+            }
+            (Some(secret), None) => JwtKeySource::Secret(secret.into()),
+            (None, Some(path)) => JwtKeySource::PublicKeyFile(path.into()),
+            (None, None) => {
+                return Err(ConfigError::new(
+                    "JWT_SECRET",
+                    "missing: set JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE (RS256/ES256)",
+                ));
+            }
+        };
+        let ops_api_keys = env
+            .list("OPS_API_KEYS")
+            .into_iter()
+            .map(|key| {
+                if key.chars().count() < MIN_OPS_KEY_CHARS {
+                    Err(ConfigError::new(
+                        "OPS_API_KEYS",
+                        format!("every key must be at least {MIN_OPS_KEY_CHARS} characters"),
+                    ))
+                } else {
+                    Ok(SecretString::from(key))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            jwt_key,
+            issuer: env.optional("JWT_ISSUER"),
+            audience: env.optional("JWT_AUDIENCE"),
+            ops_api_keys,
+        })
+    }
+}
+
+impl LogConfig {
+    /// Logging settings alone, so that commands other than `serve` log alike.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        from_process_env(Self::from_env_with)
+    }
+
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let format = match env.optional("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("'{other}' is not one of json, pretty"),
+                ));
+            }
+        };
+        Ok(Self {
+            level: env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            format,
+        })
+    }
+}
+
+impl DatabaseConfig {
+    /// The database settings alone, for `impact-in migrate`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        from_process_env(Self::from_env_with)
+    }
+
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        Ok(Self {
+            url: env.required_secret("DATABASE_URL")?,
+            max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
+            acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT_SECS", 5)?,
+            migrate_on_start: env.bool_or("MIGRATE_ON_START", true)?,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+}
+
+/// Runs `parse` over the process environment, after loading `.env`. A missing
+/// `.env` is the normal case in production; a malformed one is reported by the
+/// variables it fails to provide.
+fn from_process_env<T>(
+    parse: impl FnOnce(&Env) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let _ = dotenvy::dotenv();
+    parse(&Env(&|key| std::env::var(key).ok()))
+}
+
+/// Environment lookup with parsers that name the variable on failure.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// A set but blank variable counts as unset, as in most shells' `.env` use.
+    fn optional(&self, var: &str) -> Option<String> {
+        (self.0)(var).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required_secret(&self, var: &'static str) -> Result<SecretString, ConfigError> {
+        self.optional(var)
+            .map(SecretString::from)
+            .ok_or_else(|| ConfigError::new(var, "missing (required)"))
+    }
+
+    fn parse_or<T: FromStr>(
+        &self,
+        var: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError> {
+        match self.optional(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::new(var, format!("'{raw}' is not {expected}"))),
+        }
+    }
+
+    fn parse_port(&self) -> Result<u16, ConfigError> {
+        let port: u16 = self.parse_or("PORT_IMPACT_IN", 3007, "a port number (1-65535)")?;
+        if port == 0 {
+            return Err(ConfigError::new(
+                "PORT_IMPACT_IN",
+                "'0' is not a port number (1-65535)",
+            ));
+        }
+        Ok(port)
+    }
+
+    fn positive<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + Default,
+    {
+        let value = self.parse_or(var, default, "a positive whole number")?;
+        if value <= T::default() {
+            return Err(ConfigError::new(var, "must be greater than zero"));
+        }
+        Ok(value)
+    }
+
+    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.positive(var, default).map(Duration::from_secs)
+    }
+
+    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.positive(var, default).map(Duration::from_millis)
+    }
+
+    fn bool_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.optional(var).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(true),
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(false),
+            Some(v) => Err(ConfigError::new(var, format!("'{v}' is not true or false"))),
+        }
+    }
+
+    fn list(&self, var: &str) -> Vec<String> {
+        self.optional(var)
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn origins(&self, var: &'static str) -> Result<Vec<HeaderValue>, ConfigError> {
+        self.list(var)
+            .into_iter()
+            .map(|origin| {
+                let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/');
+                if !valid {
+                    return Err(ConfigError::new(
+                        var,
+                        format!("'{origin}' is not an origin like https://cockpit.example.com"),
+                    ));
+                }
+                HeaderValue::from_str(&origin)
+                    .map_err(|_| ConfigError::new(var, format!("'{origin}' is not a valid origin")))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> HashMap<String, String> {
+        HashMap::from([
+            (
+                "DATABASE_URL".into(),
+                "postgres://localhost/impact_in".into(),
+            ),
+            (
+                "JWT_SECRET".into(),
+                "0123456789abcdef0123456789abcdef".into(),
+            ),
+        ])
+    }
+
+    fn error_for(var: &str, value: &str) -> ConfigError {
+        let mut vars = base();
+        vars.insert(var.into(), value.into());
+        Config::from_map(&vars).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn defaults_apply_when_only_required_variables_are_set() {
+        let config = Config::from_map(&base()).unwrap();
+        assert_eq!(config.port, 3007);
+        assert_eq!(config.http.body_limit_bytes, 1024 * 1024);
+        assert_eq!(config.database.max_connections, 10);
+        assert!(config.database.migrate_on_start);
+        assert!(config.redis.url.is_none());
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(config.auth.ops_api_keys.is_empty());
+    }
+
+    #[test]
+    fn missing_database_url_names_the_variable() {
+        let mut vars = base();
+        vars.remove("DATABASE_URL");
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        for (var, value) in [
+            ("PORT_IMPACT_IN", "abc"),
+            ("PORT_IMPACT_IN", "0"),
+            ("PORT_IMPACT_IN", "70000"),
+            ("LOG_FORMAT", "xml"),
+            ("REQUEST_BODY_LIMIT_BYTES", "-1"),
+            ("REQUEST_TIMEOUT_SECS", "0"),
+            ("MIGRATE_ON_START", "maybe"),
+            ("CORS_ALLOWED_ORIGINS", "cockpit.example.com"),
+            ("OPS_API_KEYS", "short"),
+            ("JWT_SECRET", "too-short"),
+        ] {
+            assert_eq!(error_for(var, value).var, var, "{var}={value}");
+        }
+    }
+
+    #[test]
+    fn both_jwt_sources_are_rejected() {
+        let err = error_for("JWT_PUBLIC_KEY_FILE", "/etc/key.pem");
+        assert!(err.problem.contains("not both"));
+    }
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut vars = base();
+        vars.insert("DATABASE_URL".into(), "postgres://u:hunter2-db@h/d".into());
+        vars.insert("OPS_API_KEYS".into(), "ops-key-hunter2-0123456789".into());
+        let debug = format!("{:?}", Config::from_map(&vars).unwrap());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+}

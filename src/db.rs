@@ -1,0 +1,54 @@
+//! The Postgres pool and its migrations.
+
+use sqlx::{
+    PgPool,
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+use crate::config::{ConfigError, DatabaseConfig};
+
+/// Migrations are compiled into the binary, so `impact-in migrate` and the
+/// start-up migration need no files beside it.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// A pool that connects on first use: the server binds and answers probes even
+/// while Postgres is still down.
+pub fn connect_lazy(config: &DatabaseConfig) -> Result<PgPool, ConfigError> {
+    let options: PgConnectOptions = config.url().parse().map_err(|err| ConfigError {
+        var: "DATABASE_URL",
+        problem: format!("not a valid Postgres URL ({})", redact_url_error(err)),
+    })?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.max_connections)
+        .acquire_timeout(config.acquire_timeout)
+        .connect_lazy_with(options.application_name("impact-in")))
+}
+
+/// sqlx parse errors may echo the URL, password included; keep only the kind.
+fn redact_url_error(err: sqlx::Error) -> &'static str {
+    match err {
+        sqlx::Error::Configuration(_) => "bad configuration",
+        _ => "parse error",
+    }
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}
+
+/// Whether the database answers and carries every migration this binary
+/// knows. One round trip: it serves both as ping and as migration check.
+pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let latest_known = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .or_else(|err| match &err {
+                // The bookkeeping table does not exist before the first migration.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => Ok(None),
+                _ => Err(err),
+            })?;
+    Ok(applied.unwrap_or(0) >= latest_known)
+}

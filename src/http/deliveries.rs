@@ -1,0 +1,171 @@
+//! `/v1/impact-in/deliveries`: the delivery log the cockpit reads.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    error::{ApiError, FieldError},
+    extract::{self, QueryParams},
+};
+use crate::{
+    app::AppState,
+    auth::Principal,
+    delivery::{
+        Delivery,
+        store::{self, Created, ListFilter, NewDelivery},
+    },
+    provider::Provider,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/impact-in/deliveries", get(list).post(create))
+        .route("/v1/impact-in/deliveries/{id}", get(show))
+}
+
+const DEFAULT_LIMIT: u32 = 20;
+const MAX_LIMIT: u32 = 100;
+
+#[derive(Serialize)]
+struct Page {
+    data: Vec<Delivery>,
+    pagination: Pagination,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Pagination {
+    page: u64,
+    limit: u32,
+    total: i64,
+    total_pages: i64,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    mut params: QueryParams,
+) -> Result<Json<Page>, ApiError> {
+    principal.require_read()?;
+    let company = params.get::<Uuid>("companyId");
+    let provider = params.get("provider");
+    let status = params.get("status");
+    let created_from = params.get_with("startDate", parse_date);
+    let created_to = params.get_with("endDate", parse_date);
+    let page = params
+        .get_with("page", |raw| parse_in_range(raw, 1, u64::MAX))
+        .unwrap_or(1);
+    let limit = params
+        .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
+        .map_or(DEFAULT_LIMIT, |limit| limit as u32);
+    if let (Some(from), Some(to)) = (created_from, created_to)
+        && from > to
+    {
+        params.reject("endDate", "must not be before startDate");
+    }
+    params.finish()?;
+
+    let filter = ListFilter {
+        scope: principal.scope(company)?,
+        provider,
+        status,
+        created_from,
+        created_to,
+    };
+    let offset = (page - 1).saturating_mul(u64::from(limit));
+    let (data, total) = store::list(&state.db, &filter, limit, offset).await?;
+    Ok(Json(Page {
+        data,
+        pagination: Pagination {
+            page,
+            limit,
+            total,
+            total_pages: (total + i64::from(limit) - 1) / i64::from(limit),
+        },
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateDelivery {
+    company_id: Uuid,
+    provider: Provider,
+    payload: serde_json::Value,
+    delivery_id: Option<Uuid>,
+}
+
+/// Stores an impact report for delivery. 202 for a new delivery, 200 with the
+/// original for a repeat of the same `deliveryId` and body, 409 for a reuse
+/// of the id with another body.
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    extract::Json(body): extract::Json<CreateDelivery>,
+) -> Result<Response, ApiError> {
+    principal.require_write()?;
+    principal.scope(Some(body.company_id))?;
+    if !body.payload.is_object() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "payload",
+            "must be a JSON object",
+        )]));
+    }
+    let new = NewDelivery {
+        company_id: body.company_id,
+        provider: body.provider,
+        delivery_id: body.delivery_id.unwrap_or_else(Uuid::now_v7),
+        payload: body.payload,
+    };
+    let (status, delivery) = match store::insert(&state.db, new).await? {
+        Created::New(delivery) => (StatusCode::ACCEPTED, delivery),
+        Created::Existing(delivery) => (StatusCode::OK, delivery),
+        Created::Conflict => {
+            return Err(ApiError::Conflict(
+                "deliveryId was already used for a different request".into(),
+            ));
+        }
+    };
+    let location = format!("/v1/impact-in/deliveries/{}", delivery.id);
+    Ok((status, [(header::LOCATION, location)], Json(delivery)).into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Delivery>, ApiError> {
+    principal.require_read()?;
+    let not_found = || ApiError::NotFound(format!("no delivery {id}"));
+    // A malformed id cannot name a delivery; 404 like any unknown one.
+    let uuid: Uuid = id.parse().map_err(|_| not_found())?;
+    store::find(&state.db, &principal.scope(None)?, uuid)
+        .await?
+        .map(Json)
+        .ok_or_else(not_found)
+}
+
+/// An RFC 3339 timestamp, or a plain date meaning midnight UTC.
+fn parse_date(raw: &str) -> Result<DateTime<Utc>, &'static str> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .or_else(|_| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        })
+        .map_err(|_| "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)")
+}
+
+fn parse_in_range(raw: &str, min: u64, max: u64) -> Result<u64, String> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
+}

@@ -1,0 +1,166 @@
+//! The HTTP surface: one router, its middleware stack, and one file per route
+//! group. Handlers parse, authorize and call into the domain modules.
+
+mod deliveries;
+pub mod error;
+pub mod extract;
+mod health;
+
+use std::time::Duration;
+
+use axum::{
+    Json, Router,
+    extract::{DefaultBodyLimit, MatchedPath, Request},
+    http::{HeaderName, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+use tower::ServiceBuilder;
+use tower_http::{
+    cors::{AllowHeaders, AllowMethods, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveHeadersLayer,
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use tracing::Span;
+
+use self::error::{ApiError, Problem};
+use crate::app::AppState;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    let http = &state.config.http;
+    let middleware = ServiceBuilder::new()
+        .layer(SetSensitiveHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::PROXY_AUTHORIZATION,
+            header::COOKIE,
+            header::SET_COOKIE,
+        ]))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(record_response),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::map_response(problem_for_bare_errors))
+        .layer(cors(&http.cors_allowed_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            http.request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes));
+
+    Router::new()
+        .route("/", get(discovery))
+        .merge(health::routes())
+        .merge(deliveries::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware)
+        .with_state(state)
+}
+
+fn cors(origins: &[axum::http::HeaderValue]) -> CorsLayer {
+    // With no origin configured the layer allows none, so browsers on other
+    // origins are refused while server-to-server calls are unaffected.
+    CorsLayer::new()
+        .allow_origin(origins.to_vec())
+        .allow_methods(AllowMethods::list([
+            axum::http::Method::GET,
+            axum::http::Method::POST,
+            axum::http::Method::PUT,
+            axum::http::Method::PATCH,
+            axum::http::Method::DELETE,
+        ]))
+        .allow_headers(AllowHeaders::list([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ]))
+        .expose_headers([REQUEST_ID, header::LOCATION])
+        .max_age(Duration::from_secs(600))
+}
+
+fn request_span(request: &Request) -> Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route,
+        request_id,
+        subject = tracing::field::Empty,
+        company = tracing::field::Empty,
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    )
+}
+
+fn record_response(response: &Response, latency: Duration, span: &Span) {
+    span.record("status", response.status().as_u16());
+    span.record("latency_ms", latency.as_millis() as u64);
+    if response.status().is_server_error() {
+        tracing::error!("request failed");
+    } else {
+        tracing::info!("request finished");
+    }
+}
+
+/// Errors produced outside our handlers (the timeout layer, axum's own
+/// rejections) arrive without a body; give them the same problem shape.
+async fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let detail = match status {
+            StatusCode::SERVICE_UNAVAILABLE => "the request did not complete in time",
+            _ => status.canonical_reason().unwrap_or("error"),
+        };
+        let mut replaced = Problem::for_status(status, detail).into_response();
+        // Keep headers such as Allow and WWW-Authenticate.
+        for (name, value) in response.headers() {
+            replaced.headers_mut().entry(name).or_insert(value.clone());
+        }
+        return replaced;
+    }
+    response
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// `GET /`: what this service is and where its route groups live.
+async fn discovery() -> impl IntoResponse {
+    Json(json!({
+        "name": env!("CARGO_PKG_NAME"),
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": env!("CARGO_PKG_DESCRIPTION"),
+        "routes": {
+            "health": ["/health", "/health/liveness", "/health/readiness", "/health/startup"],
+            "impactIn": "/v1/impact-in",
+        },
+    }))
+}

@@ -1,0 +1,14 @@
+//! Impact-In: delivers CSR impact data to Benevity, Goodera and Workday.
+//!
+//! See `docs/architecture.md` for how the modules fit together.
+
+pub mod app;
+pub mod auth;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod http;
+pub mod provider;
+pub mod telemetry;
