@@ -69,20 +69,15 @@ fn body_limit_hint(message: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Syntax first, then shape: a truncated or malformed document is a 400 even
+/// when the part read so far would also miss a field.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| malformed(&err))?;
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_data() {
-            let message = strip_position(&inner);
-            ApiError::Validation(vec![FieldError::new(field_name(&path, &message), message)])
-        } else {
-            malformed(&inner)
-        }
-    })?;
-    deserializer.end().map_err(|err| malformed(&err))?;
-    Ok(value)
+        let message = strip_position(err.inner());
+        ApiError::Validation(vec![FieldError::new(field_name(&path, &message), message)])
+    })
 }
 
 fn malformed(err: &serde_json::Error) -> ApiError {

@@ -1,0 +1,206 @@
+//! The authentication and tenant-isolation matrix over the real router.
+
+mod common;
+
+use axum::http::{StatusCode, header};
+use common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token, token_with};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const LIST: &str = "/v1/impact-in/deliveries";
+
+async fn seed_delivery(pool: &PgPool, company: Uuid) -> Uuid {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO impact_deliveries (id, company_id, provider, delivery_id, payload)
+         VALUES ($1, $2, 'benevity', $3, '{}')",
+    )
+    .bind(id)
+    .bind(company)
+    .bind(Uuid::new_v4())
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+fn assert_unauthorized(response: &common::TestResponse) {
+    response.problem(StatusCode::UNAUTHORIZED);
+    let challenge = response.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn missing_or_unusable_credentials_are_401(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+
+    assert_unauthorized(&app.get(LIST, None).await);
+    assert_unauthorized(&app.get(LIST, Some("not-a-jwt")).await);
+
+    let valid = token(&[company], &[ADMIN]);
+    let (head, rest) = valid.split_once('.').unwrap();
+    let (claims, _) = rest.split_once('.').unwrap();
+    let bad_signature = format!("{head}.{claims}.c2lnbmF0dXJl");
+    assert_unauthorized(&app.get(LIST, Some(&bad_signature)).await);
+
+    let other_secret = config(&[("JWT_SECRET", "another-secret-another-secret-0123456")]);
+    let foreign = token_with(&other_secret, &[company], &[ADMIN], 3600);
+    assert_unauthorized(&app.get(LIST, Some(&foreign)).await);
+
+    let expired = common::expired_token(company);
+    let response = app.get(LIST, Some(&expired)).await;
+    assert_unauthorized(&response);
+    assert_eq!(response.body["detail"], "unauthorized: token expired");
+
+    let wrong_ops_key = format!("{OPS_KEY}x");
+    assert_unauthorized(&app.get(LIST, Some(&wrong_ops_key)).await);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn issuer_and_audience_are_checked_when_configured(pool: PgPool) {
+    let strict = config(&[("JWT_ISSUER", "cockpit"), ("JWT_AUDIENCE", "impact-in")]);
+    let app = TestApp::start(pool, strict.clone()).await;
+    let company = Uuid::new_v4();
+
+    let right = token_with(&strict, &[company], &[ADMIN], 3600);
+    assert_eq!(app.get(LIST, Some(&right)).await.status, StatusCode::OK);
+
+    let wrong_issuer = config(&[
+        ("JWT_ISSUER", "someone-else"),
+        ("JWT_AUDIENCE", "impact-in"),
+    ]);
+    let response = app
+        .get(
+            LIST,
+            Some(&token_with(&wrong_issuer, &[company], &[ADMIN], 3600)),
+        )
+        .await;
+    assert_unauthorized(&response);
+    assert_eq!(response.body["detail"], "unauthorized: wrong issuer");
+
+    let wrong_audience = config(&[("JWT_ISSUER", "cockpit"), ("JWT_AUDIENCE", "reporting")]);
+    let response = app
+        .get(
+            LIST,
+            Some(&token_with(&wrong_audience, &[company], &[ADMIN], 3600)),
+        )
+        .await;
+    assert_unauthorized(&response);
+    assert_eq!(response.body["detail"], "unauthorized: wrong audience");
+
+    // Configured claims are required, not only checked when present.
+    let bare = token(&[company], &[ADMIN]);
+    assert_unauthorized(&app.get(LIST, Some(&bare)).await);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn roles_gate_reads_and_writes(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+    let body = json!({ "companyId": company, "provider": "goodera", "payload": {} });
+
+    let no_roles = token(&[company], &[]);
+    app.get(LIST, Some(&no_roles))
+        .await
+        .problem(StatusCode::FORBIDDEN);
+
+    let reader = token(&[company], &[ADMIN]);
+    assert_eq!(app.get(LIST, Some(&reader)).await.status, StatusCode::OK);
+    let denied = app.post(LIST, Some(&reader), body.clone()).await;
+    denied.problem(StatusCode::FORBIDDEN);
+    assert!(
+        denied.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("MANAGE_INTEGRATIONS")
+    );
+
+    let manager_only = token(&[company], &[MANAGE]);
+    app.post(LIST, Some(&manager_only), body.clone())
+        .await
+        .problem(StatusCode::FORBIDDEN);
+
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+    assert_eq!(
+        app.post(LIST, Some(&writer), body).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let (mine, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    let my_delivery = seed_delivery(&pool, mine).await;
+    let their_delivery = seed_delivery(&pool, theirs).await;
+    let me = token(&[mine], &[ADMIN, MANAGE]);
+
+    let listed = app.get(LIST, Some(&me)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let ids: Vec<&Value> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["id"])
+        .collect();
+    assert_eq!(ids, vec![&json!(my_delivery)]);
+
+    let own = app.get(&format!("{LIST}/{my_delivery}"), Some(&me)).await;
+    assert_eq!(own.status, StatusCode::OK);
+    // Another company's delivery does not exist, as far as this caller knows.
+    app.get(&format!("{LIST}/{their_delivery}"), Some(&me))
+        .await
+        .problem(StatusCode::NOT_FOUND);
+
+    app.get(&format!("{LIST}?companyId={theirs}"), Some(&me))
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    let create = json!({ "companyId": theirs, "provider": "benevity", "payload": {} });
+    app.post(LIST, Some(&me), create)
+        .await
+        .problem(StatusCode::FORBIDDEN);
+
+    // A token for several companies sees each of them.
+    let both = token(&[mine, theirs], &[ADMIN]);
+    let listed = app.get(LIST, Some(&both)).await;
+    assert_eq!(listed.body["pagination"]["total"], 2);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn ops_keys_reach_every_company(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    seed_delivery(&pool, a).await;
+    let in_b = seed_delivery(&pool, b).await;
+
+    let listed = app.get(LIST, Some(OPS_KEY)).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body["pagination"]["total"], 2);
+    assert_eq!(
+        app.get(&format!("{LIST}/{in_b}"), Some(OPS_KEY))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let create = json!({ "companyId": a, "provider": "workday", "payload": {} });
+    assert_eq!(
+        app.post(LIST, Some(OPS_KEY), create).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn health_and_discovery_need_no_credentials(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    for path in [
+        "/",
+        "/health",
+        "/health/liveness",
+        "/health/readiness",
+        "/health/startup",
+    ] {
+        assert_eq!(app.get(path, None).await.status, StatusCode::OK, "{path}");
+    }
+}

@@ -1,0 +1,127 @@
+//! Probes against real Postgres and Redis, and with each one unreachable.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{TestApp, config, unreachable_pool};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn everything_up_is_ready_and_healthy(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+
+    assert_eq!(
+        app.get("/health/liveness", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get("/health/live", None).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/health/startup", None).await.status,
+        StatusCode::OK
+    );
+    for path in ["/health/readiness", "/health/ready"] {
+        let ready = app.get(path, None).await;
+        assert_eq!(ready.status, StatusCode::OK, "{path}: {}", ready.body);
+        assert_eq!(ready.body["status"], "ready");
+        assert_eq!(ready.body["degraded"], false);
+    }
+
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "healthy");
+    assert_eq!(health.body["connections"]["database"], "connected");
+    assert_eq!(health.body["connections"]["redis"], "connected");
+    assert!(health.body["checks"]["database"]["latencyMs"].is_u64());
+    assert!(health.body["checks"]["redis"]["latencyMs"].is_u64());
+    assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health.body["uptime"].is_u64());
+    assert!(health.body["timestamp"].is_string());
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn startup_probe_fails_until_start_up_has_finished(pool: PgPool) {
+    let app = TestApp::unstarted(pool, config(&[]));
+    assert_eq!(
+        app.get("/health/startup", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    app.state.start_up(Default::default()).await;
+    assert_eq!(
+        app.get("/health/startup", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn postgres_unreachable_is_not_ready_but_alive() {
+    let app = TestApp::unstarted(unreachable_pool(), config(&[]));
+
+    assert_eq!(
+        app.get("/health/liveness", None).await.status,
+        StatusCode::OK
+    );
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["reason"], "database unreachable");
+    assert_eq!(
+        app.get("/health/startup", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.body["status"], "unhealthy");
+    assert_eq!(health.body["connections"]["database"], "disconnected");
+}
+
+#[sqlx::test(migrations = false)]
+async fn pending_migrations_are_not_ready(pool: PgPool) {
+    let app = TestApp::unstarted(pool.clone(), config(&[("MIGRATE_ON_START", "false")]));
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["reason"], "migrations pending");
+
+    impact_in::db::migrate(&pool).await.unwrap();
+    assert_eq!(
+        app.get("/health/readiness", None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn redis_unreachable_is_ready_but_degraded(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("REDIS_URL", "redis://127.0.0.1:1")])).await;
+
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.body["degraded"], true);
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "degraded");
+    assert_eq!(health.body["connections"]["redis"], "disconnected");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn redis_unset_is_reported_disabled_and_healthy(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("REDIS_URL", "")])).await;
+    let health = app.get("/health", None).await;
+    assert_eq!(health.body["status"], "healthy");
+    assert_eq!(health.body["connections"]["redis"], "disabled");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn readiness_fails_once_draining_starts(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    app.state.lifecycle.mark_draining();
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["reason"], "shutting down");
+}
+
+#[tokio::test]
+async fn discovery_names_the_service_and_its_route_groups() {
+    let app = TestApp::unstarted(unreachable_pool(), config(&[]));
+    let root = app.get("/", None).await;
+    assert_eq!(root.status, StatusCode::OK);
+    assert_eq!(root.body["name"], "impact-in");
+    assert_eq!(root.body["routes"]["impactIn"], "/v1/impact-in");
+}

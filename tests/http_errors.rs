@@ -1,0 +1,207 @@
+//! Every error leaves as RFC 9457 problem+json, whoever raised it.
+
+mod common;
+
+use axum::{
+    body::Body,
+    http::{Method, Request, StatusCode, header},
+};
+use common::{ADMIN, MANAGE, TestApp, config, token};
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+const LIST: &str = "/v1/impact-in/deliveries";
+
+fn raw_post(bearer: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut builder = Request::builder()
+        .method(Method::POST)
+        .uri(LIST)
+        .header(header::AUTHORIZATION, format!("Bearer {bearer}"));
+    if let Some(content_type) = content_type {
+        builder = builder.header(header::CONTENT_TYPE, content_type);
+    }
+    builder.body(body.into()).unwrap()
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+
+    let malformed = app
+        .send(raw_post(
+            &writer,
+            Some("application/json"),
+            "{\n \"companyId\": ",
+        ))
+        .await;
+    let problem = malformed.problem(StatusCode::BAD_REQUEST);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("line 2 column"),
+        "{problem}"
+    );
+
+    let trailing = app
+        .send(raw_post(&writer, Some("application/json"), "{} {}"))
+        .await;
+    trailing.problem(StatusCode::BAD_REQUEST);
+
+    app.send(raw_post(&writer, Some("text/plain"), "{}"))
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    app.send(raw_post(&writer, None, "{}"))
+        .await
+        .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let oversized = format!("{{\"pad\": \"{}\"}}", "x".repeat(5000));
+    app.send(raw_post(&writer, Some("application/json"), oversized))
+        .await
+        .problem(StatusCode::PAYLOAD_TOO_LARGE);
+
+    let missing = app
+        .post(LIST, Some(&writer), json!({ "provider": "benevity" }))
+        .await;
+    missing.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(missing.error_fields(), vec!["companyId"]);
+
+    let wrong_type = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": "not-a-uuid", "provider": "benevity", "payload": {} }),
+        )
+        .await;
+    wrong_type.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(wrong_type.error_fields(), vec!["companyId"]);
+
+    let unknown_provider = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "salesforce", "payload": {} }),
+        )
+        .await;
+    assert_eq!(unknown_provider.error_fields(), vec!["provider"]);
+
+    let not_object = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "benevity", "payload": [1] }),
+        )
+        .await;
+    not_object.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(not_object.error_fields(), vec!["payload"]);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn routing_errors_are_problems(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+
+    let unknown = app.get("/v1/nothing-here", None).await;
+    unknown.problem(StatusCode::NOT_FOUND);
+
+    let wrong_method = app.request(Method::DELETE, "/health", None, None).await;
+    wrong_method.problem(StatusCode::METHOD_NOT_ALLOWED);
+    assert!(wrong_method.headers.contains_key(header::ALLOW));
+
+    let reader = token(&[Uuid::new_v4()], &[ADMIN]);
+    let bad_query = app
+        .get(&format!("{LIST}?limit=0&page=x&status=lost"), Some(&reader))
+        .await;
+    bad_query.problem(StatusCode::BAD_REQUEST);
+    let mut fields = bad_query.error_fields();
+    fields.sort();
+    assert_eq!(fields, vec!["limit", "page", "status"]);
+}
+
+#[tokio::test]
+async fn an_unavailable_database_is_a_503_without_internals() {
+    let app = TestApp::unstarted(common::unreachable_pool(), config(&[]));
+    let reader = token(&[Uuid::new_v4()], &[ADMIN]);
+    let response = app.get(LIST, Some(&reader)).await;
+    let problem = response.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        problem["detail"],
+        "the database is unavailable; retry later"
+    );
+    assert!(!problem.to_string().contains("127.0.0.1"));
+    assert!(response.headers.contains_key("x-request-id"));
+}
+
+/// A database that accepts connections and never answers: the request
+/// timeout, not the database, ends the request. The paused clock makes the
+/// 2 s timeout pass without waiting for it.
+#[tokio::test(start_paused = true)]
+async fn a_request_over_the_timeout_is_a_503_problem() {
+    let black_hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = black_hole.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+        }
+    });
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(60))
+        .connect_lazy(&format!("postgres://postgres@{address}/x"))
+        .unwrap();
+    let app = TestApp::unstarted(pool, config(&[("REQUEST_TIMEOUT_SECS", "2")]));
+    let reader = token(&[Uuid::new_v4()], &[ADMIN]);
+
+    let response = app.get(LIST, Some(&reader)).await;
+    let problem = response.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["detail"], "the request did not complete in time");
+    assert!(response.headers.contains_key("x-request-id"));
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn request_ids_are_generated_or_propagated(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let generated = app.get("/health/liveness", None).await;
+    let id = generated.headers["x-request-id"].to_str().unwrap();
+    assert!(Uuid::parse_str(id).is_ok(), "{id}");
+
+    let request = Request::builder()
+        .uri("/health/liveness")
+        .header("x-request-id", "trace-me-42")
+        .body(Body::empty())
+        .unwrap();
+    let echoed = app.send(request).await;
+    assert_eq!(echoed.headers["x-request-id"], "trace-me-42");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn cors_allows_only_configured_origins(pool: PgPool) {
+    let app = TestApp::start(
+        pool,
+        config(&[("CORS_ALLOWED_ORIGINS", "https://cockpit.example.com")]),
+    )
+    .await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(LIST)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "GET")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = app.send(preflight("https://cockpit.example.com")).await;
+    assert_eq!(
+        allowed.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+        "https://cockpit.example.com"
+    );
+    let refused = app.send(preflight("https://evil.example.com")).await;
+    assert!(
+        !refused
+            .headers
+            .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
