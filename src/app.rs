@@ -126,10 +126,10 @@ impl AppState {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let db = db::connect_lazy(&config.database)?;
     let addr = (config.host, config.port);
+    let state = AppState::new(config, db)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|err| anyhow::anyhow!("cannot listen on {}:{}: {err}", addr.0, addr.1))?;
-    let state = AppState::new(config, db)?;
     let shutdown_timeout = state.config.shutdown_timeout;
     tracing::info!(address = %listener.local_addr()?, "impact-in listening");
 
@@ -163,7 +163,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(Err(err)) => tracing::error!(error = %err, "server task failed"),
         Err(_) => tracing::warn!("shutdown timeout reached; dropping in-flight work"),
     }
-    state.db.close().await;
+    // Bounded: a connection stuck in a query must not hold the exit.
+    if tokio::time::timeout(Duration::from_secs(5), state.db.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database pool did not close in time");
+    }
     Ok(())
 }
 

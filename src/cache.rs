@@ -82,13 +82,12 @@ impl Cache {
 
     pub async fn get(&self, key: &str) -> Option<String> {
         let key = self.key(key);
-        if let Some(mut redis) = self.redis.clone() {
-            match self.bounded(redis.get::<_, Option<String>>(&key)).await {
-                Some(Some(value)) => return Some(value),
-                // A miss in Redis may still be a write made while Redis was down.
-                Some(None) | None => {}
-            }
+        if let Some(mut redis) = self.redis.clone()
+            && let Some(Some(value)) = self.bounded(redis.get::<_, Option<String>>(&key)).await
+        {
+            return Some(value);
         }
+        // A miss in Redis may still be a write made while Redis was down.
         self.local.get(&key).await.map(|(value, _)| value)
     }
 

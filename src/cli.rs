@@ -78,6 +78,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(&LogConfig::from_env()?);
             let database = DatabaseConfig::from_env()?;
+            db::create_database_if_missing(&database).await?;
             let pool = db::connect_lazy(&database)?;
             db::migrate(&pool).await?;
             tracing::info!("migrations applied");

@@ -203,10 +203,14 @@ impl LogConfig {
                 ));
             }
         };
-        Ok(Self {
-            level: env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into()),
-            format,
-        })
+        let level = env.optional("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                format!("'{level}' is not a level (error, warn, info, debug, trace) or filter"),
+            ));
+        }
+        Ok(Self { level, format })
     }
 }
 
@@ -390,6 +394,7 @@ mod tests {
             ("PORT_IMPACT_IN", "0"),
             ("PORT_IMPACT_IN", "70000"),
             ("LOG_FORMAT", "xml"),
+            ("LOG_LEVEL", "loud=[["),
             ("REQUEST_BODY_LIMIT_BYTES", "-1"),
             ("REQUEST_TIMEOUT_SECS", "0"),
             ("MIGRATE_ON_START", "maybe"),

@@ -33,6 +33,17 @@ fn redact_url_error(err: sqlx::Error) -> &'static str {
     }
 }
 
+/// Creates the database named in `DATABASE_URL` when it does not exist yet,
+/// so a first `impact-in migrate` works on an empty server.
+pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<(), sqlx::Error> {
+    use sqlx::{Postgres, migrate::MigrateDatabase};
+    if !Postgres::database_exists(config.url()).await? {
+        Postgres::create_database(config.url()).await?;
+        tracing::info!("created the database");
+    }
+    Ok(())
+}
+
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
 }

@@ -81,10 +81,13 @@ async fn pending_migrations_are_not_ready(pool: PgPool) {
     assert_eq!(ready.body["reason"], "migrations pending");
 
     impact_in::db::migrate(&pool).await.unwrap();
-    assert_eq!(
-        app.get("/health/readiness", None).await.status,
-        StatusCode::OK
-    );
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(ready.body["reason"], "start-up not finished");
+
+    app.state.start_up(Default::default()).await;
+    let ready = app.get("/health/readiness", None).await;
+    assert_eq!(ready.status, StatusCode::OK);
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -33,6 +33,8 @@ pub fn routes() -> Router<AppState> {
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
+/// Deeper pages are cheaper by cursor (coming with the delivery pipeline).
+const MAX_PAGE: u64 = 100_000;
 
 #[derive(Serialize)]
 struct Page {
@@ -59,9 +61,9 @@ async fn list(
     let provider = params.get("provider");
     let status = params.get("status");
     let created_from = params.get_with("startDate", parse_date);
-    let created_to = params.get_with("endDate", parse_date);
+    let created_to = params.get_with("endDate", parse_end_date);
     let page = params
-        .get_with("page", |raw| parse_in_range(raw, 1, u64::MAX))
+        .get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE))
         .unwrap_or(1);
     let limit = params
         .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
@@ -108,9 +110,12 @@ struct CreateDelivery {
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
-    extract::Json(body): extract::Json<CreateDelivery>,
+    // Taken as a Result so that a caller without the right role hears 403,
+    // not a complaint about a body it may not send at all.
+    body: Result<extract::Json<CreateDelivery>, ApiError>,
 ) -> Result<Response, ApiError> {
     principal.require_write()?;
+    let extract::Json(body) = body?;
     principal.scope(Some(body.company_id))?;
     if !body.payload.is_object() {
         return Err(ApiError::Validation(vec![FieldError::new(
@@ -152,15 +157,31 @@ async fn show(
         .ok_or_else(not_found)
 }
 
-/// An RFC 3339 timestamp, or a plain date meaning midnight UTC.
+const DATE_HELP: &str = "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)";
+
+/// An RFC 3339 timestamp, or a plain date meaning its first instant (UTC).
 fn parse_date(raw: &str) -> Result<DateTime<Utc>, &'static str> {
-    DateTime::parse_from_rfc3339(raw)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        })
-        .map_err(|_| "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)")
+    parse_timestamp_or_day(raw, |day| day)
+}
+
+/// An RFC 3339 timestamp, or a plain date meaning its last instant (UTC), so
+/// `endDate=2026-01-31` includes all of that day.
+fn parse_end_date(raw: &str) -> Result<DateTime<Utc>, &'static str> {
+    parse_timestamp_or_day(raw, |day| {
+        day + TimeDelta::days(1) - TimeDelta::microseconds(1)
+    })
+}
+
+fn parse_timestamp_or_day(
+    raw: &str,
+    instant_of_day: impl FnOnce(DateTime<Utc>) -> DateTime<Utc>,
+) -> Result<DateTime<Utc>, &'static str> {
+    if let Ok(timestamp) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(timestamp.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .map(|day| instant_of_day(day.and_time(NaiveTime::MIN).and_utc()))
+        .map_err(|_| DATE_HELP)
 }
 
 fn parse_in_range(raw: &str, min: u64, max: u64) -> Result<u64, String> {

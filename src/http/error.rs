@@ -98,7 +98,6 @@ impl Problem {
             }
             StatusCode::UNPROCESSABLE_ENTITY => ("/problems/validation", "Validation Failed"),
             StatusCode::SERVICE_UNAVAILABLE => ("/problems/unavailable", "Service Unavailable"),
-            StatusCode::GATEWAY_TIMEOUT => ("/problems/timeout", "Gateway Timeout"),
             s if s.is_server_error() => ("/problems/internal", "Internal Server Error"),
             _ => ("about:blank", status.canonical_reason().unwrap_or("Error")),
         };

@@ -20,14 +20,10 @@ use crate::{
 /// JSON → 400 with its position, wrong shape → 422 naming the field.
 pub struct Json<T>(pub T);
 
-impl<T, S> FromRequest<S> for Json<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType(
                 "expected Content-Type: application/json".into(),
@@ -36,7 +32,7 @@ where
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge {
-                    limit: body_limit_hint(&rejection.body_text()),
+                    limit: state.config.http.body_limit_bytes,
                 }
             } else {
                 ApiError::BadRequest("the request body could not be read".into())
@@ -58,15 +54,6 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// axum reports the limit only in its message; the number is informative.
-fn body_limit_hint(message: &str) -> usize {
-    message
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|n| n.parse().ok())
-        .next()
-        .unwrap_or(0)
 }
 
 /// Syntax first, then shape: a truncated or malformed document is a 400 even

@@ -91,8 +91,8 @@ fn elapsed_ms(began: Instant) -> u64 {
     u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Ready when Postgres answers with migrations applied and the process is not
-/// draining. Redis does not count: it is a cache, not the source of truth.
+/// Ready when start-up has finished, Postgres answers with migrations applied
+/// and the process is not draining. Redis does not count: it is a cache, not the source of truth.
 async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     if state.lifecycle.is_draining() {
         return (
@@ -104,6 +104,8 @@ async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     let reason = match (database.check.status, database.migrated) {
         (DatabaseStatus::Disconnected, _) => Some("database unreachable"),
         (DatabaseStatus::Connected, false) => Some("migrations pending"),
+        // e.g. a database migrated by a newer release that this one refuses.
+        _ if !state.lifecycle.is_started() => Some("start-up not finished"),
         (DatabaseStatus::Connected, true) => None,
     };
     let body = json!({

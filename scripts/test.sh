@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole check, as CI runs it: formatting, lints, and every test against
+# real Postgres and Redis (installed and started when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ensure_cargo
+# Tests create a fresh database per test next to this one.
+IMPACT_IN_DB=postgres ensure_postgres
+ensure_redis
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+say "cargo clippy"
+cargo clippy --locked --all-targets --quiet -- -D warnings
+say "cargo test"
+# --all-targets: unit and integration tests (no doctests: the crate has none).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --no-fail-fast --all-targets 2>&1 | tee "$log"
+# One closing line over every test binary.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
