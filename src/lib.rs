@@ -11,4 +11,5 @@ pub mod db;
 pub mod delivery;
 pub mod http;
 pub mod provider;
+pub mod report;
 pub mod telemetry;

@@ -9,7 +9,13 @@ use crate::config::{LogConfig, LogFormat};
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // Postgres NOTICEs ("relation already exists, skipping") are not news.
+        .add_directive(
+            "sqlx::postgres::notice=warn"
+                .parse()
+                .expect("static directive"),
+        );
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init`: a second call (tests) keeps the first subscriber.
     let _ = match config.format {

@@ -99,7 +99,8 @@ async fn issuer_and_audience_are_checked_when_configured(pool: PgPool) {
 async fn roles_gate_reads_and_writes(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
-    let body = json!({ "companyId": company, "provider": "goodera", "payload": {} });
+    let body =
+        json!({ "companyId": company, "provider": "goodera", "payload": common::report(company) });
 
     let no_roles = token(&[company], &[]);
     app.get(LIST, Some(&no_roles))
@@ -157,7 +158,8 @@ async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
     app.get(&format!("{LIST}?companyId={theirs}"), Some(&me))
         .await
         .problem(StatusCode::FORBIDDEN);
-    let create = json!({ "companyId": theirs, "provider": "benevity", "payload": {} });
+    let create =
+        json!({ "companyId": theirs, "provider": "benevity", "payload": common::report(theirs) });
     app.post(LIST, Some(&me), create)
         .await
         .problem(StatusCode::FORBIDDEN);
@@ -184,7 +186,7 @@ async fn ops_keys_reach_every_company(pool: PgPool) {
             .status,
         StatusCode::OK
     );
-    let create = json!({ "companyId": a, "provider": "workday", "payload": {} });
+    let create = json!({ "companyId": a, "provider": "workday", "payload": common::report(a) });
     assert_eq!(
         app.post(LIST, Some(OPS_KEY), create).await.status,
         StatusCode::ACCEPTED

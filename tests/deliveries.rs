@@ -48,7 +48,7 @@ async fn create_then_show_in_camel_case(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
     let writer = token(&[company], &[ADMIN, MANAGE]);
-    let payload = json!({ "volunteerHours": 120.5, "programmes": [{ "name": "R&D <Europe>" }] });
+    let payload = common::report(company);
 
     let created = app
         .post(
@@ -91,7 +91,7 @@ async fn a_repeated_delivery_id_is_answered_once(pool: PgPool) {
     let company = Uuid::new_v4();
     let writer = token(&[company], &[ADMIN, MANAGE]);
     let delivery_id = Uuid::new_v4();
-    let body = json!({ "companyId": company, "provider": "benevity", "deliveryId": delivery_id, "payload": { "a": 1 } });
+    let body = json!({ "companyId": company, "provider": "benevity", "deliveryId": delivery_id, "payload": common::report(company) });
 
     let first = app.post(LIST, Some(&writer), body.clone()).await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
@@ -101,14 +101,14 @@ async fn a_repeated_delivery_id_is_answered_once(pool: PgPool) {
     assert_eq!(again.body["id"], first.body["id"]);
 
     let mut changed = body.clone();
-    changed["payload"]["a"] = json!(2);
+    changed["payload"]["volunteerHours"] = json!(2);
     app.post(LIST, Some(&writer), changed)
         .await
         .problem(StatusCode::CONFLICT);
 
     // Racing identical requests create one row.
     let racer_id = Uuid::new_v4();
-    let racer = json!({ "companyId": company, "provider": "workday", "deliveryId": racer_id, "payload": {} });
+    let racer = json!({ "companyId": company, "provider": "workday", "deliveryId": racer_id, "payload": common::report(company) });
     let responses = futures_join(&app, &writer, racer, 8).await;
     let accepted = responses
         .iter()

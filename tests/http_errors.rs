@@ -74,7 +74,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": "not-a-uuid", "provider": "benevity", "payload": {} }),
+            json!({ "companyId": "not-a-uuid", "provider": "benevity", "payload": common::report(company) }),
         )
         .await;
     wrong_type.problem(StatusCode::UNPROCESSABLE_ENTITY);
@@ -84,7 +84,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": company, "provider": "salesforce", "payload": {} }),
+            json!({ "companyId": company, "provider": "salesforce", "payload": common::report(company) }),
         )
         .await;
     assert_eq!(unknown_provider.error_fields(), vec!["provider"]);
@@ -93,11 +93,45 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": company, "provider": "benevity", "payload": [1] }),
+            json!({ "companyId": company, "provider": "benevity", "payload": "report" }),
         )
         .await;
     not_object.problem(StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(not_object.error_fields(), vec!["payload"]);
+
+    // Type errors inside the report name their path; rule violations are all
+    // reported at once.
+    let mut mistyped = common::report(company);
+    mistyped["volunteerCount"] = json!("many");
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "benevity", "payload": mistyped }),
+        )
+        .await;
+    assert_eq!(response.error_fields(), vec!["payload.volunteerCount"]);
+
+    let mut broken = common::report(company);
+    broken["period"]["end"] = json!("2025-01-01");
+    broken["outcomeScores"]["language"] = json!(1.2);
+    broken["companyId"] = json!(Uuid::new_v4());
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "benevity", "payload": broken }),
+        )
+        .await;
+    response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.error_fields(),
+        vec![
+            "payload.period.end",
+            "payload.outcomeScores.language",
+            "payload.companyId"
+        ]
+    );
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]

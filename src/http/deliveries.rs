@@ -23,6 +23,7 @@ use crate::{
         store::{self, Created, ListFilter, NewDelivery},
     },
     provider::Provider,
+    report::ImpactReport,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -100,7 +101,7 @@ async fn list(
 struct CreateDelivery {
     company_id: Uuid,
     provider: Provider,
-    payload: serde_json::Value,
+    payload: ImpactReport,
     delivery_id: Option<Uuid>,
 }
 
@@ -117,17 +118,23 @@ async fn create(
     principal.require_write()?;
     let extract::Json(body) = body?;
     principal.scope(Some(body.company_id))?;
-    if !body.payload.is_object() {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "payload",
-            "must be a JSON object",
-        )]));
+    let mut errors: Vec<FieldError> = body
+        .payload
+        .violations()
+        .into_iter()
+        .map(|v| FieldError::new(format!("payload.{}", v.field), v.message))
+        .collect();
+    if body.payload.company_id != body.company_id {
+        errors.push(FieldError::new("payload.companyId", "must equal companyId"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
     }
     let new = NewDelivery {
         company_id: body.company_id,
         provider: body.provider,
         delivery_id: body.delivery_id.unwrap_or_else(Uuid::now_v7),
-        payload: body.payload,
+        payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
     let (status, delivery) = match store::insert(&state.db, new).await? {
         Created::New(delivery) => (StatusCode::ACCEPTED, delivery),

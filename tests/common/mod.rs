@@ -196,3 +196,25 @@ pub fn expired_token(company: Uuid) -> String {
         60,
     )
 }
+
+/// A valid canonical impact report for `company` (see docs/payloads.md).
+pub fn report(company: Uuid) -> serde_json::Value {
+    serde_json::json!({
+        "companyId": company,
+        "period": { "start": "2026-01-01", "end": "2026-03-31" },
+        "volunteerHours": 1250.5,
+        "volunteerCount": 84,
+        "participantCount": 312,
+        "sessionCount": 96,
+        "donations": [{ "amountMinor": 1250000, "currency": "EUR" }],
+        "outcomeScores": { "integration": 0.72, "language": 0.65 },
+        "sroiRatio": 3.4,
+        "visScore": 78.5,
+        "programmes": [{
+            "name": "R&D <Europe> ]]>",
+            "volunteerHours": 400.0,
+            "participantCount": 120,
+            "donations": []
+        }]
+    })
+}

@@ -1,0 +1,206 @@
+//! The canonical impact report: the body the cockpit hands us for delivery,
+//! before any provider mapping. Documented in `docs/payloads.md`.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImpactReport {
+    pub company_id: Uuid,
+    pub period: Period,
+    pub volunteer_hours: f64,
+    pub volunteer_count: u32,
+    pub participant_count: u32,
+    pub session_count: u32,
+    #[serde(default)]
+    pub donations: Vec<Money>,
+    /// Score per outcome dimension, each in [0, 1].
+    #[serde(default)]
+    pub outcome_scores: BTreeMap<String, f64>,
+    pub sroi_ratio: Option<f64>,
+    pub vis_score: Option<f64>,
+    #[serde(default)]
+    pub programmes: Vec<Programme>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+/// An amount in integer minor units (cents) of an ISO 4217 currency, so no
+/// floating-point rounding ever touches money.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Money {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Programme {
+    pub name: String,
+    pub volunteer_hours: f64,
+    pub participant_count: u32,
+    #[serde(default)]
+    pub donations: Vec<Money>,
+}
+
+/// A rule the report breaks, with the JSON path of the offending field
+/// relative to the report (e.g. `programmes[1].name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub message: String,
+}
+
+impl ImpactReport {
+    /// Every rule serde cannot express; all violations, not only the first.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut found = Vec::new();
+        let mut check = |ok: bool, field: String, message: &str| {
+            if !ok {
+                found.push(Violation {
+                    field,
+                    message: message.into(),
+                });
+            }
+        };
+        check(
+            self.period.start <= self.period.end,
+            "period.end".into(),
+            "must not be before period.start",
+        );
+        check(
+            non_negative(self.volunteer_hours),
+            "volunteerHours".into(),
+            "must be a finite number ≥ 0",
+        );
+        for (i, money) in self.donations.iter().enumerate() {
+            check_money(&mut check, &format!("donations[{i}]"), money);
+        }
+        for (dimension, score) in &self.outcome_scores {
+            check(
+                !dimension.trim().is_empty(),
+                "outcomeScores".into(),
+                "dimension names must not be blank",
+            );
+            check(
+                score.is_finite() && (0.0..=1.0).contains(score),
+                format!("outcomeScores.{dimension}"),
+                "must be between 0 and 1",
+            );
+        }
+        if let Some(sroi) = self.sroi_ratio {
+            check(
+                non_negative(sroi),
+                "sroiRatio".into(),
+                "must be a finite number ≥ 0",
+            );
+        }
+        if let Some(vis) = self.vis_score {
+            check(
+                non_negative(vis),
+                "visScore".into(),
+                "must be a finite number ≥ 0",
+            );
+        }
+        for (i, programme) in self.programmes.iter().enumerate() {
+            let at = format!("programmes[{i}]");
+            check(
+                !programme.name.trim().is_empty(),
+                format!("{at}.name"),
+                "must not be blank",
+            );
+            check(
+                non_negative(programme.volunteer_hours),
+                format!("{at}.volunteerHours"),
+                "must be a finite number ≥ 0",
+            );
+            for (j, money) in programme.donations.iter().enumerate() {
+                check_money(&mut check, &format!("{at}.donations[{j}]"), money);
+            }
+        }
+        found
+    }
+}
+
+fn non_negative(value: f64) -> bool {
+    value.is_finite() && value >= 0.0
+}
+
+fn check_money(check: &mut impl FnMut(bool, String, &str), at: &str, money: &Money) {
+    check(
+        money.amount_minor >= 0,
+        format!("{at}.amountMinor"),
+        "must be ≥ 0",
+    );
+    check(
+        money.currency.len() == 3 && money.currency.bytes().all(|b| b.is_ascii_uppercase()),
+        format!("{at}.currency"),
+        "must be an ISO 4217 code such as EUR",
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn example() -> serde_json::Value {
+        json!({
+            "companyId": "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44",
+            "period": { "start": "2026-01-01", "end": "2026-03-31" },
+            "volunteerHours": 1250.5,
+            "volunteerCount": 84,
+            "participantCount": 312,
+            "sessionCount": 96,
+            "donations": [{ "amountMinor": 1250000, "currency": "EUR" }],
+            "outcomeScores": { "integration": 0.72, "language": 0.65 },
+            "sroiRatio": 3.4,
+            "visScore": 78.5,
+            "programmes": [{
+                "name": "R&D <Europe> ]]>",
+                "volunteerHours": 400.0,
+                "participantCount": 120,
+                "donations": []
+            }]
+        })
+    }
+
+    #[test]
+    fn the_documented_example_is_valid_and_round_trips() {
+        let report: ImpactReport = serde_json::from_value(example()).unwrap();
+        assert!(report.violations().is_empty());
+        assert_eq!(serde_json::to_value(&report).unwrap(), example());
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_with_its_field() {
+        let mut body = example();
+        body["period"]["end"] = json!("2025-12-31");
+        body["volunteerHours"] = json!(-1);
+        body["donations"][0]["currency"] = json!("eur");
+        body["outcomeScores"]["language"] = json!(1.5);
+        body["programmes"][0]["name"] = json!(" ");
+        let report: ImpactReport = serde_json::from_value(body).unwrap();
+        let fields: Vec<String> = report.violations().into_iter().map(|v| v.field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "period.end",
+                "volunteerHours",
+                "donations[0].currency",
+                "outcomeScores.language",
+                "programmes[0].name",
+            ]
+        );
+    }
+}
