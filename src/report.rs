@@ -154,25 +154,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The example of docs/payloads.md, shared with the integration tests.
     fn example() -> serde_json::Value {
-        json!({
-            "companyId": "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44",
-            "period": { "start": "2026-01-01", "end": "2026-03-31" },
-            "volunteerHours": 1250.5,
-            "volunteerCount": 84,
-            "participantCount": 312,
-            "sessionCount": 96,
-            "donations": [{ "amountMinor": 1250000, "currency": "EUR" }],
-            "outcomeScores": { "integration": 0.72, "language": 0.65 },
-            "sroiRatio": 3.4,
-            "visScore": 78.5,
-            "programmes": [{
-                "name": "R&D <Europe> ]]>",
-                "volunteerHours": 400.0,
-                "participantCount": 120,
-                "donations": []
-            }]
-        })
+        serde_json::from_str(include_str!("../tests/fixtures/impact_report.json")).unwrap()
     }
 
     #[test]

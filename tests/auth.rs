@@ -206,3 +206,49 @@ async fn health_and_discovery_need_no_credentials(pool: PgPool) {
         assert_eq!(app.get(path, None).await.status, StatusCode::OK, "{path}");
     }
 }
+
+/// ES256 with `JWT_PUBLIC_KEY_FILE`: the key pair in tests/fixtures exists
+/// only for this test.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn tokens_verify_against_a_public_key_file(pool: PgPool) {
+    let public_key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/es256-test-public.pem"
+    );
+    let app = TestApp::start(
+        pool,
+        config(&[("JWT_SECRET", ""), ("JWT_PUBLIC_KEY_FILE", public_key)]),
+    )
+    .await;
+    let company = Uuid::new_v4();
+    let claims = impact_in::auth::Claims {
+        sub: "issuer-signed".into(),
+        company_id: Some(company),
+        company_ids: None,
+        roles: vec![ADMIN.into()],
+        exp: common::now() + 300,
+        iat: None,
+        iss: None,
+        aud: None,
+    };
+    let private_key = include_bytes!("fixtures/es256-test-private.pem");
+    let sign = |algorithm| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(algorithm),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_pem(private_key).unwrap(),
+        )
+        .unwrap()
+    };
+    let es256 = sign(jsonwebtoken::Algorithm::ES256);
+    assert_eq!(app.get(LIST, Some(&es256)).await.status, StatusCode::OK);
+
+    // An HS256 token, even one made with the public key as secret, is refused.
+    let confused = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&std::fs::read(public_key).unwrap()),
+    )
+    .unwrap();
+    assert_unauthorized(&app.get(LIST, Some(&confused)).await);
+}

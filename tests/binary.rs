@@ -1,6 +1,8 @@
 //! The real binary: configuration errors, `token`, `migrate`, and graceful
 //! shutdown on SIGTERM.
 
+mod common;
+
 use std::{
     process::{Command, Stdio},
     time::Duration,
@@ -8,7 +10,7 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_impact-in");
@@ -24,6 +26,16 @@ fn impact_in(vars: &[(&str, &str)]) -> Command {
         .stdin(Stdio::null())
         .envs(vars.iter().copied());
     command
+}
+
+/// Asserts the command exited 0 and returns its standard output.
+fn succeeded(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
 }
 
 fn database_url() -> String {
@@ -74,12 +86,7 @@ fn token_prints_a_jwt_the_service_accepts() {
         ])
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let token = String::from_utf8(output.stdout).unwrap();
+    let token = succeeded(output);
     let config = impact_in::config::AuthConfig {
         jwt_key: impact_in::config::JwtKeySource::Secret(JWT_SECRET.into()),
         issuer: None,
@@ -104,14 +111,11 @@ async fn migrate_creates_the_database_and_is_idempotent() {
         None => panic!("DATABASE_URL has no database name"),
     };
     for _ in 0..2 {
-        let output = impact_in(&[("DATABASE_URL", &url)])
-            .arg("migrate")
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        succeeded(
+            impact_in(&[("DATABASE_URL", &url)])
+                .arg("migrate")
+                .output()
+                .unwrap(),
         );
     }
     assert!(Postgres::database_exists(&url).await.unwrap());
@@ -144,14 +148,7 @@ async fn get(port: u16, path: &str) -> std::io::Result<String> {
 /// out its 3 s check timeout.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
-    let black_hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let db_address = black_hole.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = black_hole.accept().await {
-            held.push(socket);
-        }
-    });
+    let db_address = common::black_hole().await;
     let port = free_port();
     let mut server = tokio::process::Command::from(impact_in(&[
         ("DATABASE_URL", &format!("postgres://x@{db_address}/x")),

@@ -9,7 +9,6 @@ use axum::{
 use common::{ADMIN, MANAGE, TestApp, config, token};
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
 const LIST: &str = "/v1/impact-in/deliveries";
@@ -174,14 +173,7 @@ async fn an_unavailable_database_is_a_503_without_internals() {
 /// 2 s timeout pass without waiting for it.
 #[tokio::test(start_paused = true)]
 async fn a_request_over_the_timeout_is_a_503_problem() {
-    let black_hole = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = black_hole.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = black_hole.accept().await {
-            held.push(socket);
-        }
-    });
+    let address = common::black_hole().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_secs(60))
         .connect_lazy(&format!("postgres://postgres@{address}/x"))

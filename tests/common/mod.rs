@@ -197,24 +197,25 @@ pub fn expired_token(company: Uuid) -> String {
     )
 }
 
-/// A valid canonical impact report for `company` (see docs/payloads.md).
+/// A valid canonical impact report for `company`: the example of
+/// docs/payloads.md.
 pub fn report(company: Uuid) -> serde_json::Value {
-    serde_json::json!({
-        "companyId": company,
-        "period": { "start": "2026-01-01", "end": "2026-03-31" },
-        "volunteerHours": 1250.5,
-        "volunteerCount": 84,
-        "participantCount": 312,
-        "sessionCount": 96,
-        "donations": [{ "amountMinor": 1250000, "currency": "EUR" }],
-        "outcomeScores": { "integration": 0.72, "language": 0.65 },
-        "sroiRatio": 3.4,
-        "visScore": 78.5,
-        "programmes": [{
-            "name": "R&D <Europe> ]]>",
-            "volunteerHours": 400.0,
-            "participantCount": 120,
-            "donations": []
-        }]
-    })
+    let mut report: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/impact_report.json")).unwrap();
+    report["companyId"] = serde_json::json!(company);
+    report
+}
+
+/// The address of a server that accepts TCP connections and never answers:
+/// a database that hangs.
+pub async fn black_hole() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    address
 }
