@@ -34,14 +34,8 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CompanyAccess {
-    All,
-    Only(Vec<Uuid>),
-}
-
-/// The rows a query may see, derived from a principal and an optional
-/// explicit `companyId` filter.
+/// A set of companies: those a principal was granted, and the rows a query
+/// may see (the grant narrowed by an explicit `companyId` filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompanyScope {
     All,
@@ -61,8 +55,7 @@ impl CompanyScope {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub subject: String,
-    pub via_ops_key: bool,
-    companies: CompanyAccess,
+    companies: CompanyScope,
     roles: HashSet<Role>,
 }
 
@@ -80,8 +73,7 @@ impl Principal {
     pub fn ops(fingerprint: &str) -> Self {
         Self {
             subject: format!("ops-key:{fingerprint}"),
-            via_ops_key: true,
-            companies: CompanyAccess::All,
+            companies: CompanyScope::All,
             roles: HashSet::from([Role::AdminConsole, Role::ManageIntegrations]),
         }
     }
@@ -89,8 +81,7 @@ impl Principal {
     pub fn user(subject: String, companies: Vec<Uuid>, roles: HashSet<Role>) -> Self {
         Self {
             subject,
-            via_ops_key: false,
-            companies: CompanyAccess::Only(companies),
+            companies: CompanyScope::Only(companies),
             roles,
         }
     }
@@ -120,8 +111,8 @@ impl Principal {
 
     pub fn can_access(&self, company: Uuid) -> bool {
         match &self.companies {
-            CompanyAccess::All => true,
-            CompanyAccess::Only(ids) => ids.contains(&company),
+            CompanyScope::All => true,
+            CompanyScope::Only(ids) => ids.contains(&company),
         }
     }
 
@@ -129,21 +120,20 @@ impl Principal {
     /// caller's companies is refused (403) rather than silently emptied, so
     /// the cockpit learns its request was wrong.
     pub fn scope(&self, requested: Option<Uuid>) -> Result<CompanyScope, AuthError> {
-        match (requested, &self.companies) {
-            (Some(company), _) if self.can_access(company) => Ok(CompanyScope::Only(vec![company])),
-            (Some(_), _) => Err(AuthError::Forbidden(
+        match requested {
+            Some(company) if self.can_access(company) => Ok(CompanyScope::Only(vec![company])),
+            Some(_) => Err(AuthError::Forbidden(
                 "companyId is outside the companies of this token".into(),
             )),
-            (None, CompanyAccess::All) => Ok(CompanyScope::All),
-            (None, CompanyAccess::Only(ids)) => Ok(CompanyScope::Only(ids.clone())),
+            None => Ok(self.companies.clone()),
         }
     }
 
     /// The company recorded on the request span, for logs.
     pub fn log_label(&self) -> String {
         match &self.companies {
-            CompanyAccess::All => "*".into(),
-            CompanyAccess::Only(ids) => ids
+            CompanyScope::All => "*".into(),
+            CompanyScope::Only(ids) => ids
                 .iter()
                 .map(Uuid::to_string)
                 .collect::<Vec<_>>()

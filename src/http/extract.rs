@@ -58,7 +58,7 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
 
 /// Syntax first, then shape: a truncated or malformed document is a 400 even
 /// when the part read so far would also miss a field.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| malformed(&err))?;
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
