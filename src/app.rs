@@ -13,7 +13,15 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::{auth::Authenticator, cache::Cache, config::Config, db};
+use crate::{
+    auth::Authenticator,
+    cache::Cache,
+    clock::{SharedClock, SystemClock},
+    config::Config,
+    connectors::{registry::ConnectorRegistry, tokens::TokenStore},
+    db,
+    provider::Provider,
+};
 
 /// What every handler and background task shares. Cheap to clone.
 #[derive(Clone)]
@@ -24,6 +32,8 @@ pub struct Inner {
     pub db: PgPool,
     pub cache: Cache,
     pub auth: Authenticator,
+    pub connectors: ConnectorRegistry,
+    pub clock: SharedClock,
     pub lifecycle: Lifecycle,
 }
 
@@ -75,13 +85,27 @@ impl Lifecycle {
 impl AppState {
     /// State over an existing pool (tests pass one per fresh database).
     pub fn new(config: Config, db: PgPool) -> anyhow::Result<Self> {
+        Self::with_clock(config, db, Arc::new(SystemClock))
+    }
+
+    /// As [`AppState::new`], with the clock tests move by hand.
+    pub fn with_clock(config: Config, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
         let cache = Cache::new(&config.redis)?;
         let auth = Authenticator::from_config(&config.auth)?;
+        let connectors = ConnectorRegistry::new(
+            config.connectors.providers.clone(),
+            config.connectors.outbound.clone(),
+            config.connectors.breaker.clone(),
+            TokenStore::new(db.clone(), &config.connectors.token_key),
+            clock.clone(),
+        )?;
         Ok(Self(Arc::new(Inner {
             config,
             db,
             cache,
             auth,
+            connectors,
+            clock,
             lifecycle: Lifecycle::new(),
         })))
     }
@@ -132,6 +156,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .map_err(|err| anyhow::anyhow!("cannot listen on {}:{}: {err}", addr.0, addr.1))?;
     let shutdown_timeout = state.config.shutdown_timeout;
     tracing::info!(address = %listener.local_addr()?, "impact-in listening");
+    log_providers(&state.config);
 
     let shutdown = CancellationToken::new();
     let start_up = tokio::spawn({
@@ -171,6 +196,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::warn!("database pool did not close in time");
     }
     Ok(())
+}
+
+/// Says at start which providers can be used and how, without secrets.
+fn log_providers(config: &Config) {
+    let connectors = &config.connectors;
+    if connectors.sandbox_mode {
+        tracing::warn!(
+            "SANDBOX MODE: providers point at the local provider sandbox, not at Benevity, Goodera or Workday"
+        );
+    }
+    for provider in Provider::ALL {
+        match connectors.providers.resolve(provider, None) {
+            Ok(resolved) => {
+                tracing::info!(%provider, endpoint = %resolved.describe(), "provider configured")
+            }
+            Err(reason) => {
+                tracing::info!(%provider, %reason, "provider has no global configuration; only companies with their own credentials can use it")
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

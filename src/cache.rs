@@ -51,7 +51,7 @@ impl Cache {
             None => None,
             Some(url) => {
                 let client = redis::Client::open(url.expose_secret()).map_err(|_| ConfigError {
-                    var: "REDIS_URL",
+                    var: "REDIS_URL".into(),
                     problem: "not a valid Redis URL (redis://host:port/db)".into(),
                 })?;
                 // Few, short reconnection attempts per failed command: the
@@ -63,7 +63,7 @@ impl Cache {
                     .set_max_delay(Duration::from_secs(1));
                 let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
                     .map_err(|_| ConfigError {
-                        var: "REDIS_URL",
+                        var: "REDIS_URL".into(),
                         problem: "cannot build a Redis client for this URL".into(),
                     })?;
                 Some(manager)

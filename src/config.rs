@@ -9,19 +9,29 @@ use std::{collections::HashMap, net::IpAddr, path::PathBuf, str::FromStr, time::
 use axum::http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::{
+    connectors::{
+        BreakerConfig, OutboundConfig,
+        retry::RetryPolicy,
+        settings::{ProviderSettings, SettingsError},
+        tokens::TokenEncryptionKey,
+    },
+    provider::Provider,
+};
+
 /// A variable that is missing or malformed. Its `Display` is the one line the
 /// process prints before it exits, so it always names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {var}: {problem}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    pub var: String,
     pub problem: String,
 }
 
 impl ConfigError {
-    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+    fn new(var: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
-            var,
+            var: var.into(),
             problem: problem.into(),
         }
     }
@@ -42,6 +52,7 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub http: HttpConfig,
+    pub connectors: ConnectorsConfig,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
 }
@@ -91,6 +102,28 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
 }
 
+#[derive(Debug, Clone)]
+pub struct ConnectorsConfig {
+    pub providers: ProviderSettings,
+    pub outbound: OutboundConfig,
+    pub breaker: BreakerConfig,
+    pub retry: RetryPolicies,
+    pub token_key: TokenEncryptionKey,
+    /// Set by `scripts/run.sh` when the providers point at the local sandbox,
+    /// so the logs say so loudly.
+    pub sandbox_mode: bool,
+}
+
+/// The retry policy of each provider (`{PROVIDER}_RETRY_*`).
+#[derive(Debug, Clone)]
+pub struct RetryPolicies([RetryPolicy; 3]);
+
+impl RetryPolicies {
+    pub fn get(&self, provider: Provider) -> &RetryPolicy {
+        &self.0[provider as usize]
+    }
+}
+
 /// The shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least
 /// as long as the hash output (256 bits).
 const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -99,14 +132,17 @@ const MIN_OPS_KEY_CHARS: usize = 24;
 impl Config {
     /// Reads the process environment, after loading `.env` when present.
     pub fn from_env() -> Result<Self, ConfigError> {
-        from_process_env(|env| Self::from_lookup(env.0))
+        from_process_env(|env| Self::from_lookup(env.0, std::env::vars()))
     }
 
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        Self::from_lookup(&|key| vars.get(key).cloned())
+        Self::from_lookup(&|key| vars.get(key).cloned(), vars.clone())
     }
 
-    fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_lookup(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        all: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let env = Env(lookup);
         Ok(Self {
             host: env.parse_or("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
@@ -126,6 +162,7 @@ impl Config {
                 body_limit_bytes: env.positive("REQUEST_BODY_LIMIT_BYTES", 1024 * 1024)?,
                 request_timeout: env.seconds("REQUEST_TIMEOUT_SECS", 30)?,
             },
+            connectors: ConnectorsConfig::from_env_with(&env, all)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         })
@@ -184,6 +221,64 @@ impl AuthConfig {
             ops_api_keys,
         })
     }
+}
+
+impl ConnectorsConfig {
+    fn from_env_with(
+        env: &Env,
+        all: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let providers = ProviderSettings::from_vars(all);
+        // A malformed global provider setting stops start-up; a provider
+        // that is simply not configured is reported when used.
+        for provider in Provider::ALL {
+            if let Err(SettingsError::Invalid { var, problem }) = providers.resolve(provider, None)
+            {
+                return Err(ConfigError::new(var, problem));
+            }
+        }
+        let token_key = env
+            .optional("TOKEN_ENCRYPTION_KEY")
+            .ok_or_else(|| {
+                ConfigError::new(
+                    "TOKEN_ENCRYPTION_KEY",
+                    "missing: 32 random bytes, base64 (openssl rand -base64 32)",
+                )
+            })
+            .and_then(|raw| {
+                TokenEncryptionKey::from_base64(&raw)
+                    .map_err(|err| ConfigError::new("TOKEN_ENCRYPTION_KEY", err.to_string()))
+            })?;
+        let [benevity, goodera, workday] = Provider::ALL.map(|p| retry_policy(env, p));
+        Ok(Self {
+            providers,
+            outbound: OutboundConfig {
+                connect_timeout: env.millis("OUTBOUND_CONNECT_TIMEOUT_MS", 5000)?,
+                request_timeout: env.seconds("OUTBOUND_TIMEOUT_SECS", 30)?,
+                max_response_bytes: env.positive("OUTBOUND_MAX_RESPONSE_BYTES", 64 * 1024)?,
+                max_retry_after: env.seconds("RETRY_AFTER_MAX_SECS", 300)?,
+            },
+            breaker: BreakerConfig {
+                failure_threshold: env.positive("CIRCUIT_FAILURE_THRESHOLD", 5)?,
+                window: env.seconds("CIRCUIT_WINDOW_SECS", 10)?,
+                cooldown: env.seconds("CIRCUIT_COOLDOWN_SECS", 30)?,
+            },
+            retry: RetryPolicies([benevity?, goodera?, workday?]),
+            token_key,
+            sandbox_mode: env.bool_or("SANDBOX_MODE", false)?,
+        })
+    }
+}
+
+fn retry_policy(env: &Env, provider: Provider) -> Result<RetryPolicy, ConfigError> {
+    let name = |suffix: &str| format!("{}_{suffix}", provider.as_str().to_ascii_uppercase());
+    let defaults = RetryPolicy::default();
+    Ok(RetryPolicy {
+        max_attempts: env.positive(&name("RETRY_MAX_ATTEMPTS"), defaults.max_attempts)?,
+        initial_delay: env.millis(&name("RETRY_INITIAL_DELAY_MS"), 1000)?,
+        max_delay: env.seconds(&name("RETRY_MAX_DELAY_SECS"), 30)?,
+        ..defaults
+    })
 }
 
 impl LogConfig {
@@ -253,7 +348,7 @@ impl Env<'_> {
         (self.0)(var).filter(|value| !value.trim().is_empty())
     }
 
-    fn required_secret(&self, var: &'static str) -> Result<SecretString, ConfigError> {
+    fn required_secret(&self, var: &str) -> Result<SecretString, ConfigError> {
         self.optional(var)
             .map(SecretString::from)
             .ok_or_else(|| ConfigError::new(var, "missing (required)"))
@@ -261,7 +356,7 @@ impl Env<'_> {
 
     fn parse_or<T: FromStr>(
         &self,
-        var: &'static str,
+        var: &str,
         default: T,
         expected: &str,
     ) -> Result<T, ConfigError> {
@@ -285,7 +380,7 @@ impl Env<'_> {
         Ok(port)
     }
 
-    fn positive<T>(&self, var: &'static str, default: T) -> Result<T, ConfigError>
+    fn positive<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + Default,
     {
@@ -296,15 +391,15 @@ impl Env<'_> {
         Ok(value)
     }
 
-    fn seconds(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    fn seconds(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
         self.positive(var, default).map(Duration::from_secs)
     }
 
-    fn millis(&self, var: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    fn millis(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
         self.positive(var, default).map(Duration::from_millis)
     }
 
-    fn bool_or(&self, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+    fn bool_or(&self, var: &str, default: bool) -> Result<bool, ConfigError> {
         match self.optional(var).map(|v| v.trim().to_ascii_lowercase()) {
             None => Ok(default),
             Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(true),
@@ -325,7 +420,7 @@ impl Env<'_> {
             .unwrap_or_default()
     }
 
-    fn origins(&self, var: &'static str) -> Result<Vec<HeaderValue>, ConfigError> {
+    fn origins(&self, var: &str) -> Result<Vec<HeaderValue>, ConfigError> {
         self.list(var)
             .into_iter()
             .map(|origin| {
@@ -357,6 +452,10 @@ mod tests {
             (
                 "JWT_SECRET".into(),
                 "0123456789abcdef0123456789abcdef".into(),
+            ),
+            (
+                "TOKEN_ENCRYPTION_KEY".into(),
+                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
             ),
         ])
     }
@@ -401,9 +500,38 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "cockpit.example.com"),
             ("OPS_API_KEYS", "short"),
             ("JWT_SECRET", "too-short"),
+            ("TOKEN_ENCRYPTION_KEY", "c2hvcnQ="),
+            ("TOKEN_ENCRYPTION_KEY", "not base64!"),
+            ("CIRCUIT_FAILURE_THRESHOLD", "0"),
+            ("GOODERA_RETRY_MAX_ATTEMPTS", "zero"),
+            ("BENEVITY_API_URL", "ftp://benevity.example"),
+            ("BENEVITY_AUTH", "password"),
         ] {
             assert_eq!(error_for(var, value).var, var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn a_missing_token_encryption_key_stops_start_up() {
+        let mut vars = base();
+        vars.remove("TOKEN_ENCRYPTION_KEY");
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "TOKEN_ENCRYPTION_KEY");
+        assert!(err.problem.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn retry_policies_are_set_per_provider() {
+        let mut vars = base();
+        vars.insert("GOODERA_RETRY_MAX_ATTEMPTS".into(), "7".into());
+        let config = Config::from_map(&vars).unwrap();
+        let retry = &config.connectors.retry;
+        assert_eq!(retry.get(Provider::Goodera).max_attempts, 7);
+        assert_eq!(retry.get(Provider::Benevity).max_attempts, 3);
+        assert_eq!(
+            retry.get(Provider::Workday).initial_delay,
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// while Postgres is still down.
 pub fn connect_lazy(config: &DatabaseConfig) -> Result<PgPool, ConfigError> {
     let options: PgConnectOptions = config.url().parse().map_err(|err| ConfigError {
-        var: "DATABASE_URL",
+        var: "DATABASE_URL".into(),
         problem: format!("not a valid Postgres URL ({})", redact_url_error(err)),
     })?;
     Ok(PgPoolOptions::new()

@@ -15,6 +15,7 @@ use tokio::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_impact-in");
 const JWT_SECRET: &str = "binary-test-secret-binary-test-secret-01";
+const TOKEN_KEY: &str = "YmluYXJ5LXRlc3QtdG9rZW4ta2V5LWJpbmFyeS10ZXM=";
 
 /// The binary with a clean environment, run from an empty directory so that
 /// no developer `.env` leaks in.
@@ -67,6 +68,23 @@ fn a_bad_port_stops_start_up_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("PORT_IMPACT_IN: 'abc' is not a port number"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_malformed_token_encryption_key_stops_start_up_naming_it() {
+    let output = impact_in(&[
+        ("DATABASE_URL", "postgres://x@127.0.0.1/x"),
+        ("JWT_SECRET", JWT_SECRET),
+        ("TOKEN_ENCRYPTION_KEY", "c2hvcnQ="),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("TOKEN_ENCRYPTION_KEY: must decode to 32 bytes, got 5"),
         "{stderr}"
     );
 }
@@ -153,6 +171,7 @@ async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
     let mut server = tokio::process::Command::from(impact_in(&[
         ("DATABASE_URL", &format!("postgres://x@{db_address}/x")),
         ("JWT_SECRET", JWT_SECRET),
+        ("TOKEN_ENCRYPTION_KEY", TOKEN_KEY),
         ("HOST", "127.0.0.1"),
         ("PORT_IMPACT_IN", &port.to_string()),
         ("HEALTH_CHECK_TIMEOUT_MS", "3000"),

@@ -59,7 +59,7 @@ impl JwtVerifier {
             ),
             JwtKeySource::PublicKeyFile(path) => {
                 let pem = std::fs::read(path).map_err(|err| ConfigError {
-                    var: "JWT_PUBLIC_KEY_FILE",
+                    var: "JWT_PUBLIC_KEY_FILE".into(),
                     problem: format!("cannot read {}: {err}", path.display()),
                 })?;
                 if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
@@ -68,7 +68,7 @@ impl JwtVerifier {
                     (key, vec![Algorithm::ES256])
                 } else {
                     return Err(ConfigError {
-                        var: "JWT_PUBLIC_KEY_FILE",
+                        var: "JWT_PUBLIC_KEY_FILE".into(),
                         problem: format!(
                             "{} is not an RSA or EC public key in PEM",
                             path.display()
@@ -137,7 +137,7 @@ impl JwtSigner {
                 audience: config.audience.clone(),
             }),
             JwtKeySource::PublicKeyFile(_) => Err(ConfigError {
-                var: "JWT_SECRET",
+                var: "JWT_SECRET".into(),
                 problem: "tokens can only be signed with JWT_SECRET; with JWT_PUBLIC_KEY_FILE \
                           the issuer holds the private key"
                     .into(),

@@ -1,0 +1,117 @@
+//! How a delivery attempt failed, classified for the retry decision.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConnectorError {
+    /// Worth another attempt: the provider or the network had a bad moment.
+    #[error("{message}")]
+    Transient {
+        message: String,
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    /// The provider (or our own client-side limit) asked us to slow down.
+    #[error("rate limited{}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs_f64())).unwrap_or_default())]
+    RateLimited {
+        status: Option<u16>,
+        retry_after: Option<Duration>,
+    },
+    /// Credentials were refused; retrying cannot help until they change.
+    #[error("authentication failed: {message}")]
+    Auth {
+        message: String,
+        status: Option<u16>,
+    },
+    /// The provider rejected the payload; never retried.
+    #[error("rejected: {message}{}", details_suffix(.details))]
+    Permanent {
+        message: String,
+        status: Option<u16>,
+        /// Field-level messages the provider gave (e.g. SOAP validation errors).
+        details: Vec<String>,
+    },
+}
+
+fn details_suffix(details: &[String]) -> String {
+    if details.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", details.join("; "))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Transient,
+    RateLimited,
+    Auth,
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transient => "transient",
+            Self::RateLimited => "rate_limited",
+            Self::Auth => "auth",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+impl ConnectorError {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::Transient {
+            message: message.into(),
+            status: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::Permanent {
+            message: message.into(),
+            status: None,
+            details: Vec::new(),
+        }
+    }
+
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Transient { .. } => ErrorClass::Transient,
+            Self::RateLimited { .. } => ErrorClass::RateLimited,
+            Self::Auth { .. } => ErrorClass::Auth,
+            Self::Permanent { .. } => ErrorClass::Permanent,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.class(),
+            ErrorClass::Transient | ErrorClass::RateLimited
+        )
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Transient { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
+                *retry_after
+            }
+            Self::Auth { .. } | Self::Permanent { .. } => None,
+        }
+    }
+
+    /// The HTTP status the provider answered, when it answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Transient { status, .. }
+            | Self::RateLimited { status, .. }
+            | Self::Auth { status, .. }
+            | Self::Permanent { status, .. } => *status,
+        }
+    }
+}

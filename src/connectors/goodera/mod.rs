@@ -1,0 +1,124 @@
+//! Goodera: JSON with a bearer token (OAuth2 client credentials) or an API
+//! key, under a limit of 100 requests per minute per credential that we
+//! enforce ourselves and adjust from the provider's rate-limit headers.
+
+pub mod schema;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use reqwest::header::CONTENT_TYPE;
+
+use super::{
+    Connector, ConnectorError, DeliveryRequest, Receipt,
+    http::{Outbound, Reply},
+    oauth::ApiAuth,
+    rate::RateGate,
+    settings::GooderaConfig,
+};
+use crate::{clock::SharedClock, provider::Provider};
+
+#[derive(Debug)]
+pub struct Goodera {
+    config: GooderaConfig,
+    auth: ApiAuth,
+    outbound: Outbound,
+    /// Shared by every connector using the same credential.
+    gate: Arc<RateGate>,
+    clock: SharedClock,
+}
+
+impl Goodera {
+    pub(super) fn new(
+        config: GooderaConfig,
+        auth: ApiAuth,
+        outbound: Outbound,
+        gate: Arc<RateGate>,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            config,
+            auth,
+            outbound,
+            gate,
+            clock,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "{}{path}",
+            self.config.api_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    /// One rate-limited call; the provider's view of the window wins over ours.
+    async fn call(&self, request: reqwest::RequestBuilder) -> Result<Reply, ConnectorError> {
+        self.gate.acquire().await;
+        let outcome = self.auth.send(&self.outbound, request).await;
+        match &outcome {
+            Ok(reply) => self.follow_window(reply),
+            Err(ConnectorError::RateLimited { retry_after, .. }) => {
+                self.gate
+                    .pause_for(retry_after.unwrap_or(Duration::from_secs(60)));
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    /// `X-RateLimit-Remaining: 0` holds requests until `X-RateLimit-Reset`
+    /// (Unix epoch seconds, GitHub's convention, which Goodera follows).
+    fn follow_window(&self, reply: &Reply) {
+        let header = |name: &str| {
+            reply
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        if header("x-ratelimit-remaining") == Some(0)
+            && let Some(reset) = header("x-ratelimit-reset")
+        {
+            let wait = reset - self.clock.now().timestamp();
+            self.gate
+                .pause_for(Duration::from_secs(wait.clamp(0, 3600) as u64));
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for Goodera {
+    fn provider(&self) -> Provider {
+        Provider::Goodera
+    }
+
+    fn schema_version(&self) -> &'static str {
+        schema::SCHEMA_VERSION
+    }
+
+    async fn deliver(&self, request: DeliveryRequest<'_>) -> Result<Receipt, ConnectorError> {
+        let body = serde_json::to_vec(&schema::map(request.report, request.delivery_id))
+            .map_err(|err| ConnectorError::permanent(format!("cannot encode report: {err}")))?;
+        let reply = self
+            .call(
+                self.outbound
+                    .client()
+                    .post(self.url("/v2/impact-data"))
+                    .header(CONTENT_TYPE, "application/json")
+                    .header("Idempotency-Key", request.delivery_id)
+                    .body(body),
+            )
+            .await?;
+        let reference = reply
+            .json::<schema::GooderaAccepted>()
+            .map(|a| a.data.submission_id);
+        Ok(reply.receipt(reference))
+    }
+
+    async fn health(&self) -> Result<(), ConnectorError> {
+        self.call(self.outbound.client().get(self.url("/v2/ping")))
+            .await
+            .map(drop)
+    }
+}

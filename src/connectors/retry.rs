@@ -1,0 +1,141 @@
+//! When to try a failed delivery again. The policy only decides delays; the
+//! delivery queue applies them durably between attempts, so one policy
+//! governs every retry and each provider call is one counted attempt.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use rand::Rng;
+
+use super::ConnectorError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Provider calls in all, the first included.
+    pub max_attempts: u32,
+    pub initial_delay: Duration,
+    pub factor: f32,
+    pub max_delay: Duration,
+    /// Each computed delay is moved by up to this fraction either way, so
+    /// deliveries that failed together do not all come back together.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// The seed service's defaults: 3 attempts, 1 s, ×2, 30 s cap, ±10 %.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_delay: Duration::from_secs(1),
+            factor: 2.0,
+            max_delay: Duration::from_secs(30),
+            jitter: 0.1,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt after `attempts_made` calls, the
+    /// last of which failed with `error`; `None` means give up. A provider's
+    /// `Retry-After` (already bounded by the client) replaces the computed
+    /// delay.
+    pub fn next_delay(&self, attempts_made: u32, error: &ConnectorError) -> Option<Duration> {
+        if !error.is_retryable() || attempts_made >= self.max_attempts {
+            return None;
+        }
+        if let Some(asked) = error.retry_after() {
+            return Some(asked);
+        }
+        Some(self.jittered(self.backoff(attempts_made)))
+    }
+
+    /// The un-jittered exponential delay after the `attempts_made`-th call.
+    /// backon's own jitter only adds (0, delay); we want it symmetric.
+    fn backoff(&self, attempts_made: u32) -> Duration {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_delay)
+            .with_factor(self.factor)
+            .with_max_delay(self.max_delay)
+            .without_max_times()
+            .build()
+            .nth(attempts_made.saturating_sub(1) as usize)
+            .unwrap_or(self.max_delay)
+    }
+
+    fn jittered(&self, delay: Duration) -> Duration {
+        if self.jitter <= 0.0 {
+            return delay;
+        }
+        let spread = rand::rng().random_range(-self.jitter..=self.jitter);
+        delay.mul_f64(1.0 + spread)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> ConnectorError {
+        ConnectorError::transient("HTTP 503")
+    }
+
+    #[test]
+    fn delays_double_from_one_second_within_ten_percent_and_stop_after_three_calls() {
+        let policy = RetryPolicy::default();
+        for _ in 0..200 {
+            let first = policy.next_delay(1, &transient()).unwrap();
+            let second = policy.next_delay(2, &transient()).unwrap();
+            assert!((900..=1100).contains(&first.as_millis()), "{first:?}");
+            assert!((1800..=2200).contains(&second.as_millis()), "{second:?}");
+        }
+        assert_eq!(policy.next_delay(3, &transient()), None);
+    }
+
+    #[test]
+    fn delays_are_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 20,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(
+            policy.next_delay(5, &transient()),
+            Some(Duration::from_secs(16))
+        );
+        assert_eq!(
+            policy.next_delay(6, &transient()),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            policy.next_delay(19, &transient()),
+            Some(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn retry_after_replaces_the_computed_delay() {
+        let limited = ConnectorError::RateLimited {
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(42)),
+        };
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.next_delay(1, &limited),
+            Some(Duration::from_secs(42))
+        );
+    }
+
+    #[test]
+    fn permanent_and_auth_errors_are_never_retried() {
+        let policy = RetryPolicy::default();
+        let auth = ConnectorError::Auth {
+            message: "HTTP 401".into(),
+            status: Some(401),
+        };
+        assert_eq!(
+            policy.next_delay(1, &ConnectorError::permanent("HTTP 400")),
+            None
+        );
+        assert_eq!(policy.next_delay(1, &auth), None);
+    }
+}
