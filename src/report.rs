@@ -93,6 +93,11 @@ impl ImpactReport {
                 "dimension names must not be blank",
             );
             check(
+                printable(dimension),
+                format!("outcomeScores.{}", dimension.escape_debug()),
+                "dimension names must not contain control characters",
+            );
+            check(
                 score.is_finite() && (0.0..=1.0).contains(score),
                 format!("outcomeScores.{dimension}"),
                 "must be between 0 and 1",
@@ -120,6 +125,11 @@ impl ImpactReport {
                 "must not be blank",
             );
             check(
+                printable(&programme.name),
+                format!("{at}.name"),
+                "must not contain control characters",
+            );
+            check(
                 non_negative(programme.volunteer_hours),
                 format!("{at}.volunteerHours"),
                 "must be a finite number ≥ 0",
@@ -130,6 +140,14 @@ impl ImpactReport {
         }
         found
     }
+}
+
+/// Control characters cannot travel in XML 1.0 (Workday SOAP); tab and line
+/// breaks can.
+fn printable(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
 }
 
 fn non_negative(value: f64) -> bool {
@@ -174,6 +192,9 @@ mod tests {
         body["donations"][0]["currency"] = json!("eur");
         body["outcomeScores"]["language"] = json!(1.5);
         body["programmes"][0]["name"] = json!(" ");
+        body["programmes"].as_array_mut().unwrap().push(json!({
+            "name": "bell\u{7}", "volunteerHours": 1.0, "participantCount": 1
+        }));
         let report: ImpactReport = serde_json::from_value(body).unwrap();
         let fields: Vec<String> = report.violations().into_iter().map(|v| v.field).collect();
         assert_eq!(
@@ -184,6 +205,7 @@ mod tests {
                 "donations[0].currency",
                 "outcomeScores.language",
                 "programmes[0].name",
+                "programmes[1].name",
             ]
         );
     }
