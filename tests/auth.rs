@@ -13,8 +13,8 @@ const LIST: &str = "/v1/impact-in/deliveries";
 async fn seed_delivery(pool: &PgPool, company: Uuid) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO impact_deliveries (id, company_id, provider, delivery_id, payload)
-         VALUES ($1, $2, 'benevity', $3, '{}')",
+        "INSERT INTO impact_deliveries (id, company_id, provider, delivery_id, payload, payload_hash)
+         VALUES ($1, $2, 'benevity', $3, '{}', 'seeded')",
     )
     .bind(id)
     .bind(company)

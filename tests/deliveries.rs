@@ -19,8 +19,9 @@ async fn seed(
 ) -> Uuid {
     let id = Uuid::new_v4();
     sqlx::query(
-        "INSERT INTO impact_deliveries (id, company_id, provider, delivery_id, payload, status, created_at)
-         VALUES ($1, $2, $3, $4, '{}', $5, $6::timestamptz)",
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status, created_at)
+         VALUES ($1, $2, $3, $4, '{}', 'seeded', $5, $6::timestamptz)",
     )
     .bind(id)
     .bind(company)

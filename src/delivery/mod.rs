@@ -6,6 +6,7 @@ use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::provider::Provider;
@@ -67,8 +68,37 @@ pub struct Delivery {
     pub attempt_count: i32,
     pub last_error: Option<String>,
     pub provider_response: Option<serde_json::Value>,
+    pub from_cache: bool,
     pub payload: serde_json::Value,
+    pub payload_hash: String,
+    pub schedule_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// SHA-256 (hex) of the RFC 8785 canonical form of a JSON value: equal for
+/// any two encodings of the same document (key order, number spelling).
+pub fn payload_hash(payload: &serde_json::Value) -> String {
+    let canonical = serde_jcs::to_vec(payload).expect("a JSON value always canonicalises");
+    hex::encode(Sha256::digest(canonical))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_payload_hash_ignores_key_order_and_number_spelling() {
+        let a: serde_json::Value = serde_json::from_str(r#"{"b": 1.0, "a": [1, 2e0]}"#).unwrap();
+        let b = json!({"a": [1, 2], "b": 1});
+        assert_eq!(payload_hash(&a), payload_hash(&b));
+        assert_ne!(
+            payload_hash(&a),
+            payload_hash(&json!({"a": [2, 1], "b": 1}))
+        );
+        assert_eq!(payload_hash(&b).len(), 64);
+    }
 }

@@ -9,7 +9,8 @@ use super::{Delivery, DeliveryStatus};
 use crate::{auth::CompanyScope, provider::Provider};
 
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
-                       provider_response, payload, created_at, updated_at, delivered_at";
+                       provider_response, from_cache, payload, payload_hash, schedule_id, \
+                       created_at, updated_at, delivered_at, next_attempt_at";
 
 #[derive(Debug, Clone)]
 pub struct ListFilter {
@@ -97,47 +98,64 @@ pub struct NewDelivery {
     pub company_id: Uuid,
     pub provider: Provider,
     pub delivery_id: Uuid,
+    pub idempotency_key: Option<String>,
     pub payload: serde_json::Value,
 }
 
 pub enum Created {
     New(Delivery),
-    /// The `deliveryId` was already used with this same request.
+    /// The `deliveryId` or `Idempotency-Key` was already used with this same
+    /// request.
     Existing(Delivery),
-    /// The `deliveryId` was already used with a different request.
+    /// The `deliveryId` or `Idempotency-Key` was already used with a
+    /// different request.
     Conflict,
 }
 
-/// Stores a pending delivery once per `deliveryId`. Racing identical requests
-/// meet at the unique index: one inserts, the others read its row.
+/// Stores a pending delivery, due now, once per `deliveryId` and per
+/// company's `Idempotency-Key`. Racing identical requests meet at the unique
+/// indexes: one inserts, the others read its row. "The same request" means
+/// the same company, provider and canonical payload hash.
 pub async fn insert(pool: &PgPool, new: NewDelivery) -> Result<Created, sqlx::Error> {
+    let hash = super::payload_hash(&new.payload);
     let inserted: Option<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
-        "INSERT INTO impact_deliveries (id, company_id, provider, delivery_id, payload)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (delivery_id) DO NOTHING
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
+              next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+         ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
     )))
     .bind(Uuid::now_v7())
     .bind(new.company_id)
     .bind(new.provider)
     .bind(new.delivery_id)
+    .bind(&new.idempotency_key)
     .bind(&new.payload)
+    .bind(&hash)
     .fetch_optional(pool)
     .await?;
     if let Some(delivery) = inserted {
         return Ok(Created::New(delivery));
     }
-    let existing = find(pool, &CompanyScope::All, new.delivery_id).await?;
-    Ok(match existing {
-        Some(d)
-            if d.company_id == new.company_id
-                && d.provider == new.provider
-                && d.payload == new.payload =>
+    let existing: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM impact_deliveries
+         WHERE delivery_id = $1 OR (company_id = $2 AND idempotency_key = $3)"
+    )))
+    .bind(new.delivery_id)
+    .bind(new.company_id)
+    .bind(&new.idempotency_key)
+    .fetch_all(pool)
+    .await?;
+    // Both the id and the key must point at one matching delivery; an id
+    // owned by another company is refused without revealing it.
+    Ok(match existing.as_slice() {
+        [d] if d.company_id == new.company_id
+            && d.provider == new.provider
+            && d.payload_hash == hash =>
         {
-            Created::Existing(d)
+            Created::Existing(d.clone())
         }
-        // Another request owns this id (possibly another company's): do not
-        // reveal it, only refuse.
         _ => Created::Conflict,
     })
 }

@@ -3,7 +3,7 @@
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -105,12 +105,17 @@ struct CreateDelivery {
     delivery_id: Option<Uuid>,
 }
 
+/// The longest `Idempotency-Key` accepted (the IETF draft leaves it open;
+/// UUIDs and ULIDs fit comfortably).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
 /// Stores an impact report for delivery. 202 for a new delivery, 200 with the
-/// original for a repeat of the same `deliveryId` and body, 409 for a reuse
-/// of the id with another body.
+/// original for a repeat of the same `deliveryId` or `Idempotency-Key` and
+/// body, 409 for a reuse of either with another body.
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
+    headers: HeaderMap,
     // Taken as a Result so that a caller without the right role hears 403,
     // not a complaint about a body it may not send at all.
     body: Result<extract::Json<CreateDelivery>, ApiError>,
@@ -118,6 +123,7 @@ async fn create(
     principal.require_write()?;
     let extract::Json(body) = body?;
     principal.scope(Some(body.company_id))?;
+    let idempotency_key = idempotency_key(&headers)?;
     let mut errors: Vec<FieldError> = body
         .payload
         .violations()
@@ -134,6 +140,7 @@ async fn create(
         company_id: body.company_id,
         provider: body.provider,
         delivery_id: body.delivery_id.unwrap_or_else(Uuid::now_v7),
+        idempotency_key,
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
     let (status, delivery) = match store::insert(&state.db, new).await? {
@@ -141,12 +148,29 @@ async fn create(
         Created::Existing(delivery) => (StatusCode::OK, delivery),
         Created::Conflict => {
             return Err(ApiError::Conflict(
-                "deliveryId was already used for a different request".into(),
+                "deliveryId or Idempotency-Key was already used for a different request".into(),
             ));
         }
     };
     let location = format!("/v1/impact-in/deliveries/{}", delivery.id);
     Ok((status, [(header::LOCATION, location)], Json(delivery)).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+            ))
+        })?;
+    Ok(Some(key.to_owned()))
 }
 
 async fn show(
