@@ -20,7 +20,7 @@ use super::{
 };
 use crate::provider::Provider;
 
-pub(crate) const JSON: &str = "application/json";
+const JSON: &str = "application/json";
 
 /// `{"error", "error_description"}` with `status`. Descriptions never
 /// contain a presented credential, so they are safe to log.

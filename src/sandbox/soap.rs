@@ -9,8 +9,8 @@ use quick_xml::escape::escape;
 
 use super::xml::Element;
 
-pub(crate) const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
-pub(crate) const WSSE: &str =
+const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const WSSE: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd";
 pub(crate) const WD: &str = "urn:com.workday/bsvc";
 pub(crate) const XML_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
@@ -131,7 +131,7 @@ impl Fault {
         }
     }
 
-    pub(crate) fn to_xml(&self) -> String {
+    fn to_xml(&self) -> String {
         let detail = match self {
             Self::Validation { message, xpath } => format!(
                 "<detail><wd:Validation_Fault><wd:Validation_Error>\
