@@ -1345,6 +1345,101 @@ async fn shutdown_stops_the_server() {
 }
 
 #[tokio::test]
+async fn dropping_the_sandbox_stops_the_server() {
+    let sandbox = sandbox().await;
+    let addr = sandbox.addr();
+    drop(sandbox);
+    // The server task notices on its next poll; give it turns, not time.
+    let mut refused = false;
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the listener closed after the drop");
+}
+
+#[tokio::test]
+async fn additional_credentials_are_accepted_next_to_the_documented_ones() {
+    let config = SandboxConfig::default()
+        .with_benevity_client("bnv-tenant", "bnv-tenant-secret")
+        .with_goodera_client("gdr-tenant", "gdr-tenant-secret")
+        .with_goodera_api_key("gdr-tenant-key")
+        .with_workday_tenant("acme")
+        .with_workday_client("wd-tenant", "wd-tenant-secret", "wd-tenant-refresh")
+        .with_workday_user("acme-integration", "acme-password");
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let http = Client::new();
+    let client_credentials = [("grant_type", "client_credentials")];
+
+    let benevity = token(
+        &http,
+        format!("{}/oauth2/token", sandbox.url()),
+        ("bnv-tenant", "bnv-tenant-secret"),
+        &client_credentials,
+    )
+    .await;
+    assert_eq!(benevity.status(), StatusCode::OK);
+    let goodera = token(
+        &http,
+        format!("{}/oauth/token", sandbox.url()),
+        ("gdr-tenant", "gdr-tenant-secret"),
+        &client_credentials,
+    )
+    .await;
+    assert_eq!(goodera.status(), StatusCode::OK);
+    let by_key = goodera_request(&http, &sandbox, "g-1")
+        .header("x-api-key", "gdr-tenant-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), StatusCode::CREATED);
+    let still_default = goodera_request(&http, &sandbox, "g-2")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still_default.status(), StatusCode::CREATED);
+
+    let workday_url = format!("{}/ccx/oauth2/acme/token", sandbox.url());
+    let refresh = async |refresh_token: &str| {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let client = ("wd-tenant", "wd-tenant-secret");
+        token(&http, workday_url.clone(), client, &form).await
+    };
+    assert_eq!(refresh("wd-tenant-refresh").await.status(), StatusCode::OK);
+    let others = refresh(credentials::WORKDAY_REFRESH_TOKEN).await;
+    assert_eq!(
+        json_of(others).await["error"],
+        "invalid_grant",
+        "a refresh token belongs to its client"
+    );
+
+    let envelope = soap_envelope(
+        "acme-integration@acme",
+        "acme-password",
+        &soap_report("s-1"),
+    );
+    let response = http
+        .post(format!(
+            "{}/ccx/service/acme/CSR_Impact/v3.0",
+            sandbox.url()
+        ))
+        .header("Content-Type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"Submit_Impact_Report\"")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_impact-in"))
         .args(["sandbox", "--port", "0"])

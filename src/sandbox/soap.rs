@@ -189,3 +189,93 @@ fn envelope(body: &str) -> String {
          <soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::xml;
+
+    const ENVELOPE_OPEN: &str = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:w="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">"#;
+
+    fn envelope(inner: &str) -> xml::Element {
+        xml::parse(&format!("{ENVELOPE_OPEN}{inner}</e:Envelope>")).expect("well-formed")
+    }
+
+    fn security(must_understand: &str, password_type: &str) -> String {
+        format!(
+            r#"<e:Header><w:Security e:mustUnderstand="{must_understand}"><w:UsernameToken>
+            <w:Username> user@tenant </w:Username>
+            <w:Password Type="{password_type}">p&amp;ss</w:Password>
+            </w:UsernameToken></w:Security></e:Header>"#
+        )
+    }
+
+    fn authenticate_envelope(inner: &str) -> Result<(), Fault> {
+        let root = envelope(inner);
+        let request = open(&root)?;
+        authenticate(request.header, |user, password| {
+            user == "user@tenant" && password == "p&ss"
+        })
+    }
+
+    #[test]
+    fn the_envelope_holds_an_optional_header_then_one_operation_in_the_body() {
+        let root = envelope("<e:Body><op/></e:Body>");
+        assert!(open(&root).expect("valid").header.is_none());
+        for bad in [
+            "",
+            "<e:Header/>",
+            "<e:Body/>",
+            "<e:Body><a/><b/></e:Body>",
+            "<e:Body><op/></e:Body><e:Header/>",
+            "<e:Body><op/></e:Body><e:Body><op/></e:Body>",
+        ] {
+            let root = envelope(bad);
+            assert!(
+                matches!(open(&root), Err(Fault::Client(_))),
+                "{bad:?} is refused"
+            );
+        }
+    }
+
+    #[test]
+    fn ws_security_needs_must_understand_password_text_and_good_credentials() {
+        let text = "...#PasswordText";
+        let body = "<e:Body><op/></e:Body>";
+        assert_eq!(
+            authenticate_envelope(&format!("{}{body}", security("1", text))),
+            Ok(())
+        );
+        for inner in [
+            body.to_owned(),
+            format!("{}{body}", security("0", text)),
+            format!("{}{body}", security("1", "...#PasswordDigest")),
+            format!("{}{body}", security("1", text).replace("p&amp;ss", "pass")),
+        ] {
+            assert!(
+                matches!(authenticate_envelope(&inner), Err(Fault::Authentication(_))),
+                "{inner}"
+            );
+        }
+        let unknown_block = security("1", text).replace(
+            "</e:Header>",
+            r#"<x:Trace xmlns:x="urn:x" e:mustUnderstand="1"/></e:Header>"#,
+        );
+        assert!(matches!(
+            authenticate_envelope(&format!("{unknown_block}{body}")),
+            Err(Fault::MustUnderstand(_))
+        ));
+    }
+
+    #[test]
+    fn faults_escape_their_text() {
+        let fault = Fault::Validation {
+            message: "a < b & c".into(),
+            xpath: "/x".into(),
+        }
+        .to_xml();
+        assert!(fault.contains("<faultcode>soapenv:Client.validationError</faultcode>"));
+        assert!(fault.contains("<wd:Message>a &lt; b &amp; c</wd:Message>"));
+        assert!(xml::parse(&fault).is_ok(), "well-formed: {fault}");
+    }
+}
