@@ -493,6 +493,44 @@ async fn tokens_are_issued_used_and_expired() {
     assert_eq!(stats["requests"]["benevity"], 5);
 }
 
+#[tokio::test(start_paused = true)]
+async fn tokens_expire_after_expires_in_on_the_tokio_clock() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/ccx/oauth2/sandbox/token", sandbox.url()),
+            (
+                credentials::WORKDAY_CLIENT_ID,
+                credentials::WORKDAY_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let deliver = |key: &'static str| {
+        http.post(format!(
+            "{}/ccx/api/csr/v3/sandbox/impactReports",
+            sandbox.url()
+        ))
+        .bearer_auth(&bearer)
+        .json(&workday_body(key))
+        .send()
+    };
+
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    assert_eq!(deliver("w-1").await.unwrap().status(), StatusCode::CREATED);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let expired = deliver("w-2").await.unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        json_of(expired).await["error_description"],
+        "the access token expired"
+    );
+}
+
 #[tokio::test]
 async fn token_endpoints_answer_rfc_6749_errors() {
     let sandbox = sandbox().await;
