@@ -1,6 +1,6 @@
-//! Command line: `serve` (the default), `migrate`, `token`.
+//! Command line: `serve` (the default), `migrate`, `token`, `sandbox`.
 
-use std::{process::ExitCode, time::Duration};
+use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
@@ -8,7 +8,9 @@ use uuid::Uuid;
 use crate::{
     auth::{JwtSigner, Role},
     config::{AuthConfig, Config, ConfigError, DatabaseConfig, LogConfig},
-    db, telemetry,
+    db,
+    sandbox::{self, SandboxConfig},
+    telemetry,
 };
 
 #[derive(Parser)]
@@ -42,6 +44,12 @@ enum Command {
         /// The `sub` claim.
         #[arg(long, default_value = "dev")]
         subject: String,
+    },
+    /// Serve the provider SANDBOX on 127.0.0.1: simulated Benevity, Goodera
+    /// and Workday for development, not the real providers.
+    Sandbox {
+        #[arg(long, default_value_t = 3999)]
+        port: u16,
     },
 }
 
@@ -105,5 +113,49 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Sandbox { port } => {
+            telemetry::init(&LogConfig::from_env()?);
+            let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                .await
+                .map_err(|err| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {err}"))?;
+            let url = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
+            tracing::warn!(
+                %url,
+                "this is the provider SANDBOX, not the real providers: fixed development \
+                 credentials, simulated Benevity, Goodera and Workday, nothing leaves this machine"
+            );
+            println!(
+                "# impact-in provider SANDBOX at {url} (simulated providers, not the real ones)."
+            );
+            println!("# Point impact-in at it with:");
+            for (name, value) in sandbox::credentials::env_vars(&url) {
+                println!("{name}={value}");
+            }
+            sandbox::serve(listener, SandboxConfig::default(), shutdown_signal()).await?;
+            Ok(())
+        }
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::error!("cannot listen for SIGINT/SIGTERM; stop the sandbox by killing it");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }

@@ -14,4 +14,5 @@ pub mod delivery;
 pub mod http;
 pub mod provider;
 pub mod report;
+pub mod sandbox;
 pub mod telemetry;

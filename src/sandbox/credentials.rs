@@ -1,0 +1,50 @@
+//! The fixed development credentials of the sandbox (the table in
+//! `docs/connectors.md`). `SandboxConfig::default()` accepts exactly these.
+
+pub const BENEVITY_API_KEY: &str = "sandbox-benevity-api-key";
+pub const BENEVITY_SIGNATURE_SECRET: &str = "sandbox-benevity-signature-secret";
+pub const BENEVITY_CLIENT_ID: &str = "sandbox-benevity-client";
+pub const BENEVITY_CLIENT_SECRET: &str = "sandbox-benevity-client-secret";
+
+pub const GOODERA_CLIENT_ID: &str = "sandbox-goodera-client";
+pub const GOODERA_CLIENT_SECRET: &str = "sandbox-goodera-client-secret";
+pub const GOODERA_API_KEY: &str = "sandbox-goodera-api-key";
+
+pub const WORKDAY_TENANT_ID: &str = "sandbox";
+pub const WORKDAY_CLIENT_ID: &str = "sandbox-workday-client";
+pub const WORKDAY_CLIENT_SECRET: &str = "sandbox-workday-client-secret";
+pub const WORKDAY_REFRESH_TOKEN: &str = "sandbox-workday-refresh-token";
+pub const WORKDAY_USERNAME: &str = "sandbox-integration";
+pub const WORKDAY_PASSWORD: &str = "sandbox-workday-password";
+
+/// The variables that point impact-in at a sandbox serving at `base_url`
+/// (no trailing slash), in `.env` order.
+pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("BENEVITY_API_URL", base_url.to_owned()),
+        ("BENEVITY_API_KEY", BENEVITY_API_KEY.into()),
+        (
+            "BENEVITY_SIGNATURE_SECRET",
+            BENEVITY_SIGNATURE_SECRET.into(),
+        ),
+        ("BENEVITY_TOKEN_URL", format!("{base_url}/oauth2/token")),
+        ("BENEVITY_CLIENT_ID", BENEVITY_CLIENT_ID.into()),
+        ("BENEVITY_CLIENT_SECRET", BENEVITY_CLIENT_SECRET.into()),
+        ("GOODERA_API_URL", base_url.to_owned()),
+        ("GOODERA_TOKEN_URL", format!("{base_url}/oauth/token")),
+        ("GOODERA_CLIENT_ID", GOODERA_CLIENT_ID.into()),
+        ("GOODERA_CLIENT_SECRET", GOODERA_CLIENT_SECRET.into()),
+        ("GOODERA_API_KEY", GOODERA_API_KEY.into()),
+        ("WORKDAY_API_URL", base_url.to_owned()),
+        ("WORKDAY_TENANT_ID", WORKDAY_TENANT_ID.into()),
+        (
+            "WORKDAY_TOKEN_URL",
+            format!("{base_url}/ccx/oauth2/{WORKDAY_TENANT_ID}/token"),
+        ),
+        ("WORKDAY_CLIENT_ID", WORKDAY_CLIENT_ID.into()),
+        ("WORKDAY_CLIENT_SECRET", WORKDAY_CLIENT_SECRET.into()),
+        ("WORKDAY_REFRESH_TOKEN", WORKDAY_REFRESH_TOKEN.into()),
+        ("WORKDAY_USERNAME", WORKDAY_USERNAME.into()),
+        ("WORKDAY_PASSWORD", WORKDAY_PASSWORD.into()),
+    ]
+}

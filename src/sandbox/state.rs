@@ -1,0 +1,292 @@
+//! What the sandbox remembers between requests: issued tokens, queued faults,
+//! latency, received deliveries, counters and Goodera's rate windows. One
+//! mutex, never held across an `.await`.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use axum::{body::Bytes, http::StatusCode};
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{
+    config::SandboxConfig,
+    ratelimit::{Decision, FixedWindow},
+};
+use crate::provider::Provider;
+
+/// Lifetime of an issued access token (`expires_in`).
+pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+const GOODERA_LIMIT_PER_MINUTE: u32 = 100;
+
+pub(crate) struct SandboxState {
+    pub(crate) config: SandboxConfig,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    tokens: HashMap<String, Token>,
+    faults: HashMap<Provider, VecDeque<Fault>>,
+    latency: HashMap<Provider, Duration>,
+    received: Vec<Received>,
+    tokens_issued: Counters,
+    requests: Counters,
+    goodera_rate: FixedWindow,
+}
+
+struct Token {
+    provider: Provider,
+    client_id: String,
+    /// Workday tokens are valid only in the tenant that issued them.
+    tenant: Option<String>,
+    expires_at: Instant,
+}
+
+/// What the next API request to a provider suffers, queued by the control API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fault {
+    /// Close the connection without answering.
+    Drop,
+    Status {
+        status: StatusCode,
+        retry_after_secs: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenProblem {
+    Unknown,
+    Expired,
+}
+
+/// An accepted delivery, as `GET /_sandbox/received` lists it.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Received {
+    provider: Provider,
+    idempotency_key: String,
+    times_received: u64,
+    reference: String,
+    /// The received JSON, or the raw XML string of a SOAP request.
+    body: Value,
+    /// Answered again, unchanged, to a repeat.
+    #[serde(skip)]
+    response: StoredResponse,
+}
+
+#[derive(Clone)]
+pub(crate) struct StoredResponse {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct Counters {
+    benevity: u64,
+    goodera: u64,
+    workday: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Stats {
+    tokens_issued: Counters,
+    requests: Counters,
+}
+
+/// How an API request is to be treated before its provider looks at it.
+pub(crate) struct Arrival {
+    pub fault: Option<Fault>,
+    pub latency: Duration,
+}
+
+/// The answer to an accepted delivery and how often its key was seen.
+pub(crate) struct Accepted {
+    pub response: StoredResponse,
+    pub times_received: u64,
+}
+
+impl SandboxState {
+    pub(crate) fn new(config: SandboxConfig) -> Self {
+        Self {
+            config,
+            inner: Mutex::new(Inner::new()),
+        }
+    }
+
+    // A panic while holding the lock leaves plain data behind, still usable.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts an API request and takes the next queued fault for its provider.
+    pub(crate) fn arrive(&self, provider: Provider) -> Arrival {
+        let mut inner = self.lock();
+        inner.requests.bump(provider);
+        Arrival {
+            fault: inner
+                .faults
+                .get_mut(&provider)
+                .and_then(VecDeque::pop_front),
+            latency: inner.latency.get(&provider).copied().unwrap_or_default(),
+        }
+    }
+
+    /// A new random opaque token bound to the provider, the client and (for
+    /// Workday) the tenant.
+    pub(crate) fn issue_token(
+        &self,
+        provider: Provider,
+        client_id: &str,
+        tenant: Option<&str>,
+    ) -> String {
+        let token = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        let mut inner = self.lock();
+        inner.tokens.insert(
+            token.clone(),
+            Token {
+                provider,
+                client_id: client_id.to_owned(),
+                tenant: tenant.map(str::to_owned),
+                expires_at: Instant::now() + TOKEN_LIFETIME,
+            },
+        );
+        inner.tokens_issued.bump(provider);
+        token
+    }
+
+    /// The client a bearer token was issued to, if it is valid here. A token
+    /// of another provider or tenant is as unknown as a made-up one.
+    pub(crate) fn check_token(
+        &self,
+        provider: Provider,
+        tenant: Option<&str>,
+        token: &str,
+    ) -> Result<String, TokenProblem> {
+        let inner = self.lock();
+        let issued = inner
+            .tokens
+            .get(token)
+            .filter(|t| t.provider == provider && t.tenant.as_deref() == tenant)
+            .ok_or(TokenProblem::Unknown)?;
+        if Instant::now() >= issued.expires_at {
+            return Err(TokenProblem::Expired);
+        }
+        Ok(issued.client_id.clone())
+    }
+
+    pub(crate) fn expire_tokens(&self) {
+        let now = Instant::now();
+        for token in self.lock().tokens.values_mut() {
+            token.expires_at = token.expires_at.min(now);
+        }
+    }
+
+    pub(crate) fn goodera_rate_limit(&self, client: &str) -> Decision {
+        self.lock().goodera_rate.hit(client, Instant::now())
+    }
+
+    /// Records a delivery under its idempotency key, or, for a key already
+    /// accepted, counts the repeat and hands back the original answer.
+    /// `respond` makes the provider reference and the answer for a new one.
+    pub(crate) fn accept(
+        &self,
+        provider: Provider,
+        idempotency_key: &str,
+        body: Value,
+        respond: impl FnOnce() -> (String, StoredResponse),
+    ) -> Accepted {
+        let mut inner = self.lock();
+        if let Some(seen) = inner
+            .received
+            .iter_mut()
+            .find(|r| r.provider == provider && r.idempotency_key == idempotency_key)
+        {
+            seen.times_received += 1;
+            return Accepted {
+                response: seen.response.clone(),
+                times_received: seen.times_received,
+            };
+        }
+        let (reference, response) = respond();
+        inner.received.push(Received {
+            provider,
+            idempotency_key: idempotency_key.to_owned(),
+            times_received: 1,
+            reference,
+            body,
+            response: response.clone(),
+        });
+        Accepted {
+            response,
+            times_received: 1,
+        }
+    }
+
+    pub(crate) fn queue_faults(&self, provider: Provider, count: u32, fault: Fault) {
+        let mut inner = self.lock();
+        let queue = inner.faults.entry(provider).or_default();
+        queue.extend(std::iter::repeat_n(fault, count as usize));
+    }
+
+    pub(crate) fn set_latency(&self, provider: Provider, latency: Duration) {
+        self.lock().latency.insert(provider, latency);
+    }
+
+    /// Back to a fresh sandbox, except that issued tokens stay as they are.
+    pub(crate) fn reset(&self) {
+        let mut inner = self.lock();
+        let tokens = std::mem::take(&mut inner.tokens);
+        *inner = Inner::new();
+        inner.tokens = tokens;
+    }
+
+    /// Oldest first.
+    pub(crate) fn received(&self, provider: Option<Provider>) -> Vec<Received> {
+        self.lock()
+            .received
+            .iter()
+            .filter(|r| provider.is_none_or(|p| r.provider == p))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let inner = self.lock();
+        Stats {
+            tokens_issued: inner.tokens_issued,
+            requests: inner.requests,
+        }
+    }
+}
+
+impl Inner {
+    fn new() -> Self {
+        Self {
+            tokens: HashMap::new(),
+            faults: HashMap::new(),
+            latency: HashMap::new(),
+            received: Vec::new(),
+            tokens_issued: Counters::default(),
+            requests: Counters::default(),
+            goodera_rate: FixedWindow::new(GOODERA_LIMIT_PER_MINUTE, Duration::from_secs(60)),
+        }
+    }
+}
+
+impl Counters {
+    fn bump(&mut self, provider: Provider) {
+        let counter = match provider {
+            Provider::Benevity => &mut self.benevity,
+            Provider::Goodera => &mut self.goodera,
+            Provider::Workday => &mut self.workday,
+        };
+        *counter += 1;
+    }
+}

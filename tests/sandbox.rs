@@ -1,0 +1,1538 @@
+//! The provider sandbox over real HTTP: credentials and signatures, tokens,
+//! Goodera's rate limit, schema validation, SOAP, de-duplication and the
+//! control API's faults. Signatures are computed here independently.
+
+use std::{
+    error::Error as _,
+    process::Stdio,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use hmac::{Hmac, KeyInit, Mac};
+use impact_in::sandbox::{Sandbox, SandboxConfig, credentials};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const COMPANY: &str = "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44";
+const SOAP_REQUEST_XPATH: &str = "/soapenv:Envelope/soapenv:Body/wd:Submit_Impact_Report_Request";
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxConfig::default())
+        .await
+        .expect("the sandbox starts")
+}
+
+fn sign(secret: &str, message: &[u8]) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(message);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn benevity_body(key: &str) -> Value {
+    json!({
+        "schema_version": "1.0",
+        "delivery_id": key,
+        "company_id": COMPANY,
+        "reporting_period": { "start_date": "2026-01-01", "end_date": "2026-03-31" },
+        "metrics": {
+            "volunteer_hours": 1250.5,
+            "volunteer_count": 84,
+            "participant_count": 312,
+            "session_count": 96,
+            "sroi_ratio": 3.4,
+            "vis_score": null
+        },
+        "donations": [{ "amount_minor": 1250000, "currency": "EUR" }],
+        "outcomes": [{ "dimension": "integration", "score": 0.72 }],
+        "programs": [{
+            "name": "R&D", "volunteer_hours": 400.0, "participant_count": 120,
+            "donations": [{ "amount_minor": 0, "currency": "EUR" }]
+        }]
+    })
+}
+
+fn goodera_body(key: &str) -> Value {
+    json!({
+        "version": "2.1",
+        "idempotency_key": key,
+        "organization_id": COMPANY,
+        "period": { "from": "2026-01-01", "to": "2026-03-31" },
+        "volunteering": { "hours": 1250.5, "volunteers": 84, "participants": 312, "sessions": 96 },
+        "donations": [{ "amount_minor": 1250000, "currency": "EUR" }],
+        "impact_dimensions": [
+            { "dimension_name": "integration", "score": 0.72, "scale": "normalized_0_1" }
+        ],
+        "sroi_ratio": null,
+        "vis_score": 78.5,
+        "programs": [{ "program_name": "R&D", "hours": 400.0, "participants": 120, "donations": [] }]
+    })
+}
+
+fn workday_body(key: &str) -> Value {
+    json!({
+        "schemaVersion": "3.0",
+        "externalReferenceId": key,
+        "organizationReference": COMPANY,
+        "reportingPeriod": { "startDate": "2026-01-01", "endDate": "2026-03-31" },
+        "volunteerHours": 1250.5,
+        "volunteerCount": 84,
+        "participantCount": 312,
+        "sessionCount": 96,
+        "donations": [{ "amountMinor": 1250000, "currency": "EUR" }],
+        "outcomeScores": [{ "dimension": "integration", "score": 0.72 }],
+        "sroiRatio": 3.4,
+        "visScore": 78.5,
+        "programs": [
+            { "programName": "R&D", "volunteerHours": 400.0, "participantCount": 120, "donations": [] }
+        ]
+    })
+}
+
+/// A Benevity delivery in API-key mode, signed over exactly `body`.
+fn benevity_request(http: &Client, sandbox: &Sandbox, key: &str, body: &[u8]) -> RequestBuilder {
+    http.post(format!("{}/v1/impact-reports", sandbox.url()))
+        .header("Content-Type", "application/json")
+        .header("X-Idempotency-Key", key)
+        .header("X-API-Key", credentials::BENEVITY_API_KEY)
+        .header(
+            "X-Benevity-Signature",
+            sign(credentials::BENEVITY_SIGNATURE_SECRET, body),
+        )
+        .body(body.to_vec())
+}
+
+fn goodera_request(http: &Client, sandbox: &Sandbox, key: &str) -> RequestBuilder {
+    http.post(format!("{}/v2/impact-data", sandbox.url()))
+        .header("Idempotency-Key", key)
+        .json(&goodera_body(key))
+}
+
+async fn token(
+    http: &Client,
+    url: String,
+    (id, secret): (&str, &str),
+    form: &[(&str, &str)],
+) -> Response {
+    http.post(url)
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn access_token(response: Response) -> String {
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn json_of(response: Response) -> Value {
+    response.json().await.unwrap()
+}
+
+async fn control(http: &Client, sandbox: &Sandbox, route: &str, body: Value) -> StatusCode {
+    http.post(format!("{}/_sandbox/{route}", sandbox.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn received(http: &Client, sandbox: &Sandbox) -> Vec<Value> {
+    let response = http
+        .get(format!("{}/_sandbox/received", sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    json_of(response).await.as_array().unwrap().clone()
+}
+
+async fn stats(http: &Client, sandbox: &Sandbox) -> Value {
+    let response = http
+        .get(format!("{}/_sandbox/stats", sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    json_of(response).await
+}
+
+/// The Workday SOAP request of `docs/connectors.md`, with `report` as the
+/// content of `wd:Submit_Impact_Report_Request`.
+fn soap_envelope(username: &str, password: &str, report: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+                  xmlns:wd="urn:com.workday/bsvc">
+  <soapenv:Header>
+    <wsse:Security soapenv:mustUnderstand="1"
+        xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+        xmlns:wsu="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd">
+      <wsse:UsernameToken wsu:Id="UsernameToken-1">
+        <wsse:Username>{username}</wsse:Username>
+        <wsse:Password Type="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-username-token-profile-1.0#PasswordText">{password}</wsse:Password>
+      </wsse:UsernameToken>
+    </wsse:Security>
+  </soapenv:Header>
+  <soapenv:Body>
+    <wd:Submit_Impact_Report_Request wd:version="v3.0">{report}</wd:Submit_Impact_Report_Request>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+fn soap_report(key: &str) -> String {
+    format!(
+        r#"
+      <wd:External_Reference_ID>{key}</wd:External_Reference_ID>
+      <wd:Organization_Reference>{COMPANY}</wd:Organization_Reference>
+      <wd:Reporting_Period>
+        <wd:Start_Date>2026-01-01</wd:Start_Date>
+        <wd:End_Date>2026-03-31</wd:End_Date>
+      </wd:Reporting_Period>
+      <wd:Volunteer_Hours>1250.5</wd:Volunteer_Hours>
+      <wd:Volunteer_Count>84</wd:Volunteer_Count>
+      <wd:Participant_Count>312</wd:Participant_Count>
+      <wd:Session_Count>96</wd:Session_Count>
+      <wd:Donation><wd:Amount_Minor>1250000</wd:Amount_Minor><wd:Currency>EUR</wd:Currency></wd:Donation>
+      <wd:Outcome_Score><wd:Dimension>integration</wd:Dimension><wd:Score>0.72</wd:Score></wd:Outcome_Score>
+      <wd:SROI_Ratio>3.4</wd:SROI_Ratio>
+      <wd:VIS_Score>78.5</wd:VIS_Score>
+      <wd:Program>
+        <wd:Program_Name>R&amp;D &lt;Europe&gt; ]]&gt;</wd:Program_Name>
+        <wd:Volunteer_Hours>400</wd:Volunteer_Hours>
+        <wd:Participant_Count>120</wd:Participant_Count>
+        <wd:Donation><wd:Amount_Minor>0</wd:Amount_Minor><wd:Currency>EUR</wd:Currency></wd:Donation>
+      </wd:Program>
+    "#
+    )
+}
+
+fn sandbox_user() -> String {
+    format!(
+        "{}@{}",
+        credentials::WORKDAY_USERNAME,
+        credentials::WORKDAY_TENANT_ID
+    )
+}
+
+async fn post_soap(http: &Client, sandbox: &Sandbox, envelope: String) -> (StatusCode, String) {
+    let response = http
+        .post(format!(
+            "{}/ccx/service/sandbox/CSR_Impact/v3.0",
+            sandbox.url()
+        ))
+        .header("Content-Type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"Submit_Impact_Report\"")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.text().await.unwrap())
+}
+
+/// The unescaped text of the first `<tag>` (no attributes) in `xml`.
+fn element_text(xml: &str, tag: &str) -> Option<String> {
+    let start = xml.find(&format!("<{tag}>"))? + tag.len() + 2;
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(
+        quick_xml::escape::unescape(&xml[start..end])
+            .ok()?
+            .into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn benevity_accepts_an_api_key_with_a_signature_over_the_exact_bytes() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    // Unusual but valid spacing: the signature covers these bytes, not a
+    // re-serialisation.
+    let body = serde_json::to_vec_pretty(&benevity_body("d-1")).unwrap();
+
+    let response = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let answer = json_of(response).await;
+    let id = answer["id"].as_str().unwrap();
+    assert!(id.starts_with("bnv_"), "{answer}");
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(answer["delivery_id"], "d-1");
+
+    let received = received(&http, &sandbox).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["provider"], "benevity");
+    assert_eq!(received[0]["idempotencyKey"], "d-1");
+    assert_eq!(received[0]["timesReceived"], 1);
+    assert_eq!(received[0]["reference"], id);
+    assert_eq!(received[0]["body"], benevity_body("d-1"));
+}
+
+#[tokio::test]
+async fn benevity_refuses_wrong_or_missing_signatures_and_unknown_keys() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let body = serde_json::to_vec(&benevity_body("d-1")).unwrap();
+    let url = format!("{}/v1/impact-reports", sandbox.url());
+
+    let cases = [
+        (
+            "signed with another secret",
+            http.post(&url)
+                .header("X-API-Key", credentials::BENEVITY_API_KEY)
+                .header("X-Benevity-Signature", sign("not-the-secret", &body)),
+            "invalid_signature",
+        ),
+        (
+            "signed over other bytes",
+            http.post(&url)
+                .header("X-API-Key", credentials::BENEVITY_API_KEY)
+                .header(
+                    "X-Benevity-Signature",
+                    sign(credentials::BENEVITY_SIGNATURE_SECRET, b"{}"),
+                ),
+            "invalid_signature",
+        ),
+        (
+            "not signed",
+            http.post(&url)
+                .header("X-API-Key", credentials::BENEVITY_API_KEY),
+            "invalid_signature",
+        ),
+        (
+            "unknown key",
+            http.post(&url).header("X-API-Key", "guessed").header(
+                "X-Benevity-Signature",
+                sign(credentials::BENEVITY_SIGNATURE_SECRET, &body),
+            ),
+            "invalid_api_key",
+        ),
+        ("no credentials", http.post(&url), "invalid_api_key"),
+    ];
+    for (case, request, error) in cases {
+        let response = request
+            .header("Content-Type", "application/json")
+            .header("X-Idempotency-Key", "d-1")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{case}");
+        let answer = json_of(response).await;
+        assert_eq!(answer["error"], error, "{case}");
+        assert!(answer["error_description"].is_string(), "{case}");
+    }
+
+    assert!(received(&http, &sandbox).await.is_empty());
+    let stats = stats(&http, &sandbox).await;
+    assert_eq!(stats["requests"]["benevity"], 5, "rejected requests count");
+}
+
+#[tokio::test]
+async fn benevity_timestamped_signatures_cover_timestamp_dot_body() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let body = serde_json::to_vec(&benevity_body("d-ts")).unwrap();
+    let timestamp = unix_now().to_string();
+    let stamped = [timestamp.as_bytes(), b".", &body].concat();
+    let send = |timestamp: String, signature: String| {
+        http.post(format!("{}/v1/impact-reports", sandbox.url()))
+            .header("Content-Type", "application/json")
+            .header("X-Idempotency-Key", "d-ts")
+            .header("X-API-Key", credentials::BENEVITY_API_KEY)
+            .header("X-Benevity-Timestamp", timestamp)
+            .header("X-Benevity-Signature", signature)
+            .body(body.clone())
+            .send()
+    };
+    let secret = credentials::BENEVITY_SIGNATURE_SECRET;
+
+    let other_time = (unix_now() - 1).to_string();
+    let refused = send(other_time, sign(secret, &stamped)).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "timestamp is signed"
+    );
+    let refused = send(timestamp.clone(), sign(secret, &body)).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "with a timestamp, the body alone is not what is signed"
+    );
+    let stale = (unix_now() - 3600).to_string();
+    let stale_stamped = [stale.as_bytes(), b".", &body].concat();
+    let refused = send(stale, sign(secret, &stale_stamped)).await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "stale timestamp"
+    );
+    assert_eq!(json_of(refused).await["error"], "invalid_signature");
+
+    let accepted = send(timestamp, sign(secret, &stamped)).await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn benevity_accepts_an_additional_tenant_key_with_its_own_secret() {
+    let config = SandboxConfig::default().with_benevity_api_key("tenant-key", "tenant-secret");
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let http = Client::new();
+    let body = serde_json::to_vec(&benevity_body("d-t")).unwrap();
+    let send = |secret: &str| {
+        http.post(format!("{}/v1/impact-reports", sandbox.url()))
+            .header("Content-Type", "application/json")
+            .header("X-Idempotency-Key", "d-t")
+            .header("X-API-Key", "tenant-key")
+            .header("X-Benevity-Signature", sign(secret, &body))
+            .body(body.clone())
+            .send()
+    };
+
+    let refused = send(credentials::BENEVITY_SIGNATURE_SECRET).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send("tenant-secret").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test]
+async fn tokens_are_issued_used_and_expired() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let client = (
+        credentials::BENEVITY_CLIENT_ID,
+        credentials::BENEVITY_CLIENT_SECRET,
+    );
+    let response = token(
+        &http,
+        format!("{}/oauth2/token", sandbox.url()),
+        client,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let issued = json_of(response).await;
+    assert_eq!(issued["token_type"], "Bearer");
+    assert_eq!(issued["expires_in"], 3600);
+    let bearer = issued["access_token"].as_str().unwrap().to_owned();
+    assert!(bearer.len() >= 32);
+
+    let body = serde_json::to_vec(&benevity_body("d-oauth")).unwrap();
+    let deliver = |signature: Option<String>| {
+        let request = http
+            .post(format!("{}/v1/impact-reports", sandbox.url()))
+            .bearer_auth(&bearer)
+            .header("Content-Type", "application/json")
+            .header("X-Idempotency-Key", "d-oauth")
+            .body(body.clone());
+        match signature {
+            Some(signature) => request.header("X-Benevity-Signature", signature),
+            None => request,
+        }
+        .send()
+    };
+
+    let bad_signature = deliver(Some(sign("wrong", &body))).await.unwrap();
+    assert_eq!(bad_signature.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(bad_signature).await["error"], "invalid_signature");
+    let good_signature = sign(credentials::BENEVITY_SIGNATURE_SECRET, &body);
+    assert_eq!(
+        deliver(Some(good_signature)).await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    // No API key and no signature: the bearer token alone authenticates.
+    assert_eq!(deliver(None).await.unwrap().status(), StatusCode::CREATED);
+
+    assert_eq!(
+        control(&http, &sandbox, "tokens/expire", json!({})).await,
+        StatusCode::NO_CONTENT
+    );
+    let expired = deliver(None).await.unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        expired.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+    let answer = json_of(expired).await;
+    assert_eq!(answer["error"], "invalid_token");
+    assert_eq!(answer["error_description"], "the access token expired");
+
+    let unknown = http
+        .post(format!("{}/v1/impact-reports", sandbox.url()))
+        .bearer_auth("made-up")
+        .header("X-Idempotency-Key", "d-oauth")
+        .json(&benevity_body("d-oauth"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        unknown.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+
+    let stats = stats(&http, &sandbox).await;
+    assert_eq!(stats["tokensIssued"]["benevity"], 1);
+    assert_eq!(stats["requests"]["benevity"], 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tokens_expire_after_expires_in_on_the_tokio_clock() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/ccx/oauth2/sandbox/token", sandbox.url()),
+            (
+                credentials::WORKDAY_CLIENT_ID,
+                credentials::WORKDAY_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let deliver = |key: &'static str| {
+        http.post(format!(
+            "{}/ccx/api/csr/v3/sandbox/impactReports",
+            sandbox.url()
+        ))
+        .bearer_auth(&bearer)
+        .json(&workday_body(key))
+        .send()
+    };
+
+    tokio::time::advance(Duration::from_secs(3599)).await;
+    assert_eq!(deliver("w-1").await.unwrap().status(), StatusCode::CREATED);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let expired = deliver("w-2").await.unwrap();
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        json_of(expired).await["error_description"],
+        "the access token expired"
+    );
+}
+
+#[tokio::test]
+async fn token_endpoints_answer_rfc_6749_errors() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let url = format!("{}/oauth/token", sandbox.url());
+    let goodera = (
+        credentials::GOODERA_CLIENT_ID,
+        credentials::GOODERA_CLIENT_SECRET,
+    );
+
+    let wrong_secret = token(
+        &http,
+        url.clone(),
+        (credentials::GOODERA_CLIENT_ID, "wrong"),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(wrong_secret.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong_secret.headers().contains_key("www-authenticate"));
+    assert_eq!(json_of(wrong_secret).await["error"], "invalid_client");
+
+    // Another provider's client is unknown here.
+    let foreign = token(
+        &http,
+        url.clone(),
+        (
+            credentials::BENEVITY_CLIENT_ID,
+            credentials::BENEVITY_CLIENT_SECRET,
+        ),
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(json_of(foreign).await["error"], "invalid_client");
+
+    let unsupported = token(
+        &http,
+        url.clone(),
+        goodera,
+        &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+    )
+    .await;
+    assert_eq!(unsupported.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json_of(unsupported).await["error"],
+        "unsupported_grant_type"
+    );
+
+    let no_grant = token(&http, url.clone(), goodera, &[("scope", "x")]).await;
+    assert_eq!(no_grant.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(no_grant).await["error"], "invalid_request");
+
+    let as_json = http
+        .post(&url)
+        .basic_auth(goodera.0, Some(goodera.1))
+        .json(&json!({ "grant_type": "client_credentials" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_json.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(as_json).await["error"], "invalid_request");
+
+    // Credentials in the form are accepted too.
+    let in_form = http
+        .post(&url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", goodera.0),
+            ("client_secret", goodera.1),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let bearer = access_token(in_form).await;
+    let delivered = goodera_request(&http, &sandbox, "g-1")
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), StatusCode::CREATED);
+
+    let stats = stats(&http, &sandbox).await;
+    assert_eq!(
+        stats["tokensIssued"]["goodera"], 1,
+        "only issued tokens count"
+    );
+    assert_eq!(
+        stats["requests"]["goodera"], 1,
+        "token requests are not API requests"
+    );
+}
+
+#[tokio::test]
+async fn workday_refresh_token_grant_and_tenant_bound_tokens() {
+    let config = SandboxConfig::default().with_workday_tenant("acme");
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let http = Client::new();
+    let client = (
+        credentials::WORKDAY_CLIENT_ID,
+        credentials::WORKDAY_CLIENT_SECRET,
+    );
+    let token_url = |tenant: &str| format!("{}/ccx/oauth2/{tenant}/token", sandbox.url());
+    let reports_url =
+        |tenant: &str| format!("{}/ccx/api/csr/v3/{tenant}/impactReports", sandbox.url());
+
+    let invalid = token(
+        &http,
+        token_url("sandbox"),
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", "stolen")],
+    )
+    .await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json_of(invalid).await["error"], "invalid_grant");
+
+    let refreshed = token(
+        &http,
+        token_url("sandbox"),
+        client,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", credentials::WORKDAY_REFRESH_TOKEN),
+        ],
+    )
+    .await;
+    let bearer = access_token(refreshed).await;
+    let response = http
+        .post(reports_url("sandbox"))
+        .bearer_auth(&bearer)
+        .json(&workday_body("w-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let answer = json_of(response).await;
+    assert!(answer["id"].as_str().unwrap().starts_with("wd_"));
+    assert_eq!(answer["externalReferenceId"], "w-1");
+
+    let client_credentials = token(
+        &http,
+        token_url("sandbox"),
+        client,
+        &[("grant_type", "client_credentials")],
+    )
+    .await;
+    assert_eq!(client_credentials.status(), StatusCode::OK);
+
+    let other_tenant = http
+        .post(reports_url("acme"))
+        .bearer_auth(&bearer)
+        .json(&workday_body("w-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_tenant.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(json_of(other_tenant).await["error"], "invalid_token");
+
+    let unknown_tenant = http
+        .post(reports_url("nobody"))
+        .bearer_auth(&bearer)
+        .json(&workday_body("w-3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown_tenant.status(), StatusCode::NOT_FOUND);
+
+    let no_token = http
+        .post(reports_url("sandbox"))
+        .json(&workday_body("w-4"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+
+    let stats = stats(&http, &sandbox).await;
+    assert_eq!(stats["tokensIssued"]["workday"], 2);
+}
+
+#[tokio::test]
+async fn goodera_refuses_the_101st_request_of_a_minute_per_client() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let before = unix_now();
+    for n in 1..=100u32 {
+        let response = goodera_request(&http, &sandbox, &format!("g-{n}"))
+            .header("x-api-key", credentials::GOODERA_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::CREATED, "request {n}");
+        assert_eq!(response.headers()["x-ratelimit-limit"], "100");
+        assert_eq!(
+            response.headers()["x-ratelimit-remaining"],
+            (100 - n).to_string().as_str()
+        );
+    }
+
+    let refused = goodera_request(&http, &sandbox, "g-101")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let header = |name: &str| -> u64 { refused.headers()[name].to_str().unwrap().parse().unwrap() };
+    let retry_after = header("retry-after");
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert_eq!(header("x-ratelimit-limit"), 100);
+    assert_eq!(header("x-ratelimit-remaining"), 0);
+    let reset = header("x-ratelimit-reset");
+    assert!(
+        reset > before && reset <= unix_now() + 61,
+        "X-RateLimit-Reset {reset} is the epoch second the window closes"
+    );
+    let answer = json_of(refused).await;
+    assert!(answer["error"].is_string() && answer["error_description"].is_string());
+
+    // Another client has its own budget.
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/oauth/token", sandbox.url()),
+            (
+                credentials::GOODERA_CLIENT_ID,
+                credentials::GOODERA_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let other = goodera_request(&http, &sandbox, "g-other")
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
+    assert_eq!(other.headers()["x-ratelimit-remaining"], "99");
+
+    assert_eq!(received(&http, &sandbox).await.len(), 101);
+}
+
+#[tokio::test]
+async fn bodies_off_the_schema_are_refused_with_422_naming_the_field() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+
+    let mut goodera = goodera_body("g-1");
+    goodera["impact_dimensions"][0]["scale"] = json!("percent");
+    let response = http
+        .post(format!("{}/v2/impact-data", sandbox.url()))
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .header("Idempotency-Key", "g-1")
+        .json(&goodera)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let answer = json_of(response).await;
+    assert_eq!(answer["error"], "invalid_payload");
+    assert_eq!(answer["field"], "impact_dimensions[0].scale");
+    assert_eq!(
+        answer["error_description"],
+        "impact_dimensions[0].scale: must be \"normalized_0_1\""
+    );
+
+    let benevity_cases = [
+        (
+            "metrics.volunteer_count",
+            json!(84.5),
+            "/metrics/volunteer_count",
+        ),
+        ("outcomes[0].score", json!(1.2), "/outcomes/0/score"),
+        (
+            "donations[0].currency",
+            json!("eur"),
+            "/donations/0/currency",
+        ),
+        (
+            "donations[0].amount_minor",
+            json!(-1),
+            "/donations/0/amount_minor",
+        ),
+        (
+            "reporting_period.end_date",
+            json!("2025-12-31"),
+            "/reporting_period/end_date",
+        ),
+        ("schema_version", json!("1.1"), "/schema_version"),
+        ("delivery_id", json!("another-key"), "/delivery_id"),
+        ("metrics.vis_score", json!("78"), "/metrics/vis_score"),
+        ("programs[0].donations", json!({}), "/programs/0/donations"),
+    ];
+    for (field, value, pointer) in benevity_cases {
+        let mut body = benevity_body("d-1");
+        *body.pointer_mut(pointer).unwrap() = value;
+        let bytes = serde_json::to_vec(&body).unwrap();
+        let response = benevity_request(&http, &sandbox, "d-1", &bytes)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
+        assert_eq!(json_of(response).await["field"], field);
+    }
+
+    let mut missing = benevity_body("d-1");
+    missing["metrics"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sroi_ratio");
+    let bytes = serde_json::to_vec(&missing).unwrap();
+    let response = benevity_request(&http, &sandbox, "d-1", &bytes)
+        .send()
+        .await
+        .unwrap();
+    let answer = json_of(response).await;
+    assert_eq!(answer["field"], "metrics.sroi_ratio");
+    assert_eq!(
+        answer["error_description"],
+        "metrics.sroi_ratio: is required"
+    );
+
+    let mut unknown = workday_body("w-1");
+    unknown["programmes"] = json!([]);
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/ccx/oauth2/sandbox/token", sandbox.url()),
+            (
+                credentials::WORKDAY_CLIENT_ID,
+                credentials::WORKDAY_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let response = http
+        .post(format!(
+            "{}/ccx/api/csr/v3/sandbox/impactReports",
+            sandbox.url()
+        ))
+        .bearer_auth(bearer)
+        .json(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(json_of(response).await["field"], "programmes");
+
+    assert!(
+        received(&http, &sandbox).await.is_empty(),
+        "refused bodies are not recorded"
+    );
+}
+
+#[tokio::test]
+async fn soap_envelope_with_good_credentials_is_accepted_and_unescaped() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let envelope = soap_envelope(
+        &sandbox_user(),
+        credentials::WORKDAY_PASSWORD,
+        &soap_report("s-1"),
+    );
+
+    let (status, answer) = post_soap(&http, &sandbox, envelope.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let reference = element_text(&answer, "wd:Impact_Report_Reference").unwrap();
+    let reference = reference.as_str();
+    assert!(reference.starts_with("wd_"), "{answer}");
+    assert!(answer.contains("<wd:Submit_Impact_Report_Response"));
+
+    let received = received(&http, &sandbox).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["provider"], "workday");
+    assert_eq!(received[0]["idempotencyKey"], "s-1");
+    assert_eq!(received[0]["reference"], reference);
+    assert_eq!(received[0]["body"], envelope, "SOAP bodies are kept raw");
+
+    // Namespaces count, not prefixes.
+    let other_prefixes = envelope
+        .replace("soapenv:", "s:")
+        .replace("xmlns:soapenv", "xmlns:s")
+        .replace("wsse:", "sec:")
+        .replace("xmlns:wsse", "xmlns:sec")
+        .replace("s-1<", "s-2<");
+    let (status, answer) = post_soap(&http, &sandbox, other_prefixes).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+#[tokio::test]
+async fn soap_bad_credentials_answer_an_authentication_fault() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let report = soap_report("s-1");
+    let good = soap_envelope(&sandbox_user(), credentials::WORKDAY_PASSWORD, &report);
+    let cases = [
+        (
+            "wrong password",
+            soap_envelope(&sandbox_user(), "guessed", &report),
+        ),
+        (
+            "user without tenant",
+            soap_envelope(
+                credentials::WORKDAY_USERNAME,
+                credentials::WORKDAY_PASSWORD,
+                &report,
+            ),
+        ),
+        (
+            "user of another tenant",
+            soap_envelope(
+                &format!("{}@acme", credentials::WORKDAY_USERNAME),
+                credentials::WORKDAY_PASSWORD,
+                &report,
+            ),
+        ),
+        (
+            "digest password",
+            good.replace("#PasswordText", "#PasswordDigest"),
+        ),
+        (
+            "mustUnderstand missing",
+            good.replace(r#" soapenv:mustUnderstand="1""#, ""),
+        ),
+        (
+            "no WS-Security header in the WS-Security namespace",
+            good.replace("oasis-200401-wss-wssecurity-secext-1.0.xsd", "wsse")
+                .replace(r#" soapenv:mustUnderstand="1""#, ""),
+        ),
+    ];
+    for (case, envelope) in cases {
+        let (status, fault) = post_soap(&http, &sandbox, envelope).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{case}");
+        assert_eq!(
+            element_text(&fault, "faultcode").as_deref(),
+            Some("soapenv:Client.authenticationError"),
+            "{case}: {fault}"
+        );
+        assert!(fault.contains("<soapenv:Fault>"), "{case}");
+    }
+
+    // A header block in an unknown namespace that must be understood.
+    let foreign_security = good.replace("oasis-200401-wss-wssecurity-secext-1.0.xsd", "wsse");
+    let (_, fault) = post_soap(&http, &sandbox, foreign_security).await;
+    assert_eq!(
+        element_text(&fault, "faultcode").as_deref(),
+        Some("soapenv:MustUnderstand")
+    );
+
+    let soap12 = good.replace(
+        "http://schemas.xmlsoap.org/soap/envelope/",
+        "http://www.w3.org/2003/05/soap-envelope",
+    );
+    let (_, fault) = post_soap(&http, &sandbox, soap12).await;
+    assert_eq!(
+        element_text(&fault, "faultcode").as_deref(),
+        Some("soapenv:VersionMismatch")
+    );
+    assert!(received(&http, &sandbox).await.is_empty());
+}
+
+#[tokio::test]
+async fn soap_invalid_data_answers_a_validation_fault_with_message_and_xpath() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let report = soap_report("s-1");
+    let cases = [
+        (
+            report.replace("<wd:Session_Count>96</wd:Session_Count>", ""),
+            "/wd:Session_Count",
+            "wd:Session_Count is required",
+        ),
+        (
+            report.replace("1250.5", "lots"),
+            "/wd:Volunteer_Hours",
+            "must be a decimal number",
+        ),
+        (
+            report.replace("<wd:Score>0.72</wd:Score>", "<wd:Score>1.5</wd:Score>"),
+            "/wd:Outcome_Score[1]/wd:Score",
+            "must be a number between 0 and 1",
+        ),
+        (
+            report.replace("2026-01-01", "2026-06-01"),
+            "/wd:Reporting_Period/wd:End_Date",
+            "must not be before wd:Start_Date",
+        ),
+        (
+            report.replacen(
+                "<wd:Currency>EUR</wd:Currency>",
+                "<wd:Currency>eur</wd:Currency>",
+                1,
+            ),
+            "/wd:Donation[1]/wd:Currency",
+            "must be three upper-case letters (ISO 4217)",
+        ),
+        (
+            report.replace(
+                "<wd:Amount_Minor>0</wd:Amount_Minor>",
+                "<wd:Amount_Minor>1.5</wd:Amount_Minor>",
+            ),
+            "/wd:Program[1]/wd:Donation[1]/wd:Amount_Minor",
+            "must be an integer >= 0",
+        ),
+    ];
+    for (report, xpath, message) in cases {
+        let envelope = soap_envelope(&sandbox_user(), credentials::WORKDAY_PASSWORD, &report);
+        let (status, fault) = post_soap(&http, &sandbox, envelope).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{xpath}");
+        assert_eq!(
+            element_text(&fault, "faultcode").as_deref(),
+            Some("soapenv:Client.validationError"),
+            "{fault}"
+        );
+        assert_eq!(
+            element_text(&fault, "faultstring").as_deref(),
+            Some("Validation error occurred")
+        );
+        assert!(fault.contains("<wd:Validation_Fault><wd:Validation_Error>"));
+        assert_eq!(
+            element_text(&fault, "wd:Xpath").as_deref(),
+            Some(format!("{SOAP_REQUEST_XPATH}{xpath}").as_str())
+        );
+        assert_eq!(element_text(&fault, "wd:Message").as_deref(), Some(message));
+    }
+
+    let out_of_order = report.replace(
+        "<wd:SROI_Ratio>3.4</wd:SROI_Ratio>\n      <wd:VIS_Score>78.5</wd:VIS_Score>",
+        "<wd:VIS_Score>78.5</wd:VIS_Score><wd:SROI_Ratio>3.4</wd:SROI_Ratio>",
+    );
+    let envelope = soap_envelope(
+        &sandbox_user(),
+        credentials::WORKDAY_PASSWORD,
+        &out_of_order,
+    );
+    let (_, fault) = post_soap(&http, &sandbox, envelope).await;
+    assert_eq!(
+        element_text(&fault, "faultcode").as_deref(),
+        Some("soapenv:Client.validationError"),
+        "an XSD sequence is ordered: {fault}"
+    );
+    assert!(received(&http, &sandbox).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_answers_the_original_response() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let body = serde_json::to_vec(&benevity_body("d-1")).unwrap();
+
+    let first = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .unwrap();
+    let first_status = first.status();
+    let first_body = first.text().await.unwrap();
+    let repeat = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(repeat.status(), first_status);
+    assert_eq!(repeat.text().await.unwrap(), first_body);
+
+    // SOAP repeats are recognised by wd:External_Reference_ID.
+    let envelope = soap_envelope(
+        &sandbox_user(),
+        credentials::WORKDAY_PASSWORD,
+        &soap_report("d-1"),
+    );
+    let (_, first_soap) = post_soap(&http, &sandbox, envelope.clone()).await;
+    let (status, repeat_soap) = post_soap(&http, &sandbox, envelope).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(repeat_soap, first_soap);
+
+    let received = received(&http, &sandbox).await;
+    assert_eq!(received.len(), 2, "one per provider: {received:?}");
+    assert_eq!(received[0]["provider"], "benevity");
+    assert_eq!(received[0]["timesReceived"], 2);
+    assert_eq!(received[1]["provider"], "workday");
+    assert_eq!(received[1]["timesReceived"], 2);
+
+    let only_workday = http
+        .get(format!(
+            "{}/_sandbox/received?provider=workday",
+            sandbox.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    let only_workday = json_of(only_workday).await;
+    assert_eq!(only_workday.as_array().unwrap().len(), 1);
+    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 2);
+}
+
+#[tokio::test]
+async fn queued_faults_answer_their_status_then_the_provider_recovers() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let status = control(
+        &http,
+        &sandbox,
+        "faults",
+        json!({ "provider": "goodera", "count": 2, "status": 503, "retryAfterSecs": 7 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    // Token requests are not API requests: faults leave them alone.
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/oauth/token", sandbox.url()),
+            (
+                credentials::GOODERA_CLIENT_ID,
+                credentials::GOODERA_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    for attempt in 1..=2 {
+        let response = goodera_request(&http, &sandbox, "g-1")
+            .bearer_auth(&bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "attempt {attempt}"
+        );
+        assert_eq!(response.headers()["retry-after"], "7");
+        assert_eq!(json_of(response).await["error"], "sandbox_fault");
+    }
+    let third = goodera_request(&http, &sandbox, "g-1")
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), StatusCode::CREATED);
+
+    // Another provider was never affected.
+    let body = serde_json::to_vec(&benevity_body("d-1")).unwrap();
+    let benevity = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(benevity.status(), StatusCode::CREATED);
+
+    let received = received(&http, &sandbox).await;
+    assert_eq!(received.len(), 2);
+    assert_eq!(received[0]["timesReceived"], 1, "faults are not received");
+    assert_eq!(stats(&http, &sandbox).await["requests"]["goodera"], 3);
+}
+
+#[tokio::test]
+async fn a_queued_drop_closes_the_connection_without_a_response() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let status = control(
+        &http,
+        &sandbox,
+        "drops",
+        json!({ "provider": "benevity", "count": 1 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = serde_json::to_vec(&benevity_body("d-1")).unwrap();
+
+    let dropped = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .expect_err("no response");
+    assert!(!dropped.is_timeout(), "{dropped:?}");
+    assert!(dropped.status().is_none());
+    let mut chain = dropped.to_string();
+    let mut source = dropped.source();
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(
+        chain.contains("connection closed before message completed"),
+        "{chain}"
+    );
+
+    let next = benevity_request(&http, &sandbox, "d-1", &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), StatusCode::CREATED);
+    let received = received(&http, &sandbox).await;
+    assert_eq!(
+        received[0]["timesReceived"], 1,
+        "the dropped request is not received"
+    );
+    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_delays_every_api_response() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let status = control(
+        &http,
+        &sandbox,
+        "latency",
+        json!({ "provider": "goodera", "ms": 2500 }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+
+    let started = tokio::time::Instant::now();
+    let response = goodera_request(&http, &sandbox, "g-1")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+
+    let started = tokio::time::Instant::now();
+    let stats = stats(&http, &sandbox).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the control API is not delayed"
+    );
+    assert_eq!(stats["requests"]["goodera"], 1);
+}
+
+#[tokio::test]
+async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let bearer = access_token(
+        token(
+            &http,
+            format!("{}/oauth/token", sandbox.url()),
+            (
+                credentials::GOODERA_CLIENT_ID,
+                credentials::GOODERA_CLIENT_SECRET,
+            ),
+            &[("grant_type", "client_credentials")],
+        )
+        .await,
+    )
+    .await;
+    let delivered = goodera_request(&http, &sandbox, "g-1")
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivered.status(), StatusCode::CREATED);
+    let fault = json!({ "provider": "goodera", "count": 5, "status": 500 });
+    assert_eq!(
+        control(&http, &sandbox, "faults", fault).await,
+        StatusCode::NO_CONTENT
+    );
+    let drop = json!({ "provider": "goodera", "count": 1 });
+    assert_eq!(
+        control(&http, &sandbox, "drops", drop).await,
+        StatusCode::NO_CONTENT
+    );
+
+    assert_eq!(
+        control(&http, &sandbox, "reset", json!({})).await,
+        StatusCode::NO_CONTENT
+    );
+    assert!(received(&http, &sandbox).await.is_empty());
+    let counters = stats(&http, &sandbox).await;
+    assert_eq!(
+        counters,
+        json!({
+            "tokensIssued": { "benevity": 0, "goodera": 0, "workday": 0 },
+            "requests": { "benevity": 0, "goodera": 0, "workday": 0 }
+        })
+    );
+
+    let after = goodera_request(&http, &sandbox, "g-1")
+        .bearer_auth(&bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status(),
+        StatusCode::CREATED,
+        "no fault left; token still valid"
+    );
+    assert_eq!(
+        after.headers()["x-ratelimit-remaining"],
+        "99",
+        "a fresh window"
+    );
+    assert_eq!(received(&http, &sandbox).await[0]["timesReceived"], 1);
+}
+
+#[tokio::test]
+async fn the_control_api_refuses_malformed_requests() {
+    let sandbox = sandbox().await;
+    let http = Client::new();
+    let cases = [
+        (
+            "faults",
+            json!({ "provider": "acme", "count": 1, "status": 503 }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 200 }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 503, "retry": 1 }),
+        ),
+        ("drops", json!({ "provider": "goodera" })),
+        ("latency", json!({ "provider": "goodera", "ms": -1 })),
+    ];
+    for (route, body) in cases {
+        let response = http
+            .post(format!("{}/_sandbox/{route}", sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{route} {body}");
+        assert_eq!(json_of(response).await["error"], "invalid_request");
+    }
+    let response = http
+        .get(format!("{}/_sandbox/received?provider=acme", sandbox.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_server() {
+    let sandbox = sandbox().await;
+    let addr = sandbox.addr();
+    assert_eq!(sandbox.url(), format!("http://127.0.0.1:{}", addr.port()));
+    let http = Client::new();
+    assert!(stats(&http, &sandbox).await.is_object());
+
+    sandbox.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn dropping_the_sandbox_stops_the_server() {
+    let sandbox = sandbox().await;
+    let addr = sandbox.addr();
+    drop(sandbox);
+    // The server task notices on its next poll; give it turns, not time.
+    let mut refused = false;
+    for _ in 0..1000 {
+        if tokio::net::TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(refused, "the listener closed after the drop");
+}
+
+#[tokio::test]
+async fn additional_credentials_are_accepted_next_to_the_documented_ones() {
+    let config = SandboxConfig::default()
+        .with_benevity_client("bnv-tenant", "bnv-tenant-secret")
+        .with_goodera_client("gdr-tenant", "gdr-tenant-secret")
+        .with_goodera_api_key("gdr-tenant-key")
+        .with_workday_tenant("acme")
+        .with_workday_client("wd-tenant", "wd-tenant-secret", "wd-tenant-refresh")
+        .with_workday_user("acme-integration", "acme-password");
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let http = Client::new();
+    let client_credentials = [("grant_type", "client_credentials")];
+
+    let benevity = token(
+        &http,
+        format!("{}/oauth2/token", sandbox.url()),
+        ("bnv-tenant", "bnv-tenant-secret"),
+        &client_credentials,
+    )
+    .await;
+    assert_eq!(benevity.status(), StatusCode::OK);
+    let goodera = token(
+        &http,
+        format!("{}/oauth/token", sandbox.url()),
+        ("gdr-tenant", "gdr-tenant-secret"),
+        &client_credentials,
+    )
+    .await;
+    assert_eq!(goodera.status(), StatusCode::OK);
+    let by_key = goodera_request(&http, &sandbox, "g-1")
+        .header("x-api-key", "gdr-tenant-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_key.status(), StatusCode::CREATED);
+    let still_default = goodera_request(&http, &sandbox, "g-2")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still_default.status(), StatusCode::CREATED);
+
+    let workday_url = format!("{}/ccx/oauth2/acme/token", sandbox.url());
+    let refresh = async |refresh_token: &str| {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ];
+        let client = ("wd-tenant", "wd-tenant-secret");
+        token(&http, workday_url.clone(), client, &form).await
+    };
+    assert_eq!(refresh("wd-tenant-refresh").await.status(), StatusCode::OK);
+    let others = refresh(credentials::WORKDAY_REFRESH_TOKEN).await;
+    assert_eq!(
+        json_of(others).await["error"],
+        "invalid_grant",
+        "a refresh token belongs to its client"
+    );
+
+    let envelope = soap_envelope(
+        "acme-integration@acme",
+        "acme-password",
+        &soap_report("s-1"),
+    );
+    let response = http
+        .post(format!(
+            "{}/ccx/service/acme/CSR_Impact/v3.0",
+            sandbox.url()
+        ))
+        .header("Content-Type", "text/xml; charset=UTF-8")
+        .header("SOAPAction", "\"Submit_Impact_Report\"")
+        .body(envelope)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_impact-in"))
+        .args(["sandbox", "--port", "0"])
+        .env_clear()
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        let last = line.starts_with("WORKDAY_PASSWORD=");
+        printed.push(line);
+        if last {
+            break;
+        }
+    }
+    assert!(printed[0].contains("SANDBOX"), "{printed:?}");
+    let url = printed
+        .iter()
+        .find_map(|line| line.strip_prefix("BENEVITY_API_URL="))
+        .expect("the API URL is printed")
+        .to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    for (name, value) in [
+        ("BENEVITY_API_KEY", credentials::BENEVITY_API_KEY),
+        ("WORKDAY_TENANT_ID", credentials::WORKDAY_TENANT_ID),
+        ("GOODERA_CLIENT_SECRET", credentials::GOODERA_CLIENT_SECRET),
+    ] {
+        assert!(
+            printed.contains(&format!("{name}={value}")),
+            "{name}: {printed:?}"
+        );
+    }
+    assert!(printed.contains(&format!("WORKDAY_TOKEN_URL={url}/ccx/oauth2/sandbox/token")));
+
+    let stats = Client::new()
+        .get(format!("{url}/_sandbox/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats.status(), StatusCode::OK);
+
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the sandbox stops on SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
