@@ -16,7 +16,11 @@ ALTER TABLE impact_deliveries
     -- The export schedule that created it (scheduler issue); NULL for API calls.
     ADD COLUMN schedule_id     UUID,
     -- Recorded as delivered from the idempotency cache without a provider call.
-    ADD COLUMN from_cache      BOOLEAN NOT NULL DEFAULT false;
+    ADD COLUMN from_cache      BOOLEAN NOT NULL DEFAULT false,
+    -- What the next attempt is, for its attempt row: an operator's replay
+    -- re-queued it, a schedule created it, or the pipeline retries it.
+    ADD COLUMN next_trigger    TEXT    NOT NULL DEFAULT 'automatic'
+                               CHECK (next_trigger IN ('automatic', 'replay', 'scheduled'));
 
 -- Rows from before this migration: hashed from their stored text (not the
 -- canonical form, which only the service computes), and queued if unfinished.
@@ -54,3 +58,17 @@ CREATE TABLE delivery_attempts (
     response_excerpt  TEXT,
     UNIQUE (delivery_id, attempt_number)
 );
+
+-- Wakes idle workers (LISTEN impact_deliveries_due) when work is queued;
+-- once per statement, so a bulk re-queue sends one notification.
+CREATE FUNCTION impact_deliveries_notify_due() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('impact_deliveries_due', '');
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER impact_deliveries_due_notify
+    AFTER INSERT OR UPDATE OF status ON impact_deliveries
+    FOR EACH STATEMENT EXECUTE FUNCTION impact_deliveries_notify_due();

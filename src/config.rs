@@ -53,6 +53,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub http: HttpConfig,
     pub connectors: ConnectorsConfig,
+    pub delivery: DeliveryConfig,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
 }
@@ -114,6 +115,23 @@ pub struct ConnectorsConfig {
     pub sandbox_mode: bool,
 }
 
+/// The delivery queue and its workers.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// Claim loops per process; 0 runs the API without delivering.
+    pub workers: usize,
+    pub batch_size: i64,
+    /// How long a claim holds before another worker may take the delivery
+    /// over; always longer than one provider call can take.
+    pub lease: Duration,
+    /// How often idle workers look for due work when no NOTIFY arrives.
+    pub poll_interval: Duration,
+    /// How long a replay request waits for its attempt before answering 202.
+    pub replay_timeout: Duration,
+    /// How long a successful response is reused for an identical payload.
+    pub idempotency_ttl: Duration,
+}
+
 /// The retry policy of each provider (`{PROVIDER}_RETRY_*`).
 #[derive(Debug, Clone)]
 pub struct RetryPolicies([RetryPolicy; 3]);
@@ -144,7 +162,7 @@ impl Config {
         all: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        Ok(Self {
+        let config = Self {
             host: env.parse_or("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
             port: env.parse_port()?,
             database: DatabaseConfig::from_env_with(&env)?,
@@ -163,9 +181,23 @@ impl Config {
                 request_timeout: env.seconds("REQUEST_TIMEOUT_SECS", 30)?,
             },
             connectors: ConnectorsConfig::from_env_with(&env, all)?,
+            delivery: DeliveryConfig::from_env_with(&env)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
-        })
+        };
+        // One provider call can take two token fetches and two API calls.
+        let call = config.connectors.outbound.request_timeout * 4;
+        if config.delivery.lease < call + LEASE_MARGIN {
+            return Err(ConfigError::new(
+                "DELIVERY_LEASE_SECS",
+                format!(
+                    "must be at least {}s: 4 × OUTBOUND_TIMEOUT_SECS + {}s, so no delivery is taken over while in flight",
+                    (call + LEASE_MARGIN).as_secs(),
+                    LEASE_MARGIN.as_secs()
+                ),
+            ));
+        }
+        Ok(config)
     }
 }
 
@@ -223,6 +255,33 @@ impl AuthConfig {
     }
 }
 
+/// A lease must outlast the call it covers, token fetch and repeat after a
+/// 401 included, or a second worker takes over a delivery still in flight
+/// and it is sent twice at once.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+impl DeliveryConfig {
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let workers = match env.optional("DELIVERY_WORKERS") {
+            None => 2,
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                ConfigError::new(
+                    "DELIVERY_WORKERS",
+                    format!("'{raw}' is not a whole number ≥ 0"),
+                )
+            })?,
+        };
+        Ok(Self {
+            workers,
+            batch_size: env.positive("DELIVERY_BATCH_SIZE", 32)?,
+            lease: env.seconds("DELIVERY_LEASE_SECS", 120)?,
+            poll_interval: env.millis("DELIVERY_POLL_INTERVAL_MS", 1000)?,
+            replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 30)?,
+            idempotency_ttl: env.seconds("IDEMPOTENCY_TTL_SECONDS", 24 * 60 * 60)?,
+        })
+    }
+}
+
 impl ConnectorsConfig {
     fn from_env_with(
         env: &Env,
@@ -254,7 +313,7 @@ impl ConnectorsConfig {
             providers,
             outbound: OutboundConfig {
                 connect_timeout: env.millis("OUTBOUND_CONNECT_TIMEOUT_MS", 5000)?,
-                request_timeout: env.seconds("OUTBOUND_TIMEOUT_SECS", 30)?,
+                request_timeout: env.seconds("OUTBOUND_TIMEOUT_SECS", 15)?,
                 max_response_bytes: env.positive("OUTBOUND_MAX_RESPONSE_BYTES", 64 * 1024)?,
                 max_retry_after: env.seconds("RETRY_AFTER_MAX_SECS", 300)?,
             },
@@ -270,11 +329,14 @@ impl ConnectorsConfig {
     }
 }
 
+/// `{PROVIDER}_RETRY_*`, defaulting to `DELIVERY_MAX_ATTEMPTS` and the
+/// seed's 1 s / 30 s.
 fn retry_policy(env: &Env, provider: Provider) -> Result<RetryPolicy, ConfigError> {
     let name = |suffix: &str| format!("{}_{suffix}", provider.as_str().to_ascii_uppercase());
     let defaults = RetryPolicy::default();
+    let max_attempts = env.positive("DELIVERY_MAX_ATTEMPTS", defaults.max_attempts)?;
     Ok(RetryPolicy {
-        max_attempts: env.positive(&name("RETRY_MAX_ATTEMPTS"), defaults.max_attempts)?,
+        max_attempts: env.positive(&name("RETRY_MAX_ATTEMPTS"), max_attempts)?,
         initial_delay: env.millis(&name("RETRY_INITIAL_DELAY_MS"), 1000)?,
         max_delay: env.seconds(&name("RETRY_MAX_DELAY_SECS"), 30)?,
         ..defaults
@@ -506,6 +568,8 @@ mod tests {
             ("GOODERA_RETRY_MAX_ATTEMPTS", "zero"),
             ("BENEVITY_API_URL", "ftp://benevity.example"),
             ("BENEVITY_AUTH", "password"),
+            ("DELIVERY_LEASE_SECS", "60"),
+            ("DELIVERY_WORKERS", "-1"),
         ] {
             assert_eq!(error_for(var, value).var, var, "{var}={value}");
         }

@@ -1,6 +1,8 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
+pub mod queue;
 pub mod store;
+pub mod worker;
 
 use std::{fmt, str::FromStr};
 

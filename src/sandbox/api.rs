@@ -204,3 +204,8 @@ pub(crate) fn unauthenticated(description: &str) -> Response {
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }
+
+/// The answer to a connection test.
+pub(crate) fn pong() -> Response {
+    axum::Json(json!({ "status": "ok" })).into_response()
+}

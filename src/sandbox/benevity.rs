@@ -10,7 +10,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, StatusCode},
     response::Response,
-    routing::post,
+    routing::{get, post},
 };
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
@@ -33,7 +33,29 @@ const TIMESTAMP: &str = "X-Benevity-Timestamp";
 const TIMESTAMP_TOLERANCE_SECS: i64 = 300;
 
 pub(crate) fn routes() -> Router<Arc<SandboxState>> {
-    Router::new().route("/v1/impact-reports", post(submit))
+    Router::new()
+        .route("/v1/impact-reports", post(submit))
+        .route("/v1/ping", get(ping))
+}
+
+/// The connection test: credentials checked, nothing delivered or signed.
+async fn ping(State(state): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    let known = match api::bearer(&headers) {
+        Some(token) => state
+            .check_token(Provider::Benevity, None, token)
+            .map_err(api::invalid_token),
+        None => match api::header(&headers, API_KEY) {
+            Some(key) if state.config.benevity_signature_secret(key).is_some() => Ok(String::new()),
+            _ => Err(unauthorized(
+                "invalid_api_key",
+                "the X-API-Key is not known",
+            )),
+        },
+    };
+    match known {
+        Ok(_) => api::pong(),
+        Err(refused) => refused,
+    }
 }
 
 async fn submit(

@@ -12,7 +12,7 @@ use axum::{
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header::RETRY_AFTER},
     response::Response,
-    routing::post,
+    routing::{get, post},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -29,7 +29,17 @@ const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const API_KEY: &str = "x-api-key";
 
 pub(crate) fn routes() -> Router<Arc<SandboxState>> {
-    Router::new().route("/v2/impact-data", post(submit))
+    Router::new()
+        .route("/v2/impact-data", post(submit))
+        .route("/v2/ping", get(ping))
+}
+
+/// The connection test: credentials checked, nothing delivered.
+async fn ping(State(state): State<Arc<SandboxState>>, headers: HeaderMap) -> Response {
+    match authenticate(&state, &headers) {
+        Ok(_) => api::pong(),
+        Err(refused) => refused,
+    }
 }
 
 async fn submit(

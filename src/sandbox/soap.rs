@@ -182,6 +182,11 @@ pub(crate) fn submit_response(reference: &str) -> String {
     ))
 }
 
+/// The answer to a `wd:Ping_Request` (the connection test).
+pub(crate) fn ping_response() -> String {
+    envelope("<wd:Ping_Response wd:version=\"v3.0\"/>")
+}
+
 fn envelope(body: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\

@@ -9,7 +9,7 @@ use axum::{
     extract::{Path, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
-    routing::post,
+    routing::{get, post},
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -24,12 +24,32 @@ use super::{
 use crate::provider::Provider;
 
 const SOAP_ACTION: &str = "Submit_Impact_Report";
+const PING_ACTION: &str = "Ping";
 const REQUEST_XPATH: &str = "/soapenv:Envelope/soapenv:Body/wd:Submit_Impact_Report_Request";
 
 pub(crate) fn routes() -> Router<Arc<SandboxState>> {
     Router::new()
         .route("/ccx/api/csr/v3/{tenant}/impactReports", post(submit_rest))
         .route("/ccx/service/{tenant}/CSR_Impact/v3.0", post(submit_soap))
+        .route("/ccx/api/csr/v3/{tenant}/ping", get(ping_rest))
+}
+
+/// The REST connection test: the bearer token checked, nothing delivered.
+async fn ping_rest(
+    State(state): State<Arc<SandboxState>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let checked = match api::bearer(&headers) {
+        Some(token) => state
+            .check_token(Provider::Workday, Some(&tenant), token)
+            .map_err(api::invalid_token),
+        None => Err(api::unauthenticated("a bearer token is required")),
+    };
+    match checked {
+        Ok(_) => api::pong(),
+        Err(refused) => refused,
+    }
 }
 
 async fn submit_rest(
@@ -160,8 +180,10 @@ fn handle_soap(
             .into_response_with(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
     let action = api::header(headers, "SOAPAction").map(|action| action.trim().trim_matches('"'));
-    if action != Some(SOAP_ACTION) {
-        return Err(client_fault("SOAPAction must be \"Submit_Impact_Report\"").into_response());
+    if !matches!(action, Some(SOAP_ACTION | PING_ACTION)) {
+        return Err(
+            client_fault("SOAPAction must be \"Submit_Impact_Report\" or \"Ping\"").into_response(),
+        );
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| client_fault("the body is not UTF-8").into_response())?;
@@ -173,6 +195,14 @@ fn handle_soap(
         state.config.workday_user_valid(tenant, username, password)
     })
     .map_err(IntoResponse::into_response)?;
+    // The connection test: authenticated like a submission, delivers nothing.
+    if request.operation.is(WD, "Ping_Request") {
+        return Ok((
+            [(axum::http::header::CONTENT_TYPE, soap::XML_CONTENT_TYPE)],
+            soap::ping_response(),
+        )
+            .into_response());
+    }
     let key = validate_soap(request.operation).map_err(IntoResponse::into_response)?;
     Ok(api::deliver(
         state,

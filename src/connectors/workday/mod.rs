@@ -64,7 +64,11 @@ impl Workday {
 
     /// Posts a SOAP document; the receipt carries the report reference when
     /// the answer was a submission's.
-    async fn post_soap(&self, envelope: String) -> Result<Receipt, ConnectorError> {
+    async fn post_soap(
+        &self,
+        action: &'static str,
+        envelope: String,
+    ) -> Result<Receipt, ConnectorError> {
         let reply = self
             .outbound
             .send(
@@ -72,7 +76,7 @@ impl Workday {
                     .client()
                     .post(self.soap_url())
                     .header(CONTENT_TYPE, "text/xml; charset=UTF-8")
-                    .header("SOAPAction", soap::SOAP_ACTION)
+                    .header("SOAPAction", action)
                     .body(envelope),
             )
             .await?;
@@ -146,8 +150,11 @@ impl Connector for Workday {
                     username,
                     password: password.expose_secret(),
                 };
-                self.post_soap(soap::envelope(request.report, request.delivery_id, &token))
-                    .await
+                self.post_soap(
+                    soap::SOAP_ACTION,
+                    soap::envelope(request.report, request.delivery_id, &token),
+                )
+                .await
             }
         }
     }
@@ -166,7 +173,9 @@ impl Connector for Workday {
                     username,
                     password: password.expose_secret(),
                 };
-                self.post_soap(soap::ping_envelope(&token)).await.map(drop)
+                self.post_soap(soap::PING_ACTION, soap::ping_envelope(&token))
+                    .await
+                    .map(drop)
             }
         }
     }

@@ -17,6 +17,8 @@ use uuid::Uuid;
 use crate::report::{ImpactReport, Money};
 
 pub const SOAP_ACTION: &str = "\"Submit_Impact_Report\"";
+/// The action of [`ping_envelope`].
+pub const PING_ACTION: &str = "\"Ping\"";
 
 const SOAP_ENV_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const WD_NS: &str = "urn:com.workday/bsvc";
