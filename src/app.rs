@@ -159,10 +159,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     log_providers(&state.config);
 
     let shutdown = CancellationToken::new();
-    let start_up = tokio::spawn({
+    // Delivery workers start once the schema is in place, and stop claiming
+    // on shutdown, finishing the attempts they hold.
+    let background = tokio::spawn({
         let state = state.clone();
         let shutdown = shutdown.clone();
-        async move { state.start_up(shutdown).await }
+        async move {
+            state.start_up(shutdown.clone()).await;
+            if state.lifecycle.is_started() {
+                crate::delivery::worker::run(state, shutdown).await;
+            }
+        }
     });
 
     let router = crate::http::router(state.clone());
@@ -178,7 +185,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     shutdown.cancel();
 
     let drained = tokio::time::timeout(shutdown_timeout, async {
-        let _ = start_up.await;
+        let _ = background.await;
         server.await
     })
     .await;

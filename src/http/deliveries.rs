@@ -19,7 +19,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     delivery::{
-        Delivery,
+        Delivery, queue,
         store::{self, Created, ListFilter, NewDelivery},
     },
     provider::Provider,
@@ -173,19 +173,28 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
+/// A delivery with every attempt made so far.
+#[derive(Serialize)]
+struct DeliveryDetail {
+    #[serde(flatten)]
+    delivery: Delivery,
+    attempts: Vec<queue::Attempt>,
+}
+
 async fn show(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> Result<Json<Delivery>, ApiError> {
+) -> Result<Json<DeliveryDetail>, ApiError> {
     principal.require_read()?;
     let not_found = || ApiError::NotFound(format!("no delivery {id}"));
     // A malformed id cannot name a delivery; 404 like any unknown one.
     let uuid: Uuid = id.parse().map_err(|_| not_found())?;
-    store::find(&state.db, &principal.scope(None)?, uuid)
+    let delivery = store::find(&state.db, &principal.scope(None)?, uuid)
         .await?
-        .map(Json)
-        .ok_or_else(not_found)
+        .ok_or_else(not_found)?;
+    let attempts = queue::attempts(&state.db, delivery.id).await?;
+    Ok(Json(DeliveryDetail { delivery, attempts }))
 }
 
 const DATE_HELP: &str = "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)";

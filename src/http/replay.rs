@@ -1,0 +1,118 @@
+//! Replay routes for ops and the cockpit: one failed delivery, a list, or
+//! every failed delivery of a company.
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    error::{ApiError, FieldError},
+    extract,
+};
+use crate::{
+    app::AppState,
+    auth::Principal,
+    delivery::{
+        queue,
+        replay::{self, BULK_LIMIT, Replayed},
+    },
+    provider::Provider,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/impact-in/deliveries/{id}/replay", post(replay_one))
+        .route("/v1/impact-in/deliveries/bulk-replay", post(bulk_replay))
+        .route(
+            "/v1/impact-in/deliveries/retry-all-failed",
+            post(retry_all_failed),
+        )
+}
+
+/// 200 with the delivery after the attempt, 202 while it is still being
+/// attempted past `REPLAY_TIMEOUT_SECS`, 409 unless it had failed.
+async fn replay_one(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    principal.require_write()?;
+    let not_found = || ApiError::NotFound(format!("no delivery {id}"));
+    let uuid: Uuid = id.parse().map_err(|_| not_found())?;
+    match replay::replay(&state, &principal.scope(None)?, uuid).await? {
+        Replayed::NotFound => Err(not_found()),
+        Replayed::NotFailed(delivery) => Err(ApiError::Conflict(format!(
+            "only failed deliveries can be replayed; this one is {}",
+            delivery.status
+        ))),
+        Replayed::Attempted(delivery) => Ok(Json(delivery).into_response()),
+        Replayed::InProgress(delivery) => {
+            Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkReplay {
+    ids: Vec<Uuid>,
+}
+
+#[derive(Serialize)]
+struct BulkReplayed {
+    results: Vec<replay::BulkResult>,
+}
+
+async fn bulk_replay(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<extract::Json<BulkReplay>, ApiError>,
+) -> Result<Json<BulkReplayed>, ApiError> {
+    principal.require_write()?;
+    let extract::Json(body) = body?;
+    if body.ids.is_empty() || body.ids.len() > BULK_LIMIT {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "ids",
+            format!("must hold 1 to {BULK_LIMIT} delivery ids"),
+        )]));
+    }
+    let results = replay::replay_many(&state, &principal.scope(None)?, &body.ids).await?;
+    Ok(Json(BulkReplayed { results }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetryAllFailed {
+    company_id: Uuid,
+    provider: Option<Provider>,
+    /// Only deliveries that failed at or after this instant.
+    since: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct Queued {
+    queued: u64,
+}
+
+/// Puts the company's failed deliveries back in the durable queue (the
+/// workers replay them), and answers how many.
+async fn retry_all_failed(
+    State(state): State<AppState>,
+    principal: Principal,
+    body: Result<extract::Json<RetryAllFailed>, ApiError>,
+) -> Result<(StatusCode, Json<Queued>), ApiError> {
+    principal.require_write()?;
+    let extract::Json(body) = body?;
+    principal.scope(Some(body.company_id))?;
+    let queued =
+        queue::requeue_failed(&state.db, body.company_id, body.provider, body.since).await?;
+    tracing::info!(company_id = %body.company_id, queued, "failed deliveries re-queued");
+    Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
+}

@@ -1,0 +1,523 @@
+//! The delivery pipeline end to end: the real router and workers over a
+//! fresh Postgres database and real Redis, delivering to the provider
+//! sandbox over real HTTP. Retry delays are configured to 1 ms so the
+//! queue's backoff does not make the tests wait; waiting here is only for
+//! asynchronous work to finish, never for time to pass.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use impact_in::{
+    app::AppState,
+    delivery::{queue, worker},
+    sandbox::{Sandbox, SandboxConfig, credentials},
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use common::{ADMIN, MANAGE, TestApp};
+
+struct Pipeline {
+    app: TestApp,
+    sandbox: Sandbox,
+    http: reqwest::Client,
+    company: Uuid,
+    token: String,
+    workers: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+impl Pipeline {
+    async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let mut vars: Vec<(String, String)> = credentials::env_vars(&sandbox.url())
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        for (k, v) in [
+            ("BENEVITY_RETRY_INITIAL_DELAY_MS", "1"),
+            ("GOODERA_RETRY_INITIAL_DELAY_MS", "1"),
+            ("WORKDAY_RETRY_INITIAL_DELAY_MS", "1"),
+            ("DELIVERY_POLL_INTERVAL_MS", "20"),
+        ] {
+            vars.push((k.into(), v.into()));
+        }
+        for (k, v) in overrides {
+            vars.push(((*k).into(), (*v).into()));
+        }
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let app = TestApp::start(pool, common::config(&pairs)).await;
+        let company = Uuid::new_v4();
+        let mut pipeline = Self {
+            app,
+            sandbox,
+            http: reqwest::Client::new(),
+            company,
+            token: common::token(&[company], &[ADMIN, MANAGE]),
+            workers: None,
+        };
+        pipeline.start_workers();
+        pipeline
+    }
+
+    fn start_workers(&mut self) {
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(worker::run(self.app.state.clone(), shutdown.clone()));
+        self.workers = Some((shutdown, handle));
+    }
+
+    async fn stop_workers(&mut self) {
+        if let Some((shutdown, handle)) = self.workers.take() {
+            shutdown.cancel();
+            handle.await.unwrap();
+        }
+    }
+
+    async fn control(&self, path: &str, body: Value) {
+        let response = self
+            .http
+            .post(format!("{}/_sandbox/{path}", self.sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    async fn received(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/_sandbox/received", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn create(&self, provider: &str, report: Value) -> Value {
+        let response = self
+            .app
+            .post(
+                "/v1/impact-in/deliveries",
+                Some(&self.token),
+                json!({"companyId": self.company, "provider": provider, "payload": report}),
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        response.body
+    }
+
+    async fn get(&self, id: &str) -> Value {
+        let response = self
+            .app
+            .get(&format!("/v1/impact-in/deliveries/{id}"), Some(&self.token))
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        response.body
+    }
+
+    /// Waits until the delivery reaches `status` (the workers run in the
+    /// background), then returns it.
+    async fn settled(&self, id: &str, status: &str) -> Value {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let delivery = self.get(id).await;
+                if delivery["status"] == status {
+                    return delivery;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("delivery {id} never reached {status}"))
+    }
+
+    fn report(&self) -> Value {
+        common::report(self.company)
+    }
+
+    /// A report distinct from every other one (the idempotency cache
+    /// would otherwise answer an identical payload).
+    fn distinct_report(&self, n: u32) -> Value {
+        let mut report = self.report();
+        report["sessionCount"] = json!(n);
+        report
+    }
+}
+
+fn id_of(delivery: &Value) -> String {
+    delivery["id"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_created_delivery_reaches_the_provider_once(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    for provider in ["benevity", "goodera", "workday"] {
+        let created = p.create(provider, p.distinct_report(1)).await;
+        assert_eq!(created["status"], "pending");
+        let done = p.settled(&id_of(&created), "success").await;
+        assert_eq!(done["attemptCount"], 1);
+        assert_eq!(done["fromCache"], false);
+        assert!(done["deliveredAt"].is_string());
+        assert!(done["providerResponse"]["reference"].is_string(), "{done}");
+        let attempts = done["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts[0]["trigger"], "automatic");
+        assert_eq!(attempts[0]["attemptNumber"], 1);
+        assert!(attempts[0]["httpStatus"].as_u64().unwrap() < 300);
+    }
+    let received = p.received().await;
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|r| r["timesReceived"] == 1));
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn transient_failures_are_retried_until_success(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 2, "status": 503}),
+    )
+    .await;
+    let created = p.create("benevity", p.report()).await;
+    let done = p.settled(&id_of(&created), "success").await;
+    assert_eq!(done["attemptCount"], 3);
+    let classes: Vec<&Value> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["errorClass"])
+        .collect();
+    assert_eq!(
+        classes,
+        [&json!("transient"), &json!("transient"), &Value::Null]
+    );
+    assert_eq!(p.received().await[0]["timesReceived"], 1);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn permanent_failures_and_exhausted_attempts_end_failed(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 1, "status": 422}),
+    )
+    .await;
+    let rejected = p.create("goodera", p.distinct_report(1)).await;
+    let failed = p.settled(&id_of(&rejected), "failed").await;
+    assert_eq!(
+        failed["attemptCount"], 1,
+        "permanent errors are not retried"
+    );
+    assert!(
+        failed["lastError"].as_str().unwrap().contains("422"),
+        "{failed}"
+    );
+
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 3, "status": 503}),
+    )
+    .await;
+    let flaky = p.create("goodera", p.distinct_report(2)).await;
+    let exhausted = p.settled(&id_of(&flaky), "failed").await;
+    assert_eq!(exhausted["attemptCount"], 3);
+    assert_eq!(exhausted["nextAttemptAt"], Value::Null);
+    assert!(p.received().await.is_empty());
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_replay_reaches_the_provider_with_the_same_delivery_id(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 1, "status": 400}),
+    )
+    .await;
+    let created = p.create("benevity", p.report()).await;
+    let id = id_of(&created);
+    p.settled(&id, "failed").await;
+
+    let replayed = p
+        .app
+        .post(
+            &format!("/v1/impact-in/deliveries/{id}/replay"),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(replayed.status, StatusCode::OK, "{}", replayed.body);
+    assert_eq!(replayed.body["status"], "success");
+    assert_eq!(replayed.body["attemptCount"], 2);
+    let detail = p.get(&id).await;
+    assert_eq!(detail["attempts"][1]["trigger"], "replay");
+    let received = p.received().await;
+    assert_eq!(received[0]["idempotencyKey"], created["deliveryId"]);
+
+    // Only failed deliveries are replayed.
+    let again = p
+        .app
+        .post(
+            &format!("/v1/impact-in/deliveries/{id}/replay"),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    again.problem(StatusCode::CONFLICT);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn identical_payloads_come_from_the_cache_but_replays_never_do(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    // A fails (failures are not cached); B, identical, is delivered and
+    // cached; C, identical, is answered from the cache without a call.
+    p.control(
+        "faults",
+        json!({"provider": "workday", "count": 1, "status": 400}),
+    )
+    .await;
+    let a = p.create("workday", p.report()).await;
+    p.settled(&id_of(&a), "failed").await;
+    let b = p.create("workday", p.report()).await;
+    assert_eq!(p.settled(&id_of(&b), "success").await["fromCache"], false);
+    let c = p.create("workday", p.report()).await;
+    let cached = p.settled(&id_of(&c), "success").await;
+    assert_eq!(cached["fromCache"], true);
+    assert_eq!(
+        cached["attemptCount"], 0,
+        "a cache hit is not a provider call"
+    );
+    assert_eq!(p.received().await.len(), 1);
+
+    // Replaying A reaches the provider despite the cached identical payload.
+    let replayed = p
+        .app
+        .post(
+            &format!("/v1/impact-in/deliveries/{}/replay", id_of(&a)),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(replayed.body["fromCache"], false, "{}", replayed.body);
+    let received = p.received().await;
+    assert!(
+        received
+            .iter()
+            .any(|r| r["idempotencyKey"] == a["deliveryId"]),
+        "{received:?}"
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn bulk_replay_answers_per_id(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 1, "status": 400}),
+    )
+    .await;
+    let failed = p.create("benevity", p.distinct_report(1)).await;
+    p.settled(&id_of(&failed), "failed").await;
+    let delivered = p.create("benevity", p.distinct_report(2)).await;
+    p.settled(&id_of(&delivered), "success").await;
+    let unknown = Uuid::new_v4().to_string();
+
+    let response = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/bulk-replay",
+            Some(&p.token),
+            json!({"ids": [id_of(&failed), id_of(&delivered), unknown]}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let results: Vec<(&str, &str)> = response.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["result"].as_str().unwrap(),
+                r["status"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            ("replayed", "success"),
+            ("not_failed", "success"),
+            ("not_found", "-")
+        ]
+    );
+
+    for ids in [
+        json!([]),
+        json!((0..101).map(|_| Uuid::new_v4()).collect::<Vec<_>>()),
+    ] {
+        let refused = p
+            .app
+            .post(
+                "/v1/impact-in/deliveries/bulk-replay",
+                Some(&p.token),
+                json!({"ids": ids}),
+            )
+            .await;
+        refused.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(refused.error_fields(), ["ids"]);
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn retry_all_failed_is_durable_across_a_worker_restart(pool: PgPool) {
+    let mut p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 3, "status": 400}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = p.create("goodera", p.distinct_report(n)).await;
+        ids.push(id_of(&created));
+    }
+    for id in &ids {
+        p.settled(id, "failed").await;
+    }
+    // The workers are gone when the re-queue happens: nothing may be lost.
+    p.stop_workers().await;
+    let queued = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/retry-all-failed",
+            Some(&p.token),
+            json!({"companyId": p.company}),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    assert_eq!(queued.body["queued"], 3);
+    p.start_workers();
+    for id in &ids {
+        let done = p.settled(id, "success").await;
+        assert_eq!(done["attempts"][1]["trigger"], "replay");
+    }
+    assert_eq!(p.received().await.len(), 3);
+
+    // Another company's deliveries are not the caller's to re-queue.
+    let foreign = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/retry-all-failed",
+            Some(&p.token),
+            json!({"companyId": Uuid::new_v4()}),
+        )
+        .await;
+    foreign.problem(StatusCode::FORBIDDEN);
+}
+
+/// A worker that dies holding a lease: once the lease has run out another
+/// worker delivers, the provider sees the delivery once, and the dead
+/// worker's late outcome is refused.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_worker_dying_mid_attempt_loses_nothing(pool: PgPool) {
+    let mut p = Pipeline::start(pool.clone(), &[]).await;
+    p.stop_workers().await;
+    let created = p.create("benevity", p.report()).await;
+    let lease = Duration::from_secs(120);
+    let held = queue::claim(&pool, "doomed-worker", 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
+
+    // The lease running out, without waiting two minutes: its expiry is the
+    // row's next due time.
+    sqlx::query("UPDATE impact_deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(held[0].id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    p.start_workers();
+    let done = p.settled(&id_of(&created), "success").await;
+    assert_eq!(
+        done["attemptCount"], 2,
+        "the dead worker's claim counted as an attempt"
+    );
+
+    let late = worker::attempt_and_record(&p.app.state, held[0].clone()).await;
+    assert_eq!(late, None, "a stale lease cannot overwrite the outcome");
+    assert_eq!(p.received().await[0]["timesReceived"], 1);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn two_worker_pools_never_attempt_a_delivery_twice(pool: PgPool) {
+    let mut p = Pipeline::start(pool.clone(), &[("DELIVERY_BATCH_SIZE", "4")]).await;
+    p.stop_workers().await;
+    let mut ids = Vec::new();
+    for n in 0..40 {
+        ids.push(id_of(&p.create("benevity", p.distinct_report(n)).await));
+    }
+    // Two "replicas" over the same database.
+    let other = AppState::new(p.app.state.config.clone(), pool.clone()).unwrap();
+    let other_shutdown = CancellationToken::new();
+    let other_workers = tokio::spawn(worker::run(other, other_shutdown.clone()));
+    p.start_workers();
+    for id in &ids {
+        p.settled(id, "success").await;
+    }
+    other_shutdown.cancel();
+    other_workers.await.unwrap();
+
+    let (attempts, deliveries): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM delivery_attempts), (SELECT count(*) FROM impact_deliveries WHERE attempt_count = 1)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((attempts, deliveries), (40, 40));
+    let received = p.received().await;
+    assert_eq!(received.len(), 40);
+    assert!(received.iter().all(|r| r["timesReceived"] == 1));
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn deliveries_flow_while_redis_is_down(pool: PgPool) {
+    let black_hole = common::black_hole().await;
+    let redis = format!("redis://{black_hole}");
+    let p = Pipeline::start(pool, &[("REDIS_URL", &redis), ("REDIS_TIMEOUT_MS", "50")]).await;
+    let created = p.create("goodera", p.report()).await;
+    p.settled(&id_of(&created), "success").await;
+    // The in-process fallback still answers the identical payload.
+    let again = p.create("goodera", p.report()).await;
+    let cached = p.settled(&id_of(&again), "success").await;
+    assert_eq!(cached["fromCache"], true);
+    assert_eq!(p.received().await.len(), 1);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_idempotency_key_answers_repeats_and_refuses_reuse(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    let body =
+        |report: Value| json!({"companyId": p.company, "provider": "benevity", "payload": report});
+    let send = |body: Value| {
+        let request = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/v1/impact-in/deliveries")
+            .header("authorization", format!("Bearer {}", p.token))
+            .header("content-type", "application/json")
+            .header("idempotency-key", "order-42")
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        p.app.send(request)
+    };
+    let first = send(body(p.report())).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    let repeat = send(body(p.report())).await;
+    assert_eq!(repeat.status, StatusCode::OK);
+    assert_eq!(repeat.body["id"], first.body["id"]);
+    let reuse = send(body(p.distinct_report(9))).await;
+    reuse.problem(StatusCode::CONFLICT);
+}
