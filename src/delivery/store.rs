@@ -69,12 +69,22 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ListFilter) {
         query.push(clause);
         clause = " AND ";
     };
-    if let Some(companies) = filter.scope.as_filter() {
-        and(query);
-        query
-            .push("company_id = ANY(")
-            .push_bind(companies.to_vec())
-            .push(")");
+    match filter.scope.as_filter() {
+        None => {}
+        // `= ANY` would not let the planner read the (company_id, …,
+        // created_at DESC, id DESC) indexes in order: it would fetch all of
+        // the company's rows and sort them, on every page.
+        Some([company]) => {
+            and(query);
+            query.push("company_id = ").push_bind(*company);
+        }
+        Some(companies) => {
+            and(query);
+            query
+                .push("company_id = ANY(")
+                .push_bind(companies.to_vec())
+                .push(")");
+        }
     }
     if let Some(provider) = filter.provider {
         and(query);
