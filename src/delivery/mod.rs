@@ -1,5 +1,6 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
+pub mod cursor;
 pub mod store;
 
 use std::{fmt, str::FromStr};
