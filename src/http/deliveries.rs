@@ -66,18 +66,12 @@ async fn list(
     let company = params.get::<Uuid>("companyId");
     let provider = params.get("provider");
     let status = params.get("status");
-    let created_from = params.get_with("startDate", parse_date);
-    let created_to = params.get_with("endDate", parse_end_date);
+    let (created_from, created_to) = created_range(&mut params);
     let page = params.get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE));
     let cursor = params.get("cursor");
     let limit = params
         .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
         .map_or(DEFAULT_LIMIT, |limit| limit as u32);
-    if let (Some(from), Some(to)) = (created_from, created_to)
-        && from > to
-    {
-        params.reject("endDate", "must not be before startDate");
-    }
     if page.is_some() && cursor.is_some() {
         params.reject("cursor", "use either page or cursor");
     }
@@ -201,6 +195,21 @@ async fn show(
         .await?
         .map(Json)
         .ok_or_else(not_found)
+}
+
+/// `startDate` and `endDate`, which bound `created_at` inclusively; an
+/// inverted range is recorded as an error on `endDate`.
+pub(super) fn created_range(
+    params: &mut QueryParams,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let from = params.get_with("startDate", parse_date);
+    let to = params.get_with("endDate", parse_end_date);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        params.reject("endDate", "must not be before startDate");
+    }
+    (from, to)
 }
 
 const DATE_HELP: &str = "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)";
