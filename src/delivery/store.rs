@@ -95,7 +95,11 @@ pub async fn find(
 
 /// Only the predicates a filter sets, so each query can use its index, and
 /// with `after` only the rows past that position in list order.
-fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ListFilter, after: Option<Cursor>) {
+pub(super) fn push_filter(
+    query: &mut QueryBuilder<Postgres>,
+    filter: &ListFilter,
+    after: Option<Cursor>,
+) {
     let mut clause = " WHERE ";
     let mut and = |query: &mut QueryBuilder<Postgres>| {
         query.push(clause);

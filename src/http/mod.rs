@@ -5,6 +5,7 @@ mod deliveries;
 pub mod error;
 pub mod extract;
 mod health;
+mod stats;
 
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(discovery))
         .merge(health::routes())
         .merge(deliveries::routes())
+        .merge(stats::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware)
