@@ -1,4 +1,5 @@
-//! The delivery log routes: create, list with filters and pages, show.
+//! The delivery log routes: create, list with filters, pages and cursors,
+//! show.
 
 mod common;
 
@@ -232,6 +233,235 @@ async fn an_empty_log_is_an_empty_first_page(pool: PgPool) {
     assert_eq!(empty.status, StatusCode::OK);
     assert_eq!(
         empty.body,
-        json!({ "data": [], "pagination": { "page": 1, "limit": 20, "total": 0, "totalPages": 0 } })
+        json!({ "data": [], "pagination": { "page": 1, "limit": 20, "total": 0, "totalPages": 0 }, "nextCursor": null })
     );
+}
+
+/// The ids of every page from the first (by page number) to the one whose
+/// `nextCursor` is null, following cursors, and how many pages that took.
+async fn walk(app: &TestApp, bearer: &str, query: &str) -> (Vec<String>, usize) {
+    let first = app.get(&format!("{LIST}?{query}"), Some(bearer)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["pagination"]["page"], 1);
+    let mut seen = ids(&first.body);
+    let mut pages = 1;
+    let mut next = first.body["nextCursor"].clone();
+    while let Some(cursor) = next.as_str() {
+        let page = app
+            .get(&format!("{LIST}?{query}&cursor={cursor}"), Some(bearer))
+            .await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body["pagination"]["page"].is_null(), "{}", page.body);
+        seen.extend(ids(&page.body));
+        pages += 1;
+        assert!(pages <= 100, "the cursors do not end");
+        next = page.body["nextCursor"].clone();
+    }
+    (seen, pages)
+}
+
+/// 13 rows for `company` in threes sharing a `created_at`, so that page
+/// boundaries fall between rows only `id` orders.
+async fn seed_ties(pool: &PgPool, company: Uuid) {
+    for i in 0..13 {
+        let provider = ["benevity", "goodera", "workday"][i % 3];
+        let status = ["success", "failed"][i % 2];
+        let day = 1 + i / 3;
+        seed(
+            pool,
+            company,
+            provider,
+            status,
+            &format!("2026-01-{day:02}T09:00:00Z"),
+        )
+        .await;
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn cursors_walk_every_row_once_in_page_order(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let reader = token(&[company], &[ADMIN]);
+    seed_ties(&pool, company).await;
+    // Another company's rows, interleaved in time, stay out.
+    seed(
+        &pool,
+        Uuid::new_v4(),
+        "benevity",
+        "success",
+        "2026-01-02T09:00:00Z",
+    )
+    .await;
+
+    let everything = ids(&app
+        .get(&format!("{LIST}?limit=100"), Some(&reader))
+        .await
+        .body);
+    assert_eq!(everything.len(), 13);
+    for (limit, pages) in [(4, 4), (1, 13), (13, 1), (12, 2), (100, 1)] {
+        let (walked, taken) = walk(&app, &reader, &format!("limit={limit}")).await;
+        assert_eq!(walked, everything, "limit={limit}");
+        assert_eq!(taken, pages, "limit={limit}: no empty page after the last");
+    }
+
+    // A cursor page reports the totals, with no page number.
+    let first = app.get(&format!("{LIST}?limit=4"), Some(&reader)).await;
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let second = app
+        .get(&format!("{LIST}?limit=4&cursor={cursor}"), Some(&reader))
+        .await;
+    assert_eq!(
+        second.body["pagination"],
+        json!({ "page": null, "limit": 4, "total": 13, "totalPages": 4 })
+    );
+    assert_eq!(ids(&second.body), everything[4..8]);
+
+    // A numbered page's cursor continues where the next number would.
+    let page2 = app
+        .get(&format!("{LIST}?limit=4&page=2"), Some(&reader))
+        .await;
+    let page3 = app
+        .get(&format!("{LIST}?limit=4&page=3"), Some(&reader))
+        .await;
+    let after2 = page2.body["nextCursor"].as_str().unwrap();
+    let by_cursor = app
+        .get(&format!("{LIST}?limit=4&cursor={after2}"), Some(&reader))
+        .await;
+    assert_eq!(ids(&by_cursor.body), ids(&page3.body));
+    for last in ["limit=4&page=4", "limit=4&page=5"] {
+        let page = app.get(&format!("{LIST}?{last}"), Some(&reader)).await;
+        assert!(page.body["nextCursor"].is_null(), "{last}: {}", page.body);
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn cursors_apply_the_filters_sent_with_them(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let reader = token(&[company], &[ADMIN]);
+    seed_ties(&pool, company).await;
+
+    for filter in [
+        "provider=goodera",
+        "status=failed",
+        "provider=benevity&status=success",
+        "startDate=2026-01-02&endDate=2026-01-04",
+        &format!("companyId={company}&provider=workday"),
+    ] {
+        let everything = ids(&app
+            .get(&format!("{LIST}?limit=100&{filter}"), Some(&reader))
+            .await
+            .body);
+        assert!(!everything.is_empty(), "{filter}");
+        let (walked, _) = walk(&app, &reader, &format!("limit=2&{filter}")).await;
+        assert_eq!(walked, everything, "{filter}");
+    }
+
+    // The cursor holds a position only: a filter added later applies to the
+    // rows after it.
+    let first = app.get(&format!("{LIST}?limit=5"), Some(&reader)).await;
+    let cursor = first.body["nextCursor"].as_str().unwrap();
+    let failed = app
+        .get(
+            &format!("{LIST}?status=failed&cursor={cursor}"),
+            Some(&reader),
+        )
+        .await;
+    let all_failed = ids(&app
+        .get(&format!("{LIST}?status=failed"), Some(&reader))
+        .await
+        .body);
+    let first_five = ids(&first.body);
+    let expected: Vec<String> = all_failed
+        .into_iter()
+        .filter(|id| !first_five.contains(id))
+        .collect();
+    assert_eq!(ids(&failed.body), expected);
+    assert_eq!(
+        failed.body["pagination"]["total"], 6,
+        "total ignores the cursor"
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_malformed_cursor_or_one_with_page_is_400(pool: PgPool) {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let reader = token(&[company], &[ADMIN]);
+    seed_ties(&pool, company).await;
+    let first = app.get(&format!("{LIST}?limit=2"), Some(&reader)).await;
+    let valid = first.body["nextCursor"].as_str().unwrap().to_owned();
+
+    let encode = |text: &str| URL_SAFE_NO_PAD.encode(text);
+    for cursor in [
+        "garbage!".to_owned(),
+        encode("2026-01-01T09:00:00Z"),
+        encode(&format!("yesterday|{}", Uuid::new_v4())),
+        encode("2026-01-01T09:00:00Z|not-a-uuid"),
+        valid[..valid.len() - 2].to_owned(),
+    ] {
+        let response = app
+            .get(&format!("{LIST}?cursor={cursor}"), Some(&reader))
+            .await;
+        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(response.error_fields(), vec!["cursor"], "{cursor}");
+    }
+
+    for page in ["1", "2"] {
+        let response = app
+            .get(&format!("{LIST}?page={page}&cursor={valid}"), Some(&reader))
+            .await;
+        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(response.error_fields(), vec!["cursor"]);
+        assert_eq!(
+            response.body["errors"][0]["message"],
+            "use either page or cursor"
+        );
+    }
+
+    // Any well-formed position is accepted: it reveals nothing by itself.
+    let forged = encode(&format!("2026-01-03T09:00:00Z|{}", Uuid::nil()));
+    let response = app
+        .get(&format!("{LIST}?cursor={forged}"), Some(&reader))
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(ids(&response.body).len(), 6, "the rows of 1 and 2 January");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_cursor_never_crosses_into_another_company(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    let (reader, other) = (token(&[ours], &[ADMIN]), token(&[theirs], &[ADMIN]));
+    seed_ties(&pool, ours).await;
+    for day in 3..=5 {
+        let at = format!("2026-01-{day:02}T12:00:00Z");
+        seed(&pool, theirs, "benevity", "success", &at).await;
+    }
+    let (our_ids, _) = walk(&app, &reader, "limit=100").await;
+
+    // Their cursor (after their 4 January row), in our hands, is only a
+    // position among our own rows: all but our 5 January one.
+    let their_page = app.get(&format!("{LIST}?limit=2"), Some(&other)).await;
+    let their_cursor = their_page.body["nextCursor"].as_str().unwrap();
+    let with_their_cursor = app
+        .get(
+            &format!("{LIST}?limit=100&cursor={their_cursor}"),
+            Some(&reader),
+        )
+        .await;
+    assert_eq!(with_their_cursor.status, StatusCode::OK);
+    assert_eq!(ids(&with_their_cursor.body), our_ids[1..]);
+    assert_eq!(with_their_cursor.body["pagination"]["total"], 13);
+
+    // Naming their company is refused with or without a cursor.
+    app.get(
+        &format!("{LIST}?companyId={theirs}&cursor={their_cursor}"),
+        Some(&reader),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
 }

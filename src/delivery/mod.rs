@@ -1,7 +1,9 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
+pub mod cursor;
 pub mod queue;
 pub mod replay;
+pub mod stats;
 pub mod store;
 pub mod worker;
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{Delivery, DeliveryStatus};
+use super::{Delivery, DeliveryStatus, cursor::Cursor};
 use crate::{auth::CompanyScope, provider::Provider};
 
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
@@ -21,28 +21,59 @@ pub struct ListFilter {
     pub created_to: Option<DateTime<Utc>>,
 }
 
+/// Where a page of the list starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// After skipping this many rows: page numbers, slower the deeper.
+    Offset(u64),
+    /// Strictly after this row: as fast on any page, since the index seeks
+    /// straight to it.
+    After(Cursor),
+}
+
+pub struct ListPage {
+    pub rows: Vec<Delivery>,
+    /// Every row matching the filter, whatever the page.
+    pub total: i64,
+    /// The last row of this page, when rows follow it.
+    pub next: Option<Cursor>,
+}
+
 /// One page, newest first, and the total matching the filter.
 pub async fn list(
     pool: &PgPool,
     filter: &ListFilter,
     limit: u32,
-    offset: u64,
-) -> Result<(Vec<Delivery>, i64), sqlx::Error> {
+    start: Start,
+) -> Result<ListPage, sqlx::Error> {
+    let (after, offset) = match start {
+        Start::Offset(offset) => (None, offset),
+        Start::After(cursor) => (Some(cursor), 0),
+    };
     let mut page = QueryBuilder::new(format!("SELECT {COLUMNS} FROM impact_deliveries"));
-    push_filter(&mut page, filter);
+    push_filter(&mut page, filter, after);
+    // One row beyond the page tells whether another page follows, without
+    // trusting a count taken by a separate statement.
     page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(limit))
+        .push_bind(i64::from(limit) + 1)
         .push(" OFFSET ")
         .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 
     let mut count = QueryBuilder::new("SELECT count(*) FROM impact_deliveries");
-    push_filter(&mut count, filter);
+    push_filter(&mut count, filter, None);
 
-    let (rows, total) = tokio::try_join!(
+    let (mut rows, total) = tokio::try_join!(
         page.build_query_as::<Delivery>().fetch_all(pool),
         count.build_query_scalar::<i64>().fetch_one(pool),
     )?;
-    Ok((rows, total))
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(Cursor::from)
+    } else {
+        None
+    };
+    Ok(ListPage { rows, total, next })
 }
 
 /// A delivery by its record id or its `deliveryId`, if the scope covers it.
@@ -62,19 +93,34 @@ pub async fn find(
     .await
 }
 
-/// Only the predicates a filter sets, so each query can use its index.
-fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ListFilter) {
+/// Only the predicates a filter sets, so each query can use its index, and
+/// with `after` only the rows past that position in list order.
+pub(super) fn push_filter(
+    query: &mut QueryBuilder<Postgres>,
+    filter: &ListFilter,
+    after: Option<Cursor>,
+) {
     let mut clause = " WHERE ";
     let mut and = |query: &mut QueryBuilder<Postgres>| {
         query.push(clause);
         clause = " AND ";
     };
-    if let Some(companies) = filter.scope.as_filter() {
-        and(query);
-        query
-            .push("company_id = ANY(")
-            .push_bind(companies.to_vec())
-            .push(")");
+    match filter.scope.as_filter() {
+        None => {}
+        // `= ANY` would not let the planner read the (company_id, …,
+        // created_at DESC, id DESC) indexes in order: it would fetch all of
+        // the company's rows and sort them, on every page.
+        Some([company]) => {
+            and(query);
+            query.push("company_id = ").push_bind(*company);
+        }
+        Some(companies) => {
+            and(query);
+            query
+                .push("company_id = ANY(")
+                .push_bind(companies.to_vec())
+                .push(")");
+        }
     }
     if let Some(provider) = filter.provider {
         and(query);
@@ -91,6 +137,15 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &ListFilter) {
     if let Some(to) = filter.created_to {
         and(query);
         query.push("created_at <= ").push_bind(to);
+    }
+    if let Some(cursor) = after {
+        and(query);
+        query
+            .push("(created_at, id) < (")
+            .push_bind(cursor.created_at)
+            .push(", ")
+            .push_bind(cursor.id)
+            .push(")");
     }
 }
 

@@ -34,19 +34,24 @@ pub fn routes() -> Router<AppState> {
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 100;
-/// Deeper pages are cheaper by cursor (coming with the delivery pipeline).
+/// Deeper pages are cheaper by cursor.
 const MAX_PAGE: u64 = 100_000;
 
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Page {
     data: Vec<Delivery>,
     pagination: Pagination,
+    /// Continues after this page; `None` on the last one.
+    next_cursor: Option<String>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Pagination {
-    page: u64,
+    /// `None` (null) on a page fetched by cursor, which has no number; the
+    /// cockpit needs the member present either way.
+    page: Option<u64>,
     limit: u32,
     total: i64,
     total_pages: i64,
@@ -61,18 +66,14 @@ async fn list(
     let company = params.get::<Uuid>("companyId");
     let provider = params.get("provider");
     let status = params.get("status");
-    let created_from = params.get_with("startDate", parse_date);
-    let created_to = params.get_with("endDate", parse_end_date);
-    let page = params
-        .get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE))
-        .unwrap_or(1);
+    let (created_from, created_to) = created_range(&mut params);
+    let page = params.get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE));
+    let cursor = params.get("cursor");
     let limit = params
         .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
         .map_or(DEFAULT_LIMIT, |limit| limit as u32);
-    if let (Some(from), Some(to)) = (created_from, created_to)
-        && from > to
-    {
-        params.reject("endDate", "must not be before startDate");
+    if page.is_some() && cursor.is_some() {
+        params.reject("cursor", "use either page or cursor");
     }
     params.finish()?;
 
@@ -83,16 +84,24 @@ async fn list(
         created_from,
         created_to,
     };
-    let offset = (page - 1).saturating_mul(u64::from(limit));
-    let (data, total) = store::list(&state.db, &filter, limit, offset).await?;
+    let (page, start) = match cursor {
+        Some(cursor) => (None, store::Start::After(cursor)),
+        None => {
+            let page = page.unwrap_or(1);
+            let offset = (page - 1).saturating_mul(u64::from(limit));
+            (Some(page), store::Start::Offset(offset))
+        }
+    };
+    let list = store::list(&state.db, &filter, limit, start).await?;
     Ok(Json(Page {
-        data,
+        data: list.rows,
         pagination: Pagination {
             page,
             limit,
-            total,
-            total_pages: (total + i64::from(limit) - 1) / i64::from(limit),
+            total: list.total,
+            total_pages: (list.total + i64::from(limit) - 1) / i64::from(limit),
         },
+        next_cursor: list.next.map(|cursor| cursor.to_string()),
     }))
 }
 
@@ -195,6 +204,21 @@ async fn show(
         .ok_or_else(not_found)?;
     let attempts = queue::attempts(&state.db, delivery.id).await?;
     Ok(Json(DeliveryDetail { delivery, attempts }))
+}
+
+/// `startDate` and `endDate`, which bound `created_at` inclusively; an
+/// inverted range is recorded as an error on `endDate`.
+pub(super) fn created_range(
+    params: &mut QueryParams,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let from = params.get_with("startDate", parse_date);
+    let to = params.get_with("endDate", parse_end_date);
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        params.reject("endDate", "must not be before startDate");
+    }
+    (from, to)
 }
 
 const DATE_HELP: &str = "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)";

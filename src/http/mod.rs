@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 mod health;
 mod replay;
+mod stats;
 
 use std::time::Duration;
 
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(deliveries::routes())
         .merge(replay::routes())
+        .merge(stats::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware)

@@ -1,0 +1,127 @@
+//! Delivery statistics for the cockpit: counts by status and provider, the
+//! success rate, attempts and latency, for the rows a [`ListFilter`] selects.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::{FromRow, PgPool, QueryBuilder};
+
+use super::store::{ListFilter, push_filter};
+use crate::provider::Provider;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub total: i64,
+    pub by_status: StatusCounts,
+    /// Every provider, with zeros when it has no deliveries.
+    pub by_provider: BTreeMap<Provider, ProviderStats>,
+    /// Success among finished deliveries (success or failed), from 0 to 1;
+    /// `None` when none has finished.
+    pub success_rate: Option<f64>,
+    /// Mean `attempt_count` of finished deliveries.
+    pub average_attempts: Option<f64>,
+    /// Mean time from creation to delivery of successful deliveries.
+    pub average_latency_ms: Option<f64>,
+    /// 95th percentile (interpolated) of the same.
+    pub p95_latency_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]
+pub struct StatusCounts {
+    pub pending: i64,
+    pub retrying: i64,
+    pub success: i64,
+    pub failed: i64,
+}
+
+impl StatusCounts {
+    fn total(&self) -> i64 {
+        self.pending + self.retrying + self.success + self.failed
+    }
+
+    fn success_rate(&self) -> Option<f64> {
+        let finished = self.success + self.failed;
+        (finished > 0).then(|| self.success as f64 / finished as f64)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStats {
+    pub total: i64,
+    #[serde(flatten)]
+    pub by_status: StatusCounts,
+    pub success_rate: Option<f64>,
+}
+
+impl From<StatusCounts> for ProviderStats {
+    fn from(by_status: StatusCounts) -> Self {
+        Self {
+            total: by_status.total(),
+            by_status,
+            success_rate: by_status.success_rate(),
+        }
+    }
+}
+
+/// A row of the rollup: one per provider present, and the grand total with
+/// `provider` NULL (the column itself is NOT NULL).
+#[derive(FromRow)]
+struct Group {
+    provider: Option<Provider>,
+    #[sqlx(flatten)]
+    counts: StatusCounts,
+    average_attempts: Option<f64>,
+    average_latency_ms: Option<f64>,
+    p95_latency_ms: Option<f64>,
+}
+
+/// One statement: `ROLLUP` yields the per-provider counts and the grand
+/// total together, and always the total row, even over no rows. The means
+/// and percentile are computed for every group but read from the total only.
+const SELECT: &str = "SELECT provider,
+         count(*) FILTER (WHERE status = 'pending') AS pending,
+         count(*) FILTER (WHERE status = 'retrying') AS retrying,
+         count(*) FILTER (WHERE status = 'success') AS success,
+         count(*) FILTER (WHERE status = 'failed') AS failed,
+         avg(attempt_count) FILTER (WHERE status IN ('success', 'failed'))::float8
+             AS average_attempts,
+         avg(latency_ms) FILTER (WHERE status = 'success') AS average_latency_ms,
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+             FILTER (WHERE status = 'success') AS p95_latency_ms
+     FROM impact_deliveries
+     CROSS JOIN LATERAL (
+         SELECT (extract(epoch FROM delivered_at - created_at) * 1000)::float8 AS latency_ms
+     ) AS latency";
+
+pub async fn compute(pool: &PgPool, filter: &ListFilter) -> Result<Stats, sqlx::Error> {
+    let mut query = QueryBuilder::new(SELECT);
+    push_filter(&mut query, filter, None);
+    query.push(" GROUP BY ROLLUP (provider)");
+    let groups: Vec<Group> = query.build_query_as().fetch_all(pool).await?;
+
+    let mut by_provider: BTreeMap<Provider, ProviderStats> = Provider::ALL
+        .into_iter()
+        .map(|provider| (provider, StatusCounts::default().into()))
+        .collect();
+    let mut all = None;
+    for group in groups {
+        match group.provider {
+            Some(provider) => {
+                by_provider.insert(provider, group.counts.into());
+            }
+            None => all = Some(group),
+        }
+    }
+    let all = all.ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Stats {
+        total: all.counts.total(),
+        by_status: all.counts,
+        by_provider,
+        success_rate: all.counts.success_rate(),
+        average_attempts: all.average_attempts,
+        average_latency_ms: all.average_latency_ms,
+        p95_latency_ms: all.p95_latency_ms,
+    })
+}

@@ -1,0 +1,42 @@
+//! `/v1/impact-in/stats`: delivery statistics for the cockpit's dashboard.
+
+use axum::{Json, Router, extract::State, routing::get};
+use uuid::Uuid;
+
+use super::{deliveries::created_range, error::ApiError, extract::QueryParams};
+use crate::{
+    app::AppState,
+    auth::Principal,
+    delivery::{
+        stats::{self, Stats},
+        store::ListFilter,
+    },
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/impact-in/stats", get(show))
+}
+
+/// Over the deliveries the list would return for the same `companyId`,
+/// `provider`, `startDate` and `endDate`, on every page.
+async fn show(
+    State(state): State<AppState>,
+    principal: Principal,
+    mut params: QueryParams,
+) -> Result<Json<Stats>, ApiError> {
+    principal.require_read()?;
+    let company = params.get::<Uuid>("companyId");
+    let provider = params.get("provider");
+    let (created_from, created_to) = created_range(&mut params);
+    params.finish()?;
+
+    let filter = ListFilter {
+        scope: principal.scope(company)?,
+        provider,
+        // Statistics break deliveries down by status rather than filter on it.
+        status: None,
+        created_from,
+        created_to,
+    };
+    Ok(Json(stats::compute(&state.db, &filter).await?))
+}

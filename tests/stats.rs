@@ -1,0 +1,277 @@
+//! `GET /v1/impact-in/stats` over seeded deliveries, every number worked out
+//! by hand.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const STATS: &str = "/v1/impact-in/stats";
+
+/// provider, status, attempt_count, created_at, and `delivered_at -
+/// created_at` in ms (`None`: `delivered_at` NULL).
+type Row = (&'static str, &'static str, i32, &'static str, Option<i64>);
+
+async fn seed(pool: &PgPool, company: Uuid, rows: &[Row]) {
+    for &(provider, status, attempts, created_at, latency_ms) in rows {
+        sqlx::query(
+            "INSERT INTO impact_deliveries
+                 (id, company_id, provider, delivery_id, payload, payload_hash, status,
+                  attempt_count, created_at, delivered_at)
+             VALUES ($1, $2, $3, $4, '{}', 'seeded', $5, $6, $7::timestamptz,
+                     $7::timestamptz + $8 * interval '1 millisecond')",
+        )
+        .bind(Uuid::new_v4())
+        .bind(company)
+        .bind(provider)
+        .bind(Uuid::new_v4())
+        .bind(status)
+        .bind(attempts)
+        .bind(created_at)
+        .bind(latency_ms)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// Ours: four benevity, two goodera, no workday.
+const OURS: &[Row] = &[
+    ("benevity", "success", 1, "2026-01-10T10:00:00Z", Some(1000)),
+    ("benevity", "success", 2, "2026-01-11T00:00:00Z", Some(3000)),
+    ("benevity", "failed", 5, "2026-01-12T08:00:00Z", None),
+    ("benevity", "pending", 0, "2026-02-01T08:00:00Z", None),
+    ("goodera", "success", 1, "2026-01-20T18:00:00Z", Some(2000)),
+    ("goodera", "retrying", 2, "2026-02-02T08:00:00Z", None),
+];
+
+/// Another company's: never in our numbers.
+const THEIRS: &[Row] = &[("goodera", "success", 9, "2026-01-15T12:00:00Z", Some(9000))];
+
+fn provider(pending: i64, retrying: i64, success: i64, failed: i64) -> Value {
+    let finished = success + failed;
+    json!({
+        "total": pending + retrying + success + failed,
+        "pending": pending, "retrying": retrying, "success": success, "failed": failed,
+        "successRate": (finished > 0).then(|| success as f64 / finished as f64),
+    })
+}
+
+fn empty() -> Value {
+    json!({
+        "total": 0,
+        "byStatus": { "pending": 0, "retrying": 0, "success": 0, "failed": 0 },
+        "byProvider": {
+            "benevity": provider(0, 0, 0, 0),
+            "goodera": provider(0, 0, 0, 0),
+            "workday": provider(0, 0, 0, 0),
+        },
+        "successRate": null,
+        "averageAttempts": null,
+        "averageLatencyMs": null,
+        "p95LatencyMs": null,
+    })
+}
+
+/// Equal JSON, numbers within 1e-9: SQL means and interpolated percentiles
+/// need not round like the arithmetic written here.
+fn assert_close(actual: &Value, expected: &Value, path: &str) {
+    match (actual, expected) {
+        (Value::Number(a), Value::Number(e)) => {
+            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
+            assert!((a - e).abs() < 1e-9, "{path}: {a} != {e}");
+        }
+        (Value::Object(a), Value::Object(e)) => {
+            let mut keys: Vec<_> = a.keys().collect();
+            keys.sort();
+            let mut expected_keys: Vec<_> = e.keys().collect();
+            expected_keys.sort();
+            assert_eq!(keys, expected_keys, "{path}");
+            for key in e.keys() {
+                assert_close(&a[key], &e[key], &format!("{path}.{key}"));
+            }
+        }
+        _ => assert_eq!(actual, expected, "{path}"),
+    }
+}
+
+async fn stats(app: &TestApp, bearer: &str, query: &str) -> Value {
+    let response = app.get(&format!("{STATS}?{query}"), Some(bearer)).await;
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "{query}: {}",
+        response.body
+    );
+    response.body
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn stats_count_rate_and_time_the_callers_deliveries(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    seed(&pool, ours, OURS).await;
+    seed(&pool, theirs, THEIRS).await;
+    let reader = token(&[ours], &[ADMIN]);
+
+    // Finished: attempts 1, 2, 5, 1; successes took 1000, 3000, 2000 ms,
+    // whose 95th percentile is 2000 + 0.9 × (3000 − 2000).
+    let all = json!({
+        "total": 6,
+        "byStatus": { "pending": 1, "retrying": 1, "success": 3, "failed": 1 },
+        "byProvider": {
+            "benevity": { "total": 4, "pending": 1, "retrying": 0, "success": 2, "failed": 1, "successRate": 2.0 / 3.0 },
+            "goodera": { "total": 2, "pending": 0, "retrying": 1, "success": 1, "failed": 0, "successRate": 1.0 },
+            "workday": { "total": 0, "pending": 0, "retrying": 0, "success": 0, "failed": 0, "successRate": null },
+        },
+        "successRate": 0.75,
+        "averageAttempts": 2.25,
+        "averageLatencyMs": 2000.0,
+        "p95LatencyMs": 2900.0,
+    });
+    assert_close(&stats(&app, &reader, "").await, &all, "");
+    assert_close(
+        &stats(&app, &reader, &format!("companyId={ours}")).await,
+        &all,
+        "companyId",
+    );
+
+    // Benevity: attempts 1, 2, 5; 1000 and 3000 ms, p95 1000 + 0.95 × 2000.
+    let benevity = json!({
+        "total": 4,
+        "byStatus": { "pending": 1, "retrying": 0, "success": 2, "failed": 1 },
+        "byProvider": {
+            "benevity": provider(1, 0, 2, 1),
+            "goodera": provider(0, 0, 0, 0),
+            "workday": provider(0, 0, 0, 0),
+        },
+        "successRate": 2.0 / 3.0,
+        "averageAttempts": 8.0 / 3.0,
+        "averageLatencyMs": 2000.0,
+        "p95LatencyMs": 2900.0,
+    });
+    assert_close(
+        &stats(&app, &reader, "provider=benevity").await,
+        &benevity,
+        "provider",
+    );
+
+    // 11 January 00:00 is in; a date-only endDate takes all of 20 January.
+    // Attempts 2, 5, 1; 3000 and 2000 ms, p95 2000 + 0.95 × 1000.
+    let mid_january = json!({
+        "total": 3,
+        "byStatus": { "pending": 0, "retrying": 0, "success": 2, "failed": 1 },
+        "byProvider": {
+            "benevity": provider(0, 0, 1, 1),
+            "goodera": provider(0, 0, 1, 0),
+            "workday": provider(0, 0, 0, 0),
+        },
+        "successRate": 2.0 / 3.0,
+        "averageAttempts": 8.0 / 3.0,
+        "averageLatencyMs": 2500.0,
+        "p95LatencyMs": 2950.0,
+    });
+    assert_close(
+        &stats(&app, &reader, "startDate=2026-01-11&endDate=2026-01-20").await,
+        &mid_january,
+        "dates",
+    );
+    let timestamps = "startDate=2026-01-11T00:00:00Z&endDate=2026-01-20T17:59:59Z";
+    assert_eq!(stats(&app, &reader, timestamps).await["total"], 2);
+
+    // Nothing finished yet: counts, but no rate, attempts or latency.
+    let february = json!({
+        "total": 2,
+        "byStatus": { "pending": 1, "retrying": 1, "success": 0, "failed": 0 },
+        "byProvider": {
+            "benevity": provider(1, 0, 0, 0),
+            "goodera": provider(0, 1, 0, 0),
+            "workday": provider(0, 0, 0, 0),
+        },
+        "successRate": null,
+        "averageAttempts": null,
+        "averageLatencyMs": null,
+        "p95LatencyMs": null,
+    });
+    assert_close(
+        &stats(&app, &reader, "startDate=2026-02-01").await,
+        &february,
+        "february",
+    );
+
+    // An ops key sees every company unless it names one.
+    let ops_all = stats(&app, OPS_KEY, "").await;
+    assert_eq!(ops_all["total"], 7);
+    assert_eq!(ops_all["byProvider"]["goodera"]["success"], 2);
+    let their_stats = json!({
+        "total": 1,
+        "byStatus": { "pending": 0, "retrying": 0, "success": 1, "failed": 0 },
+        "byProvider": {
+            "benevity": provider(0, 0, 0, 0),
+            "goodera": provider(0, 0, 1, 0),
+            "workday": provider(0, 0, 0, 0),
+        },
+        "successRate": 1.0,
+        "averageAttempts": 9.0,
+        "averageLatencyMs": 9000.0,
+        "p95LatencyMs": 9000.0,
+    });
+    assert_close(
+        &stats(&app, OPS_KEY, &format!("companyId={theirs}")).await,
+        &their_stats,
+        "ops",
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn no_deliveries_give_zeros_and_nulls(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let reader = token(&[company], &[ADMIN]);
+    assert_eq!(stats(&app, &reader, "").await, empty());
+
+    seed(&pool, company, OURS).await;
+    for query in [
+        "startDate=2025-01-01&endDate=2025-12-31",
+        "provider=workday",
+    ] {
+        assert_eq!(stats(&app, &reader, query).await, empty(), "{query}");
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn bad_parameters_are_400_and_foreign_companies_403(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+    let reader = token(&[company], &[ADMIN]);
+
+    for (query, fields) in [
+        ("startDate=yesterday", vec!["startDate"]),
+        ("endDate=2026-13-01", vec!["endDate"]),
+        ("startDate=2026-03-01&endDate=2026-02-01", vec!["endDate"]),
+        ("startDate=2026-03-01T25:00:00Z", vec!["startDate"]),
+        ("provider=salesforce", vec!["provider"]),
+        ("companyId=42", vec!["companyId"]),
+        ("startDate=x&endDate=y", vec!["startDate", "endDate"]),
+    ] {
+        let response = app.get(&format!("{STATS}?{query}"), Some(&reader)).await;
+        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(response.error_fields(), fields, "{query}");
+    }
+
+    app.get(
+        &format!("{STATS}?companyId={}", Uuid::new_v4()),
+        Some(&reader),
+    )
+    .await
+    .problem(StatusCode::FORBIDDEN);
+    for roles in [&[][..], &[MANAGE]] {
+        app.get(STATS, Some(&token(&[company], roles)))
+            .await
+            .problem(StatusCode::FORBIDDEN);
+    }
+    app.get(STATS, None).await.problem(StatusCode::UNAUTHORIZED);
+}
