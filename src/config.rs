@@ -276,7 +276,7 @@ impl DeliveryConfig {
             batch_size: env.positive("DELIVERY_BATCH_SIZE", 32)?,
             lease: env.seconds("DELIVERY_LEASE_SECS", 120)?,
             poll_interval: env.millis("DELIVERY_POLL_INTERVAL_MS", 1000)?,
-            replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 30)?,
+            replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 10)?,
             idempotency_ttl: env.seconds("IDEMPOTENCY_TTL_SECONDS", 24 * 60 * 60)?,
         })
     }

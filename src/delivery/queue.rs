@@ -209,26 +209,6 @@ pub async fn complete(
     Ok(row.is_some())
 }
 
-/// Gives back leases not yet attempted (shutdown), uncounting them; a row
-/// another worker has taken over since is left alone.
-pub async fn release(pool: &PgPool, claimed: &[Claimed]) -> Result<(), sqlx::Error> {
-    let ids: Vec<Uuid> = claimed.iter().map(|c| c.id).collect();
-    let counts: Vec<i32> = claimed.iter().map(|c| c.attempt_count).collect();
-    sqlx::query(
-        "UPDATE impact_deliveries d
-         SET locked_by = NULL, locked_until = NULL, next_attempt_at = now(),
-             attempt_count = d.attempt_count - 1, updated_at = now()
-         FROM unnest($1::uuid[], $2::int[]) AS held(id, attempt_count)
-         WHERE d.id = held.id AND d.attempt_count = held.attempt_count
-           AND d.locked_by IS NOT NULL",
-    )
-    .bind(ids)
-    .bind(counts)
-    .execute(pool)
-    .await?;
-    Ok(())
-}
-
 /// One attempt as the single-delivery route shows it.
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]

@@ -81,8 +81,10 @@ impl Goodera {
             && let Some(reset) = header("x-ratelimit-reset")
         {
             let wait = reset - self.clock.now().timestamp();
+            // Bounded by one window: a wait longer than the delivery lease
+            // would let another worker take the delivery over.
             self.gate
-                .pause_for(Duration::from_secs(wait.clamp(0, 3600) as u64));
+                .pause_for(Duration::from_secs(wait.clamp(0, 60) as u64));
         }
     }
 }
