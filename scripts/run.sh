@@ -32,7 +32,7 @@ fi
 
 say "building"
 cargo build --locked --quiet
-bin=target/debug/impact-in
+bin=${CARGO_TARGET_DIR:-target}/debug/impact-in
 
 "$bin" migrate
 port=${PORT_IMPACT_IN:-3007}
