@@ -40,16 +40,31 @@ async fn ping_rest(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let checked = match api::bearer(&headers) {
-        Some(token) => state
-            .check_token(Provider::Workday, Some(&tenant), token)
-            .map_err(api::invalid_token),
-        None => Err(api::unauthenticated("a bearer token is required")),
-    };
-    match checked {
-        Ok(_) => api::pong(),
+    match authenticate_rest(&state, &tenant, &headers) {
+        Ok(()) => api::pong(),
         Err(refused) => refused,
     }
+}
+
+/// A known tenant and a bearer token that tenant issued.
+fn authenticate_rest(
+    state: &SandboxState,
+    tenant: &str,
+    headers: &HeaderMap,
+) -> Result<(), Response> {
+    if !state.config.workday_tenant_known(tenant) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "unknown Workday tenant",
+        ));
+    }
+    let token =
+        api::bearer(headers).ok_or_else(|| api::unauthenticated("a bearer token is required"))?;
+    state
+        .check_token(Provider::Workday, Some(tenant), token)
+        .map_err(api::invalid_token)?;
+    Ok(())
 }
 
 async fn submit_rest(
@@ -70,18 +85,7 @@ fn handle_rest(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, Response> {
-    if !state.config.workday_tenant_known(tenant) {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "unknown Workday tenant",
-        ));
-    }
-    let token =
-        api::bearer(headers).ok_or_else(|| api::unauthenticated("a bearer token is required"))?;
-    state
-        .check_token(Provider::Workday, Some(tenant), token)
-        .map_err(api::invalid_token)?;
+    authenticate_rest(state, tenant, headers)?;
     let payload = api::json_body(headers, body)?;
     let key = validate_rest(&payload)
         .map_err(api::invalid_payload)?
