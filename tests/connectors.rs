@@ -603,7 +603,12 @@ async fn the_circuit_opens_after_five_failures_and_a_probe_closes_it(pool: PgPoo
     let err = deliver(&state, company, Provider::Benevity, &new_id())
         .await
         .unwrap_err();
-    assert_eq!(err, ConnectorError::transient("circuit open"));
+    assert_eq!(
+        err,
+        ConnectorError::CircuitOpen {
+            retry_after: Duration::from_secs(30)
+        }
+    );
     assert_eq!(h.requests(Provider::Benevity).await, before);
 
     // After the cool-down one probe goes through and, succeeding, closes it.

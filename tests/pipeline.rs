@@ -6,11 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
 use impact_in::{
     app::AppState,
+    clock::{ManualClock, SharedClock, SystemClock},
     delivery::{queue, worker},
     sandbox::{Sandbox, SandboxConfig, credentials},
 };
@@ -32,6 +33,14 @@ struct Pipeline {
 
 impl Pipeline {
     async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+        Self::start_with_clock(pool, overrides, Arc::new(SystemClock)).await
+    }
+
+    async fn start_with_clock(
+        pool: PgPool,
+        overrides: &[(&str, &str)],
+        clock: SharedClock,
+    ) -> Self {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let mut vars: Vec<(String, String)> = credentials::env_vars(&sandbox.url())
             .into_iter()
@@ -49,7 +58,7 @@ impl Pipeline {
             vars.push(((*k).into(), (*v).into()));
         }
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let app = TestApp::start(pool, common::config(&pairs)).await;
+        let app = TestApp::start_with_clock(pool, common::config(&pairs), clock).await;
         let company = Uuid::new_v4();
         let mut pipeline = Self {
             app,
@@ -85,6 +94,20 @@ impl Pipeline {
             .await
             .unwrap();
         assert!(response.status().is_success());
+    }
+
+    /// API requests the sandbox's Benevity has seen, accepted or not.
+    async fn sandbox_requests(&self) -> u64 {
+        let stats: Value = self
+            .http
+            .get(format!("{}/_sandbox/stats", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["requests"]["benevity"].as_u64().unwrap()
     }
 
     async fn received(&self) -> Vec<Value> {
@@ -123,17 +146,23 @@ impl Pipeline {
     /// Waits until the delivery reaches `status` (the workers run in the
     /// background), then returns it.
     async fn settled(&self, id: &str, status: &str) -> Value {
+        self.until(id, |delivery| delivery["status"] == status)
+            .await
+    }
+
+    /// Waits until the delivery satisfies `done`, then returns it.
+    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 let delivery = self.get(id).await;
-                if delivery["status"] == status {
+                if done(&delivery) {
                     return delivery;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
         .await
-        .unwrap_or_else(|_| panic!("delivery {id} never reached {status}"))
+        .unwrap_or_else(|_| panic!("delivery {id} never got where the test waited for"))
     }
 
     fn report(&self) -> Value {
@@ -520,4 +549,61 @@ async fn the_idempotency_key_answers_repeats_and_refuses_reuse(pool: PgPool) {
     assert_eq!(repeat.body["id"], first.body["id"]);
     let reuse = send(body(p.distinct_report(9))).await;
     reuse.problem(StatusCode::CONFLICT);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_open_circuit_defers_deliveries_without_spending_attempts(pool: PgPool) {
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let p = Pipeline::start_with_clock(
+        pool.clone(),
+        &[("BENEVITY_RETRY_MAX_ATTEMPTS", "1")],
+        clock.clone(),
+    )
+    .await;
+    // Five transient failures open Benevity's circuit.
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 5, "status": 503}),
+    )
+    .await;
+    for n in 0..5 {
+        let created = p.create("benevity", p.distinct_report(n)).await;
+        p.settled(&id_of(&created), "failed").await;
+    }
+    let requests_before = p.sandbox_requests().await;
+
+    // The next delivery is not sent and not counted: it waits out the
+    // cool-down, still pending.
+    let created = p.create("benevity", p.distinct_report(99)).await;
+    let id = id_of(&created);
+    let deferred = p.until(&id, |d| !d["lastError"].is_null()).await;
+    assert_eq!(deferred["status"], "pending", "{deferred}");
+    assert_eq!(deferred["attemptCount"], 0);
+    assert!(
+        deferred["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("circuit is open")
+    );
+    assert_eq!(deferred["attempts"], json!([]));
+    let due: chrono::DateTime<chrono::Utc> =
+        deferred["nextAttemptAt"].as_str().unwrap().parse().unwrap();
+    assert!(
+        due > chrono::Utc::now() + chrono::Duration::seconds(25),
+        "{due}"
+    );
+    assert_eq!(p.sandbox_requests().await, requests_before);
+
+    // Once the cool-down is over (on the breaker's clock and in the queue),
+    // the probe delivers it as its first attempt.
+    clock.advance(Duration::from_secs(31));
+    sqlx::query("UPDATE impact_deliveries SET next_attempt_at = now() WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let done = p.settled(&id, "success").await;
+    assert_eq!(done["attemptCount"], 1);
+    assert_eq!(done["lastError"], Value::Null);
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 1);
 }

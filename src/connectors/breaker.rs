@@ -94,12 +94,19 @@ impl CircuitBreaker {
         let mut state = self.lock();
         let probe = match &*state {
             State::Closed { .. } => false,
-            State::Open { until } if *until > self.clock.now() => return Err(open_error()),
+            State::Open { until } if *until > self.clock.now() => {
+                return Err(open_error(
+                    (*until - self.clock.now()).to_std().unwrap_or_default(),
+                ));
+            }
             State::Open { .. } | State::HalfOpen { probing: false } => {
                 *state = State::HalfOpen { probing: true };
                 true
             }
-            State::HalfOpen { probing: true } => return Err(open_error()),
+            // The probe decides; the rest wait a while rather than queue up.
+            State::HalfOpen { probing: true } => {
+                return Err(open_error(self.config.cooldown.min(PROBE_WAIT)));
+            }
         };
         Ok(Permit {
             breaker: Arc::clone(self),
@@ -167,8 +174,11 @@ impl Drop for Permit {
     }
 }
 
-fn open_error() -> ConnectorError {
-    ConnectorError::transient("circuit open")
+/// How long a call refused during the half-open probe waits at most.
+const PROBE_WAIT: Duration = Duration::from_secs(5);
+
+fn open_error(retry_after: Duration) -> ConnectorError {
+    ConnectorError::CircuitOpen { retry_after }
 }
 
 #[cfg(test)]
@@ -198,7 +208,11 @@ mod tests {
         assert_eq!(breaker.state(), CircuitState::Closed);
         fail(&breaker);
         assert_eq!(breaker.state(), CircuitState::Open);
-        assert_eq!(breaker.acquire().unwrap_err(), open_error());
+        // Refused calls wait out the rest of the cool-down.
+        assert_eq!(
+            breaker.acquire().unwrap_err(),
+            open_error(Duration::from_secs(30))
+        );
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub enum ConnectorError {
         message: String,
         status: Option<u16>,
     },
+    /// The provider's circuit is open: no call was made, so this is no
+    /// attempt; the delivery waits until the circuit may let a call through.
+    #[error("not sent: the provider's circuit is open after repeated failures")]
+    CircuitOpen { retry_after: Duration },
     /// The provider rejected the payload; never retried.
     #[error("rejected: {message}{}", details_suffix(.details))]
     Permanent {
@@ -82,7 +86,7 @@ impl ConnectorError {
 
     pub fn class(&self) -> ErrorClass {
         match self {
-            Self::Transient { .. } => ErrorClass::Transient,
+            Self::Transient { .. } | Self::CircuitOpen { .. } => ErrorClass::Transient,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
             Self::Auth { .. } => ErrorClass::Auth,
             Self::Permanent { .. } => ErrorClass::Permanent,
@@ -101,6 +105,7 @@ impl ConnectorError {
             Self::Transient { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
                 *retry_after
             }
+            Self::CircuitOpen { retry_after } => Some(*retry_after),
             Self::Auth { .. } | Self::Permanent { .. } => None,
         }
     }
@@ -112,6 +117,7 @@ impl ConnectorError {
             | Self::RateLimited { status, .. }
             | Self::Auth { status, .. }
             | Self::Permanent { status, .. } => *status,
+            Self::CircuitOpen { .. } => None,
         }
     }
 }

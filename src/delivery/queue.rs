@@ -37,6 +37,16 @@ pub enum Trigger {
     Scheduled,
 }
 
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Automatic => "automatic",
+            Self::Replay => "replay",
+            Self::Scheduled => "scheduled",
+        }
+    }
+}
+
 const CLAIMED: &str =
     "id, delivery_id, company_id, provider, payload, payload_hash, attempt_count, next_trigger";
 
@@ -131,20 +141,24 @@ pub async fn requeue_failed(
     Ok(done.rows_affected())
 }
 
-/// What one attempt came to.
+/// What one claim came to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub status: DeliveryStatus,
-    /// For `Retrying`: when the next attempt is due.
+    /// `None`: still queued as it was (no provider call was made; see
+    /// `retry_in`).
+    pub status: Option<DeliveryStatus>,
+    /// For `Retrying` and for a deferral: when the next attempt is due.
     pub retry_in: Option<Duration>,
     pub provider_response: Option<serde_json::Value>,
     pub from_cache: bool,
     pub last_error: Option<String>,
-    pub attempt: AttemptRecord,
+    /// The provider call, if one was made. Without one (a cache hit, an open
+    /// circuit) the claim is not an attempt: it is not counted and leaves no
+    /// attempt row.
+    pub attempt: Option<AttemptRecord>,
 }
 
-/// One row of `delivery_attempts`; `None` when no provider call happened
-/// (a cache hit is not an attempt).
+/// One row of `delivery_attempts`.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub started_at: DateTime<Utc>,
@@ -155,58 +169,144 @@ pub struct AttemptRecord {
     pub response_excerpt: Option<String>,
 }
 
-/// Records an attempt's outcome if our lease still holds (a worker whose
-/// lease ran out may not overwrite its successor); false otherwise.
+/// Records the outcomes of several claims in one statement (one commit for
+/// a whole batch of attempts), each only if its lease still holds: a worker
+/// whose lease ran out may not overwrite its successor. Answers the record
+/// ids whose outcome landed.
 pub async fn complete(
     pool: &PgPool,
-    claimed: &Claimed,
-    outcome: &Outcome,
-) -> Result<bool, sqlx::Error> {
-    let attempt = &outcome.attempt;
-    let finished_at =
-        attempt.started_at + chrono::Duration::from_std(attempt.duration).unwrap_or_default();
-    let row: Option<(Uuid,)> = sqlx::query_as(
-        "WITH done AS (
-             UPDATE impact_deliveries
-             SET status = $3,
-                 next_attempt_at = CASE WHEN $3 = 'retrying'
-                                        THEN now() + make_interval(secs => $4) END,
-                 provider_response = COALESCE($5, provider_response),
-                 from_cache = $6,
-                 last_error = $7,
-                 delivered_at = CASE WHEN $3 = 'success' THEN now() ELSE delivered_at END,
-                 -- a cache hit made no provider call: it is not an attempt
-                 attempt_count = attempt_count - CASE WHEN $6 THEN 1 ELSE 0 END,
-                 next_trigger = 'automatic',
+    finished: &[(&Claimed, &Outcome)],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let mut columns = OutcomeColumns::default();
+    for (claimed, outcome) in finished {
+        columns.push(claimed, outcome);
+    }
+    let OutcomeColumns {
+        ids,
+        attempts,
+        statuses,
+        retry_secs,
+        responses,
+        from_cache,
+        last_errors,
+        counted,
+        triggers,
+        started,
+        finished,
+        durations,
+        http_statuses,
+        error_classes,
+        errors,
+        excerpts,
+    } = columns;
+    sqlx::query_scalar(
+        "WITH outcome AS (
+             SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::float8[], $5::jsonb[],
+                                  $6::bool[], $7::text[], $8::bool[], $9::text[],
+                                  $10::timestamptz[], $11::timestamptz[], $12::int4[],
+                                  $13::int4[], $14::text[], $15::text[], $16::text[])
+                 AS o(id, attempt, status, retry_secs, response, from_cache, last_error,
+                      counted, trigger, started_at, finished_at, duration_ms, http_status,
+                      error_class, error_message, response_excerpt)
+         ), done AS (
+             UPDATE impact_deliveries d
+             SET status = COALESCE(o.status, d.status),
+                 next_attempt_at = CASE WHEN COALESCE(o.status, 'retrying') = 'retrying'
+                                        THEN now() + make_interval(secs => o.retry_secs) END,
+                 provider_response = COALESCE(o.response, d.provider_response),
+                 from_cache = o.from_cache,
+                 last_error = o.last_error,
+                 delivered_at = CASE WHEN o.status = 'success' THEN now() ELSE d.delivered_at END,
+                 -- the claim counted an attempt; only a provider call is one
+                 attempt_count = d.attempt_count - CASE WHEN o.counted THEN 0 ELSE 1 END,
+                 next_trigger = CASE WHEN o.counted OR o.from_cache THEN 'automatic'
+                                     ELSE d.next_trigger END,
                  locked_by = NULL, locked_until = NULL, updated_at = now()
-             WHERE id = $1 AND attempt_count = $2 AND locked_by IS NOT NULL
-             RETURNING id
+             FROM outcome o
+             WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
+             RETURNING d.id, o.attempt, o.counted, o.trigger, o.started_at, o.finished_at,
+                       o.duration_ms, o.http_status, o.error_class, o.error_message,
+                       o.response_excerpt
          ), logged AS (
              INSERT INTO delivery_attempts
                  (delivery_id, attempt_number, trigger, started_at, finished_at, duration_ms,
                   http_status, error_class, error_message, response_excerpt)
-             SELECT id, $2, $8, $9, $10, $11, $12, $13, $14, $15 FROM done WHERE NOT $6
+             SELECT id, attempt, trigger, started_at, finished_at, duration_ms, http_status,
+                    error_class, error_message, response_excerpt
+             FROM done WHERE counted
          )
          SELECT id FROM done",
     )
-    .bind(claimed.id)
-    .bind(claimed.attempt_count)
-    .bind(outcome.status)
-    .bind(outcome.retry_in.map(seconds).unwrap_or(0.0))
-    .bind(&outcome.provider_response)
-    .bind(outcome.from_cache)
-    .bind(&outcome.last_error)
-    .bind(claimed.next_trigger)
-    .bind(attempt.started_at)
-    .bind(finished_at)
-    .bind(i32::try_from(attempt.duration.as_millis()).unwrap_or(i32::MAX))
-    .bind(attempt.http_status.map(i32::from))
-    .bind(attempt.error_class.map(ErrorClass::as_str))
-    .bind(&attempt.error)
-    .bind(&attempt.response_excerpt)
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.is_some())
+    .bind(ids)
+    .bind(attempts)
+    .bind(statuses)
+    .bind(retry_secs)
+    .bind(responses)
+    .bind(from_cache)
+    .bind(last_errors)
+    .bind(counted)
+    .bind(triggers)
+    .bind(started)
+    .bind(finished)
+    .bind(durations)
+    .bind(http_statuses)
+    .bind(error_classes)
+    .bind(errors)
+    .bind(excerpts)
+    .fetch_all(pool)
+    .await
+}
+
+/// Outcomes as one array per column, for `unnest`.
+#[derive(Default)]
+struct OutcomeColumns {
+    ids: Vec<Uuid>,
+    attempts: Vec<i32>,
+    statuses: Vec<Option<&'static str>>,
+    retry_secs: Vec<f64>,
+    responses: Vec<Option<serde_json::Value>>,
+    from_cache: Vec<bool>,
+    last_errors: Vec<Option<String>>,
+    counted: Vec<bool>,
+    triggers: Vec<&'static str>,
+    started: Vec<Option<DateTime<Utc>>>,
+    finished: Vec<Option<DateTime<Utc>>>,
+    durations: Vec<Option<i32>>,
+    http_statuses: Vec<Option<i32>>,
+    error_classes: Vec<Option<&'static str>>,
+    errors: Vec<Option<String>>,
+    excerpts: Vec<Option<String>>,
+}
+
+impl OutcomeColumns {
+    fn push(&mut self, claimed: &Claimed, outcome: &Outcome) {
+        self.ids.push(claimed.id);
+        self.attempts.push(claimed.attempt_count);
+        self.statuses
+            .push(outcome.status.map(DeliveryStatus::as_str));
+        self.retry_secs
+            .push(outcome.retry_in.map(seconds).unwrap_or(0.0));
+        self.responses.push(outcome.provider_response.clone());
+        self.from_cache.push(outcome.from_cache);
+        self.last_errors.push(outcome.last_error.clone());
+        self.counted.push(outcome.attempt.is_some());
+        self.triggers.push(claimed.next_trigger.as_str());
+        let attempt = outcome.attempt.as_ref();
+        self.started.push(attempt.map(|a| a.started_at));
+        self.finished
+            .push(attempt.map(|a| {
+                a.started_at + chrono::Duration::from_std(a.duration).unwrap_or_default()
+            }));
+        self.durations
+            .push(attempt.map(|a| i32::try_from(a.duration.as_millis()).unwrap_or(i32::MAX)));
+        self.http_statuses
+            .push(attempt.and_then(|a| a.http_status).map(i32::from));
+        self.error_classes
+            .push(attempt.and_then(|a| a.error_class).map(ErrorClass::as_str));
+        self.errors.push(attempt.and_then(|a| a.error.clone()));
+        self.excerpts
+            .push(attempt.and_then(|a| a.response_excerpt.clone()));
+    }
 }
 
 /// One attempt as the single-delivery route shows it.

@@ -7,7 +7,11 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use sqlx::postgres::PgListener;
-use tokio::{sync::Notify, task::JoinSet, time::Instant};
+use tokio::{
+    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
+    task::JoinSet,
+    time::Instant,
+};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -23,22 +27,17 @@ use crate::{
 /// The channel the queue's trigger notifies when work is queued.
 const CHANNEL: &str = "impact_deliveries_due";
 
-/// Runs `DELIVERY_WORKERS` claim loops until `shutdown`; each finishes the
-/// attempts it holds before returning.
+/// Runs `DELIVERY_WORKERS` workers until `shutdown`; each finishes the
+/// attempts it holds and records them before returning.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let listener = tokio::spawn(listen(state.clone(), wake.clone(), shutdown.clone()));
-    let mut loops = JoinSet::new();
+    let mut workers = JoinSet::new();
     for index in 0..state.config.delivery.workers {
         let name = format!("{}:{}:{index}", hostname(), std::process::id());
-        loops.spawn(claim_loop(
-            state.clone(),
-            name,
-            wake.clone(),
-            shutdown.clone(),
-        ));
+        workers.spawn(work(state.clone(), name, wake.clone(), shutdown.clone()));
     }
-    loops.join_all().await;
+    workers.join_all().await;
     listener.abort();
 }
 
@@ -46,8 +45,8 @@ fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "impact-in".into())
 }
 
-/// Wakes the claim loops on NOTIFY; the poll interval covers a lost
-/// connection until it is re-established.
+/// Wakes the workers on NOTIFY; the poll interval covers a lost connection
+/// until it is re-established.
 async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(250);
     while !shutdown.is_cancelled() {
@@ -81,18 +80,49 @@ async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken)
     }
 }
 
-async fn claim_loop(state: AppState, name: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// An attempt made, waiting for its outcome to be recorded. The permit is
+/// its worker's slot, freed once the outcome is written.
+struct Finished {
+    claimed: Claimed,
+    outcome: Outcome,
+    _slot: OwnedSemaphorePermit,
+}
+
+/// The most outcomes one statement records.
+const OUTCOMES_PER_STATEMENT: usize = 256;
+
+/// One worker: a claim loop keeping up to `DELIVERY_BATCH_SIZE` attempts in
+/// flight, topping up as slots free (a slow provider call holds only its own
+/// slot), and a writer recording finished attempts, all that are ready in one
+/// statement, so the commits per delivery fall as the load rises.
+async fn work(state: AppState, name: String, wake: Arc<Notify>, shutdown: CancellationToken) {
     let config = &state.config.delivery;
+    let slots = usize::try_from(config.batch_size).unwrap_or(1).max(1);
+    let in_flight = Arc::new(Semaphore::new(slots));
+    let (finished, outcomes) = mpsc::channel::<Finished>(slots);
+    let writer = tokio::spawn(write_outcomes(state.clone(), outcomes));
     let mut backoff = config.poll_interval;
     while !shutdown.is_cancelled() {
+        let first = tokio::select! {
+            slot = in_flight.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => break,
+        };
+        let mut free = vec![first];
+        while free.len() < slots
+            && let Ok(slot) = in_flight.clone().try_acquire_owned()
+        {
+            free.push(slot);
+        }
         // Registered before claiming, so a NOTIFY during the claim is not lost.
         let notified = wake.notified();
-        let batch = match queue::claim(&state.db, &name, config.batch_size, config.lease).await {
+        let limit = i64::try_from(free.len()).unwrap_or(i64::MAX);
+        let batch = match queue::claim(&state.db, &name, limit, config.lease).await {
             Ok(batch) => {
                 backoff = config.poll_interval;
                 batch
             }
             Err(err) => {
+                drop(free);
                 tracing::warn!(worker = %name, error = %err, "claiming deliveries failed; backing off");
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -103,6 +133,7 @@ async fn claim_loop(state: AppState, name: String, wake: Arc<Notify>, shutdown: 
             }
         };
         if batch.is_empty() {
+            drop(free);
             tokio::select! {
                 () = notified => {}
                 () = tokio::time::sleep(config.poll_interval) => {}
@@ -110,30 +141,76 @@ async fn claim_loop(state: AppState, name: String, wake: Arc<Notify>, shutdown: 
             }
             continue;
         }
-        let mut attempts = JoinSet::new();
-        for claimed in batch {
-            let state = state.clone();
-            attempts.spawn(async move { attempt_and_record(&state, claimed).await });
+        for (claimed, slot) in batch.into_iter().zip(free) {
+            let (state, finished) = (state.clone(), finished.clone());
+            tokio::spawn(async move {
+                let outcome = attempt(&state, &claimed).await;
+                let done = Finished {
+                    claimed,
+                    outcome,
+                    _slot: slot,
+                };
+                // The writer outlives every sender; should it be gone, the
+                // lease puts the delivery back in the queue.
+                let _ = finished.send(done).await;
+            });
         }
-        attempts.join_all().await;
+    }
+    // Every slot back means every attempt made and recorded.
+    let _all = in_flight.acquire_many(slots as u32).await;
+    drop(finished);
+    let _ = writer.await;
+}
+
+async fn write_outcomes(state: AppState, mut outcomes: mpsc::Receiver<Finished>) {
+    let mut ready = Vec::with_capacity(OUTCOMES_PER_STATEMENT);
+    while outcomes.recv_many(&mut ready, OUTCOMES_PER_STATEMENT).await > 0 {
+        let batch: Vec<_> = ready.iter().map(|f| (&f.claimed, &f.outcome)).collect();
+        record(&state, &batch).await;
+        // Frees the slots.
+        ready.clear();
     }
 }
 
-/// One attempt, recorded; the final status when the record landed.
+/// Tries to record outcomes a few times before giving up on them: an
+/// unrecorded attempt is made again once its lease runs out, with the same
+/// delivery id, which the provider de-duplicates.
+const RECORD_TRIES: u32 = 4;
+
+/// Records outcomes; the record ids whose outcome landed.
+async fn record(state: &AppState, finished: &[(&Claimed, &Outcome)]) -> Vec<uuid::Uuid> {
+    let mut pause = Duration::from_millis(200);
+    for tries in 1..=RECORD_TRIES {
+        match queue::complete(&state.db, finished).await {
+            Ok(landed) => {
+                for (claimed, _) in finished.iter().filter(|(c, _)| !landed.contains(&c.id)) {
+                    tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
+                }
+                return landed;
+            }
+            Err(err) if tries < RECORD_TRIES => {
+                tracing::warn!(error = %err, outcomes = finished.len(), "recording outcomes failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, outcomes = finished.len(), "could not record outcomes; their leases will put them back in the queue");
+            }
+        }
+    }
+    Vec::new()
+}
+
+/// One attempt, recorded on its own (an operator's replay); the delivery's
+/// status when the record landed, `None` if it did not or the delivery is
+/// still queued.
 pub async fn attempt_and_record(state: &AppState, claimed: Claimed) -> Option<DeliveryStatus> {
     let outcome = attempt(state, &claimed).await;
-    match queue::complete(&state.db, &claimed, &outcome).await {
-        Ok(true) => Some(outcome.status),
-        Ok(false) => {
-            tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
-            None
-        }
-        Err(err) => {
-            // The lease runs out and the delivery is attempted again with the
-            // same delivery id, which the provider de-duplicates.
-            tracing::error!(delivery_id = %claimed.delivery_id, error = %err, "could not record the outcome");
-            None
-        }
+    let landed = record(state, &[(&claimed, &outcome)]).await;
+    if landed.is_empty() {
+        None
+    } else {
+        outcome.status
     }
 }
 
@@ -150,12 +227,12 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
         && let Ok(response) = serde_json::from_str::<serde_json::Value>(&cached)
     {
         return Outcome {
-            status: DeliveryStatus::Success,
+            status: Some(DeliveryStatus::Success),
             retry_in: None,
             provider_response: Some(response),
             from_cache: true,
             last_error: None,
-            attempt: record(started_at, timer, None, None, None),
+            attempt: None,
         };
     }
     let result = deliver(state, claimed).await;
@@ -176,20 +253,30 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                 )
                 .await;
             Outcome {
-                status: DeliveryStatus::Success,
+                status: Some(DeliveryStatus::Success),
                 retry_in: None,
                 provider_response: Some(response),
                 from_cache: false,
                 last_error: None,
-                attempt: record(
+                attempt: Some(attempt_record(
                     started_at,
                     timer,
                     Some(receipt.status),
                     None,
                     Some(receipt.body_excerpt),
-                ),
+                )),
             }
         }
+        // Nothing was sent, so nothing is counted: the delivery waits out the
+        // outage instead of spending its attempts on it.
+        Err(ConnectorError::CircuitOpen { retry_after }) => Outcome {
+            status: None,
+            retry_in: Some(retry_after + jitter(retry_after)),
+            provider_response: None,
+            from_cache: false,
+            last_error: Some(ConnectorError::CircuitOpen { retry_after }.to_string()),
+            attempt: None,
+        },
         Err(err) => {
             let policy = state.config.connectors.retry.get(claimed.provider);
             let attempts_made = u32::try_from(claimed.attempt_count).unwrap_or(u32::MAX);
@@ -203,22 +290,22 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                 "delivery attempt failed"
             );
             Outcome {
-                status: if retry_in.is_some() {
+                status: Some(if retry_in.is_some() {
                     DeliveryStatus::Retrying
                 } else {
                     DeliveryStatus::Failed
-                },
+                }),
                 retry_in,
                 provider_response: None,
                 from_cache: false,
                 last_error: Some(err.to_string()),
-                attempt: record(
+                attempt: Some(attempt_record(
                     started_at,
                     timer,
                     err.status(),
                     Some((err.class(), err.to_string())),
                     None,
-                ),
+                )),
             }
         }
     }
@@ -243,7 +330,13 @@ async fn deliver(
         .await
 }
 
-fn record(
+/// Up to a tenth more, so deliveries deferred together do not all return
+/// in the same instant.
+fn jitter(delay: Duration) -> Duration {
+    delay.mul_f64(rand::random::<f64>() * 0.1)
+}
+
+fn attempt_record(
     started_at: chrono::DateTime<chrono::Utc>,
     timer: Instant,
     http_status: Option<u16>,

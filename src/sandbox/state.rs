@@ -10,6 +10,7 @@ use std::{
 
 use axum::{body::Bytes, http::StatusCode};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -34,6 +35,9 @@ struct Inner {
     faults: HashMap<Provider, VecDeque<Fault>>,
     latency: HashMap<Provider, Duration>,
     received: Vec<Received>,
+    /// Position in `received` by provider and idempotency key: a repeat is
+    /// found without scanning every delivery so far.
+    received_index: HashMap<(Provider, String), usize>,
     tokens_issued: Counters,
     requests: Counters,
     goodera_rate: FixedWindow,
@@ -71,6 +75,8 @@ pub(crate) struct Received {
     provider: Provider,
     idempotency_key: String,
     times_received: u64,
+    /// When the first copy arrived (the benchmark's accept → provider time).
+    first_received_at: DateTime<Utc>,
     reference: String,
     /// The received JSON, or the raw XML string of a SOAP request.
     body: Value,
@@ -203,11 +209,9 @@ impl SandboxState {
         respond: impl FnOnce() -> (String, StoredResponse),
     ) -> Accepted {
         let mut inner = self.lock();
-        if let Some(seen) = inner
-            .received
-            .iter_mut()
-            .find(|r| r.provider == provider && r.idempotency_key == idempotency_key)
-        {
+        let key = (provider, idempotency_key.to_owned());
+        if let Some(&position) = inner.received_index.get(&key) {
+            let seen = &mut inner.received[position];
             seen.times_received += 1;
             return Accepted {
                 response: seen.response.clone(),
@@ -215,10 +219,13 @@ impl SandboxState {
             };
         }
         let (reference, response) = respond();
+        let position = inner.received.len();
+        inner.received_index.insert(key, position);
         inner.received.push(Received {
             provider,
             idempotency_key: idempotency_key.to_owned(),
             times_received: 1,
+            first_received_at: Utc::now(),
             reference,
             body,
             response: response.clone(),
@@ -273,6 +280,7 @@ impl Inner {
             faults: HashMap::new(),
             latency: HashMap::new(),
             received: Vec::new(),
+            received_index: HashMap::new(),
             tokens_issued: Counters::default(),
             requests: Counters::default(),
             goodera_rate: FixedWindow::new(GOODERA_LIMIT_PER_MINUTE, Duration::from_secs(60)),

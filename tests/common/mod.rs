@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset of the helpers
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Router,
@@ -11,7 +11,12 @@ use axum::{
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
 use http_body_util::BodyExt;
-use impact_in::{app::AppState, auth::JwtSigner, config::Config};
+use impact_in::{
+    app::AppState,
+    auth::JwtSigner,
+    clock::{SharedClock, SystemClock},
+    config::Config,
+};
 use serde_json::Value;
 use sqlx::PgPool;
 use tower::ServiceExt;
@@ -106,13 +111,22 @@ impl TestResponse {
 impl TestApp {
     /// The app over `pool`, started (as after a successful start-up).
     pub async fn start(pool: PgPool, config: Config) -> Self {
-        let app = Self::unstarted(pool, config);
+        Self::start_with_clock(pool, config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`TestApp::start`], on a clock the test moves by hand.
+    pub async fn start_with_clock(pool: PgPool, config: Config, clock: SharedClock) -> Self {
+        let app =
+            Self::with_state(AppState::with_clock(config, pool, clock).expect("state builds"));
         app.state.start_up(Default::default()).await;
         app
     }
 
     pub fn unstarted(pool: PgPool, config: Config) -> Self {
-        let state = AppState::new(config, pool).expect("state builds");
+        Self::with_state(AppState::new(config, pool).expect("state builds"))
+    }
+
+    fn with_state(state: AppState) -> Self {
         let router = impact_in::http::router(state.clone());
         Self { state, router }
     }
