@@ -170,6 +170,98 @@ async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
     assert_eq!(listed.body["pagination"]["total"], 2);
 }
 
+/// A seeded delivery that has failed after `attempts` attempts; its
+/// `deliveryId`.
+async fn seed_failed(pool: &PgPool, id: Uuid, attempts: i32) -> Uuid {
+    sqlx::query_scalar(
+        "UPDATE impact_deliveries
+         SET status = 'failed', attempt_count = $2, next_attempt_at = NULL
+         WHERE id = $1 RETURNING delivery_id",
+    )
+    .bind(id)
+    .bind(attempts)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// The replay routes are as blind to other companies as the reads: their
+/// failed deliveries are not found, cannot be replayed, and their company
+/// cannot be re-queued.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_caller_cannot_replay_another_companys_deliveries(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let (mine, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+    let my_delivery = seed_delivery(&pool, mine).await;
+    seed_failed(&pool, my_delivery, 1).await;
+    let their_delivery = seed_delivery(&pool, theirs).await;
+    let their_delivery_id = seed_failed(&pool, their_delivery, 3).await;
+    let me = token(&[mine], &[ADMIN, MANAGE]);
+
+    for id in [their_delivery, their_delivery_id] {
+        let single = app
+            .post(&format!("{LIST}/{id}/replay"), Some(&me), json!({}))
+            .await;
+        assert_eq!(
+            single.problem(StatusCode::NOT_FOUND)["detail"],
+            format!("no delivery {id}")
+        );
+    }
+
+    // In the same request our own failed delivery is replayed (its seeded
+    // payload is no report, so it fails again); theirs is not found by
+    // either id.
+    let bulk = app
+        .post(
+            &format!("{LIST}/bulk-replay"),
+            Some(&me),
+            json!({"ids": [my_delivery, their_delivery, their_delivery_id]}),
+        )
+        .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
+    let results = bulk.body["results"].as_array().unwrap();
+    assert_eq!(
+        (
+            &results[0]["id"],
+            &results[0]["result"],
+            &results[0]["status"]
+        ),
+        (&json!(my_delivery), &json!("replayed"), &json!("failed"))
+    );
+    for (result, id) in results[1..].iter().zip([their_delivery, their_delivery_id]) {
+        assert_eq!(
+            result,
+            &json!({"id": id, "result": "not_found", "status": null, "lastError": null})
+        );
+    }
+
+    let everything = app
+        .post(
+            &format!("{LIST}/retry-all-failed"),
+            Some(&me),
+            json!({"companyId": theirs}),
+        )
+        .await;
+    assert_eq!(
+        everything.problem(StatusCode::FORBIDDEN)["detail"],
+        "forbidden: companyId is outside the companies of this token"
+    );
+
+    let (status, attempts, locked_by, logged): (String, i32, Option<String>, i64) = sqlx::query_as(
+        "SELECT status, attempt_count, locked_by,
+                    (SELECT count(*) FROM delivery_attempts WHERE delivery_id = d.id)
+             FROM impact_deliveries d WHERE id = $1",
+    )
+    .bind(their_delivery)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (status.as_str(), attempts, locked_by, logged),
+        ("failed", 3, None, 0)
+    );
+}
+
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn ops_keys_reach_every_company(pool: PgPool) {
     let app = TestApp::start(pool.clone(), config(&[])).await;

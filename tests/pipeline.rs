@@ -165,6 +165,24 @@ impl Pipeline {
         .unwrap_or_else(|_| panic!("delivery {id} never got where the test waited for"))
     }
 
+    /// `n` distinct deliveries to `provider` that it refused with a 400,
+    /// once each are `failed`; their ids.
+    async fn failed(&self, provider: &str, n: u32) -> Vec<String> {
+        self.control(
+            "faults",
+            json!({"provider": provider, "count": n, "status": 400}),
+        )
+        .await;
+        let mut ids = Vec::new();
+        for k in 0..n {
+            ids.push(id_of(&self.create(provider, self.distinct_report(k)).await));
+        }
+        for id in &ids {
+            self.settled(id, "failed").await;
+        }
+        ids
+    }
+
     fn report(&self) -> Value {
         common::report(self.company)
     }
@@ -401,22 +419,75 @@ async fn bulk_replay_answers_per_id(pool: PgPool) {
     }
 }
 
+/// More ids than are attempted at once, to a provider slower than
+/// `REPLAY_TIMEOUT_SECS`: the answer says `in_progress` for every one
+/// (those waiting for a slot too), and every one is delivered afterwards,
+/// once, as a replay.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_bulk_replay_outlasting_its_timeout_answers_in_progress_and_finishes(pool: PgPool) {
+    let p = Pipeline::start(pool, &[("REPLAY_TIMEOUT_SECS", "1")]).await;
+    let ids = p.failed("benevity", 12).await;
+    p.control("latency", json!({"provider": "benevity", "ms": 1500}))
+        .await;
+
+    let response = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/bulk-replay",
+            Some(&p.token),
+            json!({"ids": ids}),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let results = response.body["results"].as_array().unwrap();
+    assert_eq!(results.len(), ids.len());
+    for (result, id) in results.iter().zip(&ids) {
+        assert_eq!(result["id"], id.as_str());
+        assert_eq!(result["result"], "in_progress", "{result}");
+        assert_eq!(result["status"], "retrying", "{result}");
+    }
+    assert_replayed_once(&p, &ids).await;
+}
+
+/// The bug this design fixes: a bulk replay whose request is dropped (here
+/// by `REQUEST_TIMEOUT_SECS`, before the replay timeout) still replays every
+/// id, including those that had not started yet.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_bulk_replay_dropped_by_the_request_timeout_loses_no_id(pool: PgPool) {
+    let p = Pipeline::start(pool, &[("REQUEST_TIMEOUT_SECS", "1")]).await;
+    let ids = p.failed("benevity", 12).await;
+    p.control("latency", json!({"provider": "benevity", "ms": 1500}))
+        .await;
+
+    let response = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/bulk-replay",
+            Some(&p.token),
+            json!({"ids": ids}),
+        )
+        .await;
+    response.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_replayed_once(&p, &ids).await;
+}
+
+/// Each delivery ends `success` after exactly its first attempt and one
+/// replay, and the provider received each once.
+async fn assert_replayed_once(p: &Pipeline, ids: &[String]) {
+    for id in ids {
+        let done = p.settled(id, "success").await;
+        assert_eq!(done["attemptCount"], 2, "{done}");
+        assert_eq!(done["attempts"][1]["trigger"], "replay", "{done}");
+    }
+    let received = p.received().await;
+    assert_eq!(received.len(), ids.len());
+    assert!(received.iter().all(|r| r["timesReceived"] == 1));
+}
+
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn retry_all_failed_is_durable_across_a_worker_restart(pool: PgPool) {
     let mut p = Pipeline::start(pool, &[]).await;
-    p.control(
-        "faults",
-        json!({"provider": "goodera", "count": 3, "status": 400}),
-    )
-    .await;
-    let mut ids = Vec::new();
-    for n in 0..3 {
-        let created = p.create("goodera", p.distinct_report(n)).await;
-        ids.push(id_of(&created));
-    }
-    for id in &ids {
-        p.settled(id, "failed").await;
-    }
+    let ids = p.failed("goodera", 3).await;
     // The workers are gone when the re-queue happens: nothing may be lost.
     p.stop_workers().await;
     let queued = p

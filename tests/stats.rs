@@ -1,5 +1,6 @@
 //! `GET /v1/impact-in/stats` over seeded deliveries, every number worked out
-//! by hand.
+//! by hand and compared exactly: rates come rounded to 4 decimals, attempts
+//! and latencies to 2.
 
 mod common;
 
@@ -51,13 +52,17 @@ const OURS: &[Row] = &[
 /// Another company's: never in our numbers.
 const THEIRS: &[Row] = &[("goodera", "success", 9, "2026-01-15T12:00:00Z", Some(9000))];
 
-fn provider(pending: i64, retrying: i64, success: i64, failed: i64) -> Value {
-    let finished = success + failed;
+/// One provider's counts and its success rate, as rounded by hand.
+fn provider(pending: i64, retrying: i64, success: i64, failed: i64, rate: Option<f64>) -> Value {
     json!({
         "total": pending + retrying + success + failed,
         "pending": pending, "retrying": retrying, "success": success, "failed": failed,
-        "successRate": (finished > 0).then(|| success as f64 / finished as f64),
+        "successRate": rate,
     })
+}
+
+fn none() -> Value {
+    provider(0, 0, 0, 0, None)
 }
 
 fn empty() -> Value {
@@ -65,37 +70,15 @@ fn empty() -> Value {
         "total": 0,
         "byStatus": { "pending": 0, "retrying": 0, "success": 0, "failed": 0 },
         "byProvider": {
-            "benevity": provider(0, 0, 0, 0),
-            "goodera": provider(0, 0, 0, 0),
-            "workday": provider(0, 0, 0, 0),
+            "benevity": none(),
+            "goodera": none(),
+            "workday": none(),
         },
         "successRate": null,
         "averageAttempts": null,
         "averageLatencyMs": null,
         "p95LatencyMs": null,
     })
-}
-
-/// Equal JSON, numbers within 1e-9: SQL means and interpolated percentiles
-/// need not round like the arithmetic written here.
-fn assert_close(actual: &Value, expected: &Value, path: &str) {
-    match (actual, expected) {
-        (Value::Number(a), Value::Number(e)) => {
-            let (a, e) = (a.as_f64().unwrap(), e.as_f64().unwrap());
-            assert!((a - e).abs() < 1e-9, "{path}: {a} != {e}");
-        }
-        (Value::Object(a), Value::Object(e)) => {
-            let mut keys: Vec<_> = a.keys().collect();
-            keys.sort();
-            let mut expected_keys: Vec<_> = e.keys().collect();
-            expected_keys.sort();
-            assert_eq!(keys, expected_keys, "{path}");
-            for key in e.keys() {
-                assert_close(&a[key], &e[key], &format!("{path}.{key}"));
-            }
-        }
-        _ => assert_eq!(actual, expected, "{path}"),
-    }
 }
 
 async fn stats(app: &TestApp, bearer: &str, query: &str) -> Value {
@@ -123,61 +106,62 @@ async fn stats_count_rate_and_time_the_callers_deliveries(pool: PgPool) {
         "total": 6,
         "byStatus": { "pending": 1, "retrying": 1, "success": 3, "failed": 1 },
         "byProvider": {
-            "benevity": { "total": 4, "pending": 1, "retrying": 0, "success": 2, "failed": 1, "successRate": 2.0 / 3.0 },
-            "goodera": { "total": 2, "pending": 0, "retrying": 1, "success": 1, "failed": 0, "successRate": 1.0 },
-            "workday": { "total": 0, "pending": 0, "retrying": 0, "success": 0, "failed": 0, "successRate": null },
+            "benevity": provider(1, 0, 2, 1, Some(0.6667)),
+            "goodera": provider(0, 1, 1, 0, Some(1.0)),
+            "workday": none(),
         },
         "successRate": 0.75,
         "averageAttempts": 2.25,
         "averageLatencyMs": 2000.0,
         "p95LatencyMs": 2900.0,
     });
-    assert_close(&stats(&app, &reader, "").await, &all, "");
-    assert_close(
-        &stats(&app, &reader, &format!("companyId={ours}")).await,
-        &all,
-        "companyId",
+    assert_eq!(stats(&app, &reader, "").await, all, "no filter");
+    assert_eq!(
+        stats(&app, &reader, &format!("companyId={ours}")).await,
+        all,
+        "companyId"
     );
 
-    // Benevity: attempts 1, 2, 5; 1000 and 3000 ms, p95 1000 + 0.95 × 2000.
+    // Benevity: 2 of 3 succeeded (0.6667); attempts 1, 2, 5 (8 / 3, 2.67);
+    // 1000 and 3000 ms, p95 1000 + 0.95 × 2000.
     let benevity = json!({
         "total": 4,
         "byStatus": { "pending": 1, "retrying": 0, "success": 2, "failed": 1 },
         "byProvider": {
-            "benevity": provider(1, 0, 2, 1),
-            "goodera": provider(0, 0, 0, 0),
-            "workday": provider(0, 0, 0, 0),
+            "benevity": provider(1, 0, 2, 1, Some(0.6667)),
+            "goodera": none(),
+            "workday": none(),
         },
-        "successRate": 2.0 / 3.0,
-        "averageAttempts": 8.0 / 3.0,
+        "successRate": 0.6667,
+        "averageAttempts": 2.67,
         "averageLatencyMs": 2000.0,
         "p95LatencyMs": 2900.0,
     });
-    assert_close(
-        &stats(&app, &reader, "provider=benevity").await,
-        &benevity,
-        "provider",
+    assert_eq!(
+        stats(&app, &reader, "provider=benevity").await,
+        benevity,
+        "provider"
     );
 
     // 11 January 00:00 is in; a date-only endDate takes all of 20 January.
-    // Attempts 2, 5, 1; 3000 and 2000 ms, p95 2000 + 0.95 × 1000.
+    // Attempts 2, 5, 1 (2.67); 3000 and 2000 ms, p95 2000 + 0.95 × 1000.
     let mid_january = json!({
         "total": 3,
         "byStatus": { "pending": 0, "retrying": 0, "success": 2, "failed": 1 },
         "byProvider": {
-            "benevity": provider(0, 0, 1, 1),
-            "goodera": provider(0, 0, 1, 0),
-            "workday": provider(0, 0, 0, 0),
+            "benevity": provider(0, 0, 1, 1, Some(0.5)),
+            "goodera": provider(0, 0, 1, 0, Some(1.0)),
+            "workday": none(),
         },
-        "successRate": 2.0 / 3.0,
-        "averageAttempts": 8.0 / 3.0,
+        "successRate": 0.6667,
+        "averageAttempts": 2.67,
         "averageLatencyMs": 2500.0,
         "p95LatencyMs": 2950.0,
     });
-    assert_close(
-        &stats(&app, &reader, "startDate=2026-01-11&endDate=2026-01-20").await,
-        &mid_january,
-        "dates",
+    assert_eq!(
+        stats(&app, &reader, "startDate=2026-01-11&endDate=2026-01-20").await,
+        mid_january,
+        "dates"
     );
     let timestamps = "startDate=2026-01-11T00:00:00Z&endDate=2026-01-20T17:59:59Z";
     assert_eq!(stats(&app, &reader, timestamps).await["total"], 2);
@@ -187,19 +171,19 @@ async fn stats_count_rate_and_time_the_callers_deliveries(pool: PgPool) {
         "total": 2,
         "byStatus": { "pending": 1, "retrying": 1, "success": 0, "failed": 0 },
         "byProvider": {
-            "benevity": provider(1, 0, 0, 0),
-            "goodera": provider(0, 1, 0, 0),
-            "workday": provider(0, 0, 0, 0),
+            "benevity": provider(1, 0, 0, 0, None),
+            "goodera": provider(0, 1, 0, 0, None),
+            "workday": none(),
         },
         "successRate": null,
         "averageAttempts": null,
         "averageLatencyMs": null,
         "p95LatencyMs": null,
     });
-    assert_close(
-        &stats(&app, &reader, "startDate=2026-02-01").await,
-        &february,
-        "february",
+    assert_eq!(
+        stats(&app, &reader, "startDate=2026-02-01").await,
+        february,
+        "february"
     );
 
     // An ops key sees every company unless it names one.
@@ -210,20 +194,43 @@ async fn stats_count_rate_and_time_the_callers_deliveries(pool: PgPool) {
         "total": 1,
         "byStatus": { "pending": 0, "retrying": 0, "success": 1, "failed": 0 },
         "byProvider": {
-            "benevity": provider(0, 0, 0, 0),
-            "goodera": provider(0, 0, 1, 0),
-            "workday": provider(0, 0, 0, 0),
+            "benevity": none(),
+            "goodera": provider(0, 0, 1, 0, Some(1.0)),
+            "workday": none(),
         },
         "successRate": 1.0,
         "averageAttempts": 9.0,
         "averageLatencyMs": 9000.0,
         "p95LatencyMs": 9000.0,
     });
-    assert_close(
-        &stats(&app, OPS_KEY, &format!("companyId={theirs}")).await,
-        &their_stats,
-        "ops",
+    assert_eq!(
+        stats(&app, OPS_KEY, &format!("companyId={theirs}")).await,
+        their_stats,
+        "ops"
     );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn latencies_are_rounded_to_two_decimals(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    // 1000, 1000 and 1001 ms: the mean is 1000.333…; attempts 1, 1, 2 give
+    // 1.333…; the p95, 1000 + 0.9 × 1, needs no rounding.
+    seed(
+        &pool,
+        company,
+        &[
+            ("workday", "success", 1, "2026-03-01T00:00:00Z", Some(1000)),
+            ("workday", "success", 1, "2026-03-02T00:00:00Z", Some(1000)),
+            ("workday", "success", 2, "2026-03-03T00:00:00Z", Some(1001)),
+        ],
+    )
+    .await;
+    let body = stats(&app, &token(&[company], &[ADMIN]), "").await;
+    assert_eq!(body["successRate"], 1.0);
+    assert_eq!(body["averageAttempts"], 1.33);
+    assert_eq!(body["averageLatencyMs"], 1000.33);
+    assert_eq!(body["p95LatencyMs"], 1000.9);
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]

@@ -12,7 +12,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::DeliveryStatus;
-use crate::{connectors::ErrorClass, provider::Provider};
+use crate::{auth::CompanyScope, connectors::ErrorClass, provider::Provider};
 
 /// A delivery leased to one worker for one attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -90,30 +90,42 @@ pub async fn claim(
     .await
 }
 
-/// Leases one failed delivery for an operator's replay; `None` when it is
-/// not (or no longer) failed.
+/// Leases, in one statement, every failed delivery among `ids` (record ids
+/// or `deliveryId`s) that `scope` covers, for an operator's replay: status
+/// `retrying`, trigger `replay`, the attempt counted, due again when the
+/// lease runs out. A delivery that another statement holds at this moment
+/// (say, a concurrent replay claiming it) is skipped rather than waited for,
+/// so overlapping replays never wait on or deadlock with each other.
 pub async fn claim_failed(
     pool: &PgPool,
-    id: Uuid,
+    scope: &CompanyScope,
+    ids: &[Uuid],
     worker: &str,
     lease: Duration,
-) -> Result<Option<Claimed>, sqlx::Error> {
+) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "UPDATE impact_deliveries
          SET status = 'retrying',
-             locked_by = $2,
-             locked_until = now() + make_interval(secs => $3),
-             next_attempt_at = now() + make_interval(secs => $3),
+             locked_by = $3,
+             locked_until = now() + make_interval(secs => $4),
+             next_attempt_at = now() + make_interval(secs => $4),
              attempt_count = attempt_count + 1,
              next_trigger = 'replay',
              updated_at = now()
-         WHERE id = $1 AND status = 'failed'
+         WHERE id IN (
+             SELECT id FROM impact_deliveries
+             WHERE (id = ANY($1) OR delivery_id = ANY($1))
+               AND ($2::uuid[] IS NULL OR company_id = ANY($2))
+               AND status = 'failed'
+             FOR UPDATE SKIP LOCKED
+         )
          RETURNING {CLAIMED}"
     )))
-    .bind(id)
+    .bind(ids)
+    .bind(scope.as_filter())
     .bind(worker)
     .bind(seconds(lease))
-    .fetch_optional(pool)
+    .fetch_all(pool)
     .await
 }
 

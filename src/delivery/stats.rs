@@ -16,15 +16,30 @@ pub struct Stats {
     pub by_status: StatusCounts,
     /// Every provider, with zeros when it has no deliveries.
     pub by_provider: BTreeMap<Provider, ProviderStats>,
-    /// Success among finished deliveries (success or failed), from 0 to 1;
-    /// `None` when none has finished.
+    /// Success among finished deliveries (success or failed), from 0 to 1,
+    /// to 4 decimals; `None` when none has finished.
     pub success_rate: Option<f64>,
-    /// Mean `attempt_count` of finished deliveries.
+    /// Mean `attempt_count` of finished deliveries, to 2 decimals.
     pub average_attempts: Option<f64>,
-    /// Mean time from creation to delivery of successful deliveries.
+    /// Mean time from creation to delivery of successful deliveries, to 2
+    /// decimals.
     pub average_latency_ms: Option<f64>,
-    /// 95th percentile (interpolated) of the same.
+    /// 95th percentile (interpolated) of the same, to 2 decimals.
     pub p95_latency_ms: Option<f64>,
+}
+
+/// A dashboard shows a rate as a percentage with at most two decimals, and
+/// attempts or milliseconds to a hundredth; more digits are noise
+/// (`0.6666666666666666`) every client would have to trim.
+const RATE_DECIMALS: i32 = 4;
+const MEASURE_DECIMALS: i32 = 2;
+
+/// `value` rounded half away from zero to `decimals` places. The division
+/// of two exact values is correctly rounded, so the result is the double
+/// nearest the decimal and serialises as `0.6667`, not `0.6667000000000001`.
+fn round(value: f64, decimals: i32) -> f64 {
+    let scale = 10f64.powi(decimals);
+    (value * scale).round() / scale
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]
@@ -42,7 +57,7 @@ impl StatusCounts {
 
     fn success_rate(&self) -> Option<f64> {
         let finished = self.success + self.failed;
-        (finished > 0).then(|| self.success as f64 / finished as f64)
+        (finished > 0).then(|| round(self.success as f64 / finished as f64, RATE_DECIMALS))
     }
 }
 
@@ -120,8 +135,27 @@ pub async fn compute(pool: &PgPool, filter: &ListFilter) -> Result<Stats, sqlx::
         by_status: all.counts,
         by_provider,
         success_rate: all.counts.success_rate(),
-        average_attempts: all.average_attempts,
-        average_latency_ms: all.average_latency_ms,
-        p95_latency_ms: all.p95_latency_ms,
+        average_attempts: all.average_attempts.map(|v| round(v, MEASURE_DECIMALS)),
+        average_latency_ms: all.average_latency_ms.map(|v| round(v, MEASURE_DECIMALS)),
+        p95_latency_ms: all.p95_latency_ms.map(|v| round(v, MEASURE_DECIMALS)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_and_measures_serialise_with_few_decimals() {
+        let counts = StatusCounts {
+            success: 2,
+            failed: 1,
+            ..StatusCounts::default()
+        };
+        assert_eq!(counts.success_rate(), Some(0.6667));
+        assert_eq!(round(8.0 / 3.0, MEASURE_DECIMALS).to_string(), "2.67");
+        assert_eq!(round(1234.5678, MEASURE_DECIMALS).to_string(), "1234.57");
+        assert_eq!(round(-0.125, MEASURE_DECIMALS), -0.13);
+        assert_eq!(round(0.1 + 0.2, RATE_DECIMALS).to_string(), "0.3");
+    }
 }

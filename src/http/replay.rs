@@ -37,7 +37,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// 200 with the delivery after the attempt, 202 while it is still being
-/// attempted past `REPLAY_TIMEOUT_SECS`, 409 unless it had failed.
+/// attempted past `REPLAY_TIMEOUT_SECS`, 409 unless it had failed: the bulk
+/// replay of one id.
 async fn replay_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -46,7 +47,11 @@ async fn replay_one(
     principal.require_write()?;
     let not_found = || ApiError::NotFound(format!("no delivery {id}"));
     let uuid: Uuid = id.parse().map_err(|_| not_found())?;
-    match replay::replay(&state, &principal.scope(None)?, uuid).await? {
+    let replayed = replay::replay(&state, &principal.scope(None)?, &[uuid])
+        .await?
+        .pop()
+        .expect("a replay answers once per id");
+    match replayed {
         Replayed::NotFound => Err(not_found()),
         Replayed::NotFailed(delivery) => Err(ApiError::Conflict(format!(
             "only failed deliveries can be replayed; this one is {}",
@@ -83,7 +88,13 @@ async fn bulk_replay(
             format!("must hold 1 to {BULK_LIMIT} delivery ids"),
         )]));
     }
-    let results = replay::replay_many(&state, &principal.scope(None)?, &body.ids).await?;
+    let replayed = replay::replay(&state, &principal.scope(None)?, &body.ids).await?;
+    let results = body
+        .ids
+        .iter()
+        .zip(replayed)
+        .map(|(&id, replayed)| replay::BulkResult::new(id, replayed))
+        .collect();
     Ok(Json(BulkReplayed { results }))
 }
 

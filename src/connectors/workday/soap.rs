@@ -297,12 +297,16 @@ impl SoapFault {
             .code
             .split_once(':')
             .map_or(self.code.as_str(), |(_, local)| local);
-        match local.split_once('.') {
-            Some(("Client", "authenticationError")) => FaultKind::Authentication,
-            Some(("Client", _)) => FaultKind::Client,
-            None if local == "Client" => FaultKind::Client,
-            // `Server`, `Server.*` and codes we do not know (`MustUnderstand`,
-            // `VersionMismatch`, made-up ones) are worth another attempt.
+        match local.split_once('.').unwrap_or((local, "")) {
+            ("Client", "authenticationError") => FaultKind::Authentication,
+            // `MustUnderstand` and `VersionMismatch` (SOAP 1.1 §4.4.1) say
+            // our envelope is wrong, like `Client`: the same envelope would
+            // be refused again, so another attempt cannot help.
+            ("Client" | "MustUnderstand" | "VersionMismatch", _) => FaultKind::Client,
+            // `Server`, `Server.*`, and codes SOAP 1.1 does not define: an
+            // unknown code says nothing about the request, and a retry is
+            // bounded by the retry policy, whereas a wrong `Client` would
+            // drop a delivery that a later attempt might have made.
             _ => FaultKind::Server,
         }
     }
@@ -871,8 +875,21 @@ mod tests {
         assert_eq!(kind("soapenv:Client.permissionError"), FaultKind::Client);
         assert_eq!(kind("soapenv:Server"), FaultKind::Server);
         assert_eq!(kind("soapenv:Server.timeout"), FaultKind::Server);
-        assert_eq!(kind("soapenv:MustUnderstand"), FaultKind::Server);
         assert_eq!(kind("soapenv:Clientele"), FaultKind::Server);
+        assert_eq!(kind("soapenv:Unheard.of"), FaultKind::Server);
+    }
+
+    #[test]
+    fn envelope_faults_are_permanent_client_faults() {
+        for code in [
+            "soapenv:MustUnderstand",
+            "MustUnderstand",
+            "env:VersionMismatch",
+            "soapenv:VersionMismatch.wrongNamespace",
+        ] {
+            let fault = parse_fault(&fault_body(code, "the envelope was not understood", ""));
+            assert_eq!(fault.kind(), FaultKind::Client, "{code}");
+        }
     }
 
     #[test]
