@@ -20,6 +20,7 @@ use crate::{
     config::Config,
     connectors::{registry::ConnectorRegistry, tokens::TokenStore},
     db,
+    delivery::signal::QueueSignal,
     provider::Provider,
 };
 
@@ -35,6 +36,8 @@ pub struct Inner {
     pub connectors: ConnectorRegistry,
     pub clock: SharedClock,
     pub lifecycle: Lifecycle,
+    /// Tells the delivery workers that work is queued.
+    pub queue: QueueSignal,
 }
 
 impl std::ops::Deref for AppState {
@@ -107,6 +110,7 @@ impl AppState {
             connectors,
             clock,
             lifecycle: Lifecycle::new(),
+            queue: QueueSignal::default(),
         })))
     }
 

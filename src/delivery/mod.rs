@@ -3,6 +3,7 @@
 pub mod cursor;
 pub mod queue;
 pub mod replay;
+pub mod signal;
 pub mod stats;
 pub mod store;
 pub mod worker;

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use tokio::{
-    sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc},
+    sync::{OwnedSemaphorePermit, Semaphore, mpsc},
     task::JoinSet,
     time::Instant,
 };
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     DeliveryStatus,
     queue::{self, AttemptRecord, Claimed, Outcome, Trigger},
+    signal,
 };
 use crate::{
     app::AppState,
@@ -24,21 +25,22 @@ use crate::{
     report::ImpactReport,
 };
 
-/// The channel the queue's trigger notifies when work is queued.
-const CHANNEL: &str = "impact_deliveries_due";
-
 /// Runs `DELIVERY_WORKERS` workers until `shutdown`; each finishes the
 /// attempts it holds and records them before returning.
 pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let wake = Arc::new(Notify::new());
-    let listener = tokio::spawn(listen(state.clone(), wake.clone(), shutdown.clone()));
+    let listener = tokio::spawn(listen(state.clone(), shutdown.clone()));
+    let announcer = tokio::spawn({
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        async move { state.queue.announce(&state.db, shutdown).await }
+    });
     let mut workers = JoinSet::new();
     for index in 0..state.config.delivery.workers {
         let name = format!("{}:{}:{index}", hostname(), std::process::id());
-        workers.spawn(work(state.clone(), name, wake.clone(), shutdown.clone()));
+        workers.spawn(work(state.clone(), name, shutdown.clone()));
     }
     workers.join_all().await;
     listener.abort();
+    announcer.abort();
 }
 
 fn hostname() -> String {
@@ -47,7 +49,7 @@ fn hostname() -> String {
 
 /// Wakes the workers on NOTIFY; the poll interval covers a lost connection
 /// until it is re-established.
-async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn listen(state: AppState, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(250);
     while !shutdown.is_cancelled() {
         let mut listener = match PgListener::connect_with(&state.db).await {
@@ -59,7 +61,7 @@ async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken)
                 continue;
             }
         };
-        if let Err(err) = listener.listen(CHANNEL).await {
+        if let Err(err) = listener.listen(signal::CHANNEL).await {
             tracing::warn!(error = %err, "LISTEN failed; polling");
             tokio::time::sleep(backoff).await;
             continue;
@@ -68,7 +70,7 @@ async fn listen(state: AppState, wake: Arc<Notify>, shutdown: CancellationToken)
         loop {
             tokio::select! {
                 received = listener.recv() => match received {
-                    Ok(_) => wake.notify_waiters(),
+                    Ok(_) => state.queue.notified(),
                     Err(err) => {
                         tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
                         break;
@@ -95,7 +97,7 @@ const OUTCOMES_PER_STATEMENT: usize = 256;
 /// flight, topping up as slots free (a slow provider call holds only its own
 /// slot), and a writer recording finished attempts, all that are ready in one
 /// statement, so the commits per delivery fall as the load rises.
-async fn work(state: AppState, name: String, wake: Arc<Notify>, shutdown: CancellationToken) {
+async fn work(state: AppState, name: String, shutdown: CancellationToken) {
     let config = &state.config.delivery;
     let slots = usize::try_from(config.batch_size).unwrap_or(1).max(1);
     let in_flight = Arc::new(Semaphore::new(slots));
@@ -114,7 +116,7 @@ async fn work(state: AppState, name: String, wake: Arc<Notify>, shutdown: Cancel
             free.push(slot);
         }
         // Registered before claiming, so a NOTIFY during the claim is not lost.
-        let notified = wake.notified();
+        let notified = state.queue.wait();
         let limit = i64::try_from(free.len()).unwrap_or(i64::MAX);
         let batch = match queue::claim(&state.db, &name, limit, config.lease).await {
             Ok(batch) => {

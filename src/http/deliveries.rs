@@ -153,7 +153,10 @@ async fn create(
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
     let (status, delivery) = match store::insert(&state.db, new).await? {
-        Created::New(delivery) => (StatusCode::ACCEPTED, delivery),
+        Created::New(delivery) => {
+            state.queue.queued();
+            (StatusCode::ACCEPTED, delivery)
+        }
         Created::Existing(delivery) => (StatusCode::OK, delivery),
         Created::Conflict => {
             return Err(ApiError::Conflict(

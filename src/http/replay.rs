@@ -124,6 +124,9 @@ async fn retry_all_failed(
     principal.scope(Some(body.company_id))?;
     let queued =
         queue::requeue_failed(&state.db, body.company_id, body.provider, body.since).await?;
+    if queued > 0 {
+        state.queue.queued();
+    }
     tracing::info!(company_id = %body.company_id, queued, "failed deliveries re-queued");
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
 }
