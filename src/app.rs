@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::serve::ListenerExt;
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -20,7 +21,7 @@ use crate::{
     config::Config,
     connectors::{registry::ConnectorRegistry, tokens::TokenStore},
     db,
-    delivery::signal::QueueSignal,
+    delivery::{intake::Intake, signal::QueueSignal},
     provider::Provider,
 };
 
@@ -38,6 +39,8 @@ pub struct Inner {
     pub lifecycle: Lifecycle,
     /// Tells the delivery workers that work is queued.
     pub queue: QueueSignal,
+    /// Writes new deliveries, many per commit under load.
+    pub intake: Intake,
 }
 
 impl std::ops::Deref for AppState {
@@ -111,6 +114,7 @@ impl AppState {
             clock,
             lifecycle: Lifecycle::new(),
             queue: QueueSignal::default(),
+            intake: Intake::default(),
         })))
     }
 
@@ -177,6 +181,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let router = crate::http::router(state.clone());
+    // Responses go out as soon as they are written: with Nagle's algorithm a
+    // response's last segment can wait for the client's delayed ACK (40 ms).
+    let listener = listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

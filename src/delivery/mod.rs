@@ -1,6 +1,7 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
 pub mod cursor;
+pub mod intake;
 pub mod queue;
 pub mod replay;
 pub mod signal;

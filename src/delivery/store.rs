@@ -1,11 +1,13 @@
 //! SQL for the delivery log. Every query takes a [`CompanyScope`], so no
 //! caller can read outside the companies it was granted.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::{Delivery, DeliveryStatus, cursor::Cursor};
+use super::{Delivery, DeliveryStatus, cursor::Cursor, intake::Intake};
 use crate::{auth::CompanyScope, provider::Provider};
 
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
@@ -167,30 +169,37 @@ pub enum Created {
     Conflict,
 }
 
+/// A delivery row about to be written.
+pub struct NewRow {
+    pub id: Uuid,
+    pub company_id: Uuid,
+    pub provider: Provider,
+    pub delivery_id: Uuid,
+    pub idempotency_key: Option<String>,
+    pub payload: serde_json::Value,
+    pub payload_hash: String,
+}
+
 /// Stores a pending delivery, due now, once per `deliveryId` and per
 /// company's `Idempotency-Key`. Racing identical requests meet at the unique
 /// indexes: one inserts, the others read its row. "The same request" means
 /// the same company, provider and canonical payload hash.
-pub async fn insert(pool: &PgPool, new: NewDelivery) -> Result<Created, sqlx::Error> {
+pub async fn insert(
+    pool: &PgPool,
+    intake: &Intake,
+    new: NewDelivery,
+) -> Result<Created, sqlx::Error> {
     let hash = super::payload_hash(&new.payload);
-    let inserted: Option<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
-        "INSERT INTO impact_deliveries
-             (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-              next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now())
-         ON CONFLICT DO NOTHING
-         RETURNING {COLUMNS}"
-    )))
-    .bind(Uuid::now_v7())
-    .bind(new.company_id)
-    .bind(new.provider)
-    .bind(new.delivery_id)
-    .bind(&new.idempotency_key)
-    .bind(&new.payload)
-    .bind(&hash)
-    .fetch_optional(pool)
-    .await?;
-    if let Some(delivery) = inserted {
+    let row = NewRow {
+        id: Uuid::now_v7(),
+        company_id: new.company_id,
+        provider: new.provider,
+        delivery_id: new.delivery_id,
+        idempotency_key: new.idempotency_key.clone(),
+        payload: new.payload,
+        payload_hash: hash.clone(),
+    };
+    if let Some(delivery) = intake.insert(pool, row).await? {
         return Ok(Created::New(delivery));
     }
     let existing: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
@@ -213,4 +222,43 @@ pub async fn insert(pool: &PgPool, new: NewDelivery) -> Result<Created, sqlx::Er
         }
         _ => Created::Conflict,
     })
+}
+
+/// Inserts rows in one statement, skipping those whose `deliveryId` or
+/// `Idempotency-Key` is taken (also by an earlier row of the same call);
+/// the inserted ones by record id.
+pub async fn insert_rows(
+    pool: &PgPool,
+    rows: &[NewRow],
+) -> Result<HashMap<Uuid, Delivery>, sqlx::Error> {
+    let inserted: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
+              next_attempt_at)
+         SELECT id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
+                now()
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
+                     $7::text[])
+             AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash)
+         ON CONFLICT DO NOTHING
+         RETURNING {COLUMNS}"
+    )))
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.company_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.provider.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.delivery_id).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(rows.iter().map(|r| &r.payload).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.payload_hash.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(inserted.into_iter().map(|d| (d.id, d)).collect())
 }

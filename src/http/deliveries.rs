@@ -152,7 +152,7 @@ async fn create(
         idempotency_key,
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
-    let (status, delivery) = match store::insert(&state.db, new).await? {
+    let (status, delivery) = match store::insert(&state.db, &state.intake, new).await? {
         Created::New(delivery) => {
             state.queue.queued();
             (StatusCode::ACCEPTED, delivery)

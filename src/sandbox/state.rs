@@ -104,6 +104,8 @@ pub(crate) struct Counters {
 pub(crate) struct Stats {
     tokens_issued: Counters,
     requests: Counters,
+    /// Distinct deliveries accepted (repeats of a key not counted).
+    deliveries: Counters,
 }
 
 /// How an API request is to be treated before its provider looks at it.
@@ -266,9 +268,14 @@ impl SandboxState {
 
     pub(crate) fn stats(&self) -> Stats {
         let inner = self.lock();
+        let mut deliveries = Counters::default();
+        for received in &inner.received {
+            deliveries.bump(received.provider);
+        }
         Stats {
             tokens_issued: inner.tokens_issued,
             requests: inner.requests,
+            deliveries,
         }
     }
 }

@@ -1,0 +1,662 @@
+//! The delivery pipeline benchmark of `docs/performance.md`: the release
+//! binary as its own process (so its peak RSS is its own), over a fresh
+//! database per run, real Redis, and the provider sandbox in this process,
+//! which timestamps every delivery it receives.
+//!
+//! ```text
+//! cargo bench --bench pipeline -- [throughput|latency|listing|all] [--runs 3]
+//! ```
+//!
+//! Each scenario runs once as a warm-up (discarded), then `--runs` times,
+//! and prints min / median / max of every figure.
+
+use std::{
+    collections::HashMap,
+    net::TcpListener,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use impact_in::{
+    auth::JwtSigner,
+    config::Config,
+    sandbox::{Sandbox, SandboxConfig, credentials},
+};
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
+const TOKEN_KEY: &str = "YmVuY2gtdG9rZW4ta2V5LWJlbmNoLXRva2VuLWtleS0=";
+const ROLES: [&str; 2] = ["ADMIN_CONSOLE", "MANAGE_INTEGRATIONS"];
+
+struct Options {
+    scenario: String,
+    runs: usize,
+    deliveries: usize,
+    clients: usize,
+    rate: u64,
+    seconds: u64,
+    rows: u64,
+    /// Listing requests timed per query and run.
+    requests: usize,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut options = Options {
+            scenario: "all".into(),
+            runs: 3,
+            deliveries: 20_000,
+            clients: 64,
+            rate: 500,
+            seconds: 20,
+            rows: 1_000_000,
+            requests: 1000,
+        };
+        // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
+        // this binary without it, as a small smoke run that keeps the
+        // benchmark working.
+        if !std::env::args().any(|a| a == "--bench") {
+            options.runs = 1;
+            options.deliveries = 200;
+            options.clients = 8;
+            options.rate = 100;
+            options.seconds = 2;
+            options.rows = 10_000;
+            options.requests = 50;
+        }
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| -> u64 {
+                args.next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{name} takes a number"))
+            };
+            match arg.as_str() {
+                "--runs" => options.runs = value("--runs") as usize,
+                "--deliveries" => options.deliveries = value("--deliveries") as usize,
+                "--clients" => options.clients = value("--clients") as usize,
+                "--rate" => options.rate = value("--rate"),
+                "--seconds" => options.seconds = value("--seconds"),
+                "--rows" => options.rows = value("--rows"),
+                "--requests" => options.requests = value("--requests") as usize,
+                // `cargo bench` passes this to every bench target.
+                "--bench" => {}
+                "throughput" | "latency" | "listing" | "all" => options.scenario = arg,
+                other => panic!("unknown argument {other}"),
+            }
+        }
+        options
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let options = Options::parse();
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    println!(
+        "machine: {} cores, {}; rustc release build",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| m.lines().next().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    let all = options.scenario == "all";
+    if all || options.scenario == "throughput" {
+        let figures = repeat(&options, || throughput(&admin_url, &options)).await;
+        report(
+            &format!(
+                "throughput: {} deliveries, {} closed-loop clients",
+                options.deliveries, options.clients
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "latency" {
+        let figures = repeat(&options, || latency(&admin_url, &options)).await;
+        report(
+            &format!(
+                "latency: open loop, {} deliveries/s for {} s",
+                options.rate, options.seconds
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "listing" {
+        let figures = listing(&admin_url, &options).await;
+        report(
+            &format!(
+                "listing: {} rows, {} requests per query",
+                options.rows, options.requests
+            ),
+            &figures,
+        );
+    }
+}
+
+/// Named figures of one measured run, in print order.
+type Figures = Vec<(&'static str, f64)>;
+
+async fn repeat<F, Fut>(options: &Options, mut run: F) -> Vec<Figures>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Figures>,
+{
+    let warm_up = run().await;
+    println!("  warm-up (discarded): {}", line(&warm_up));
+    let mut measured = Vec::new();
+    for index in 1..=options.runs {
+        let figures = run().await;
+        println!("  run {index}: {}", line(&figures));
+        measured.push(figures);
+    }
+    measured
+}
+
+fn line(figures: &Figures) -> String {
+    figures
+        .iter()
+        .map(|(name, value)| format!("{name} {value:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn report(title: &str, runs: &[Figures]) {
+    println!("\n{title}: min / median / max over {} runs", runs.len());
+    let Some(first) = runs.first() else { return };
+    for (index, (name, _)) in first.iter().enumerate() {
+        let mut values: Vec<f64> = runs.iter().map(|run| run[index].1).collect();
+        values.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<32} {:>10.1} {:>10.1} {:>10.1}",
+            values[0],
+            values[values.len() / 2],
+            values[values.len() - 1]
+        );
+    }
+    println!();
+}
+
+/// The `p`-th percentile (0–100) of sorted values, nearest rank.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// The service binary over a fresh database, pointed at a fresh sandbox.
+struct Service {
+    child: Child,
+    url: String,
+    database: String,
+    admin_url: String,
+    sandbox: Sandbox,
+    signer: JwtSigner,
+    http: reqwest::Client,
+}
+
+impl Service {
+    async fn start(admin_url: &str) -> Self {
+        let database = format!("impact_in_bench_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(admin_url)
+            .await
+            .expect("admin connection");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+            .execute(&mut admin)
+            .await
+            .expect("create the bench database");
+        let mut database_url = url::Url::parse(admin_url).expect("DATABASE_URL is a URL");
+        database_url.set_path(&database);
+
+        let sandbox = Sandbox::start(SandboxConfig::default())
+            .await
+            .expect("sandbox starts");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut vars: HashMap<String, String> = credentials::env_vars(&sandbox.url())
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.extend(
+            [
+                ("HOST", "127.0.0.1".to_owned()),
+                ("PORT_IMPACT_IN", port.to_string()),
+                ("DATABASE_URL", database_url.to_string()),
+                (
+                    "REDIS_URL",
+                    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+                ),
+                ("REDIS_KEY_PREFIX", format!("{database}:")),
+                ("JWT_SECRET", JWT_SECRET.into()),
+                ("TOKEN_ENCRYPTION_KEY", TOKEN_KEY.into()),
+                ("LOG_LEVEL", "warn".into()),
+                ("SANDBOX_MODE", "true".into()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        // Settings under test (DELIVERY_*, DATABASE_MAX_CONNECTIONS) pass through.
+        for (key, value) in std::env::vars() {
+            if key.starts_with("DELIVERY_") || key.starts_with("DATABASE_MAX") {
+                vars.insert(key, value);
+            }
+        }
+        let config = Config::from_map(&vars).expect("bench configuration is valid");
+        let child = Command::new(env!("CARGO_BIN_EXE_impact-in"))
+            .env_clear()
+            .envs(&vars)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the service starts");
+        let service = Service {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            database,
+            admin_url: admin_url.to_owned(),
+            sandbox,
+            signer: JwtSigner::from_config(&config.auth).expect("signer"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("client"),
+        };
+        service.wait_ready().await;
+        service
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok(response) = self
+                .http
+                .get(format!("{}/health/ready", self.url))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become ready in 30 s");
+    }
+
+    fn token(&self, company: Uuid) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        self.signer
+            .sign("bench", &[company], &ROLES.map(String::from), now, 3600)
+    }
+
+    /// Peak resident set of the service so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    async fn post_delivery(&self, token: &str, body: &Value) -> Duration {
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(format!("{}/v1/impact-in/deliveries", self.url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST answers");
+        let status = response.status();
+        let elapsed = started.elapsed();
+        assert_eq!(status, 202, "{}", response.text().await.unwrap_or_default());
+        elapsed
+    }
+
+    /// Waits until the sandbox holds `count` distinct deliveries; their
+    /// first arrival times by delivery id, and how many arrived more than
+    /// once (a repeat after a lost answer; the provider de-duplicates it).
+    async fn arrivals(&self, count: usize) -> (HashMap<Uuid, DateTime<Utc>>, usize) {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let stats: Value = self
+                .http
+                .get(format!("{}/_sandbox/stats", self.sandbox.url()))
+                .send()
+                .await
+                .expect("sandbox stats")
+                .json()
+                .await
+                .expect("stats JSON");
+            if stats["deliveries"]["benevity"].as_u64().unwrap_or(0) as usize >= count {
+                break;
+            }
+            assert!(Instant::now() < deadline, "deliveries stalled: {stats}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let received: Vec<Value> = self
+            .http
+            .get(format!("{}/_sandbox/received", self.sandbox.url()))
+            .send()
+            .await
+            .expect("sandbox received")
+            .json()
+            .await
+            .expect("received JSON");
+        let repeated = received.iter().filter(|r| r["timesReceived"] != 1).count();
+        let arrivals = received
+            .iter()
+            .map(|r| {
+                (
+                    r["idempotencyKey"].as_str().unwrap().parse().unwrap(),
+                    r["firstReceivedAt"].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        (arrivals, repeated)
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: the service drains and exits.
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await;
+        let mut admin = PgConnection::connect(&self.admin_url).await.expect("admin");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.database
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop the bench database");
+    }
+
+    async fn count_success(&self) -> i64 {
+        let mut url = url::Url::parse(&self.admin_url).unwrap();
+        url.set_path(&self.database);
+        let mut db = PgConnection::connect(url.as_str()).await.expect("bench db");
+        sqlx::query_scalar("SELECT count(*) FROM impact_deliveries WHERE status = 'success'")
+            .fetch_one(&mut db)
+            .await
+            .expect("count")
+    }
+}
+
+/// A ~1 KiB delivery request, distinct for every `n`, with its own id.
+fn delivery(company: Uuid, n: usize) -> (Uuid, Value) {
+    let programmes: Vec<Value> = (0..4)
+        .map(|k| {
+            json!({
+                "name": format!("Programme {n}-{k}: language cafés & mentoring"),
+                "volunteerHours": (n % 1000) as f64 + k as f64 * 0.5,
+                "participantCount": 10 + k,
+                "donations": [{"amountMinor": 1000 * (k + 1), "currency": "EUR"}],
+            })
+        })
+        .collect();
+    let id = Uuid::new_v4();
+    let body = json!({
+        "companyId": company,
+        "provider": "benevity",
+        "deliveryId": id,
+        "payload": {
+            "companyId": company,
+            "period": {"start": "2026-01-01", "end": "2026-03-31"},
+            "volunteerHours": 1250.5 + n as f64,
+            "volunteerCount": 84,
+            "participantCount": 312,
+            "sessionCount": 96,
+            "donations": [{"amountMinor": 1_250_000 + n, "currency": "EUR"}],
+            "outcomeScores": {"integration": 0.72, "language": 0.65},
+            "sroiRatio": 3.4,
+            "visScore": 78.5,
+            "programmes": programmes,
+        },
+    });
+    (id, body)
+}
+
+/// Accept → provider latencies of `sent` deliveries, in ms, sorted.
+fn provider_latencies(
+    sent: &[(Uuid, DateTime<Utc>)],
+    arrivals: &HashMap<Uuid, DateTime<Utc>>,
+) -> Vec<f64> {
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .map(|(id, at)| {
+            let arrived = arrivals.get(id).expect("every delivery arrived");
+            (*arrived - *at).num_microseconds().unwrap_or(0) as f64 / 1000.0
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+async fn throughput(admin_url: &str, options: &Options) -> Figures {
+    let service = Arc::new(Service::start(admin_url).await);
+    let company = Uuid::new_v4();
+    let token = Arc::new(service.token(company));
+    let next = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(Mutex::new(Vec::with_capacity(options.deliveries)));
+    let first_sent = Utc::now();
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..options.clients {
+        let (service, token, next, sent) =
+            (service.clone(), token.clone(), next.clone(), sent.clone());
+        let total = options.deliveries;
+        clients.spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= total {
+                    break;
+                }
+                let (id, body) = delivery(company, n);
+                let at = Utc::now();
+                let accept = service.post_delivery(&token, &body).await;
+                sent.lock().unwrap().push((id, at, millis(accept)));
+            }
+        });
+    }
+    clients.join_all().await;
+    let accepted_in = started.elapsed();
+    let (arrivals, repeated) = service.arrivals(options.deliveries).await;
+    let last_arrival = arrivals.values().max().copied().expect("arrivals");
+    let end_to_end = (last_arrival - first_sent).num_microseconds().unwrap() as f64 / 1e6;
+    let (sent, mut accepts): (Vec<_>, Vec<_>) = std::mem::take(&mut *sent.lock().unwrap())
+        .into_iter()
+        .map(|(id, at, accept)| ((id, at), accept))
+        .unzip();
+    accepts.sort_by(f64::total_cmp);
+    let latencies = provider_latencies(&sent, &arrivals);
+    let delivered = service.count_success().await;
+    assert_eq!(
+        delivered as usize, options.deliveries,
+        "all recorded success"
+    );
+    let rss = service.peak_rss_mib();
+    Arc::into_inner(service).expect("clients done").stop().await;
+    vec![
+        (
+            "accepted/s",
+            options.deliveries as f64 / accepted_in.as_secs_f64(),
+        ),
+        (
+            "delivered/s end to end",
+            options.deliveries as f64 / end_to_end,
+        ),
+        ("accept p50 ms", percentile(&accepts, 50.0)),
+        ("accept p99 ms", percentile(&accepts, 99.0)),
+        ("accept→provider p99 ms", percentile(&latencies, 99.0)),
+        ("peak RSS MiB", rss),
+        ("sent twice", repeated as f64),
+    ]
+}
+
+async fn latency(admin_url: &str, options: &Options) -> Figures {
+    let service = Arc::new(Service::start(admin_url).await);
+    let company = Uuid::new_v4();
+    let token = Arc::new(service.token(company));
+    let total = (options.rate * options.seconds) as usize;
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate as f64));
+    // Open loop: a late tick is sent at once, not skipped.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let (service, token) = (service.clone(), token.clone());
+        requests.spawn(async move {
+            let (id, body) = delivery(company, n);
+            let at = Utc::now();
+            let accept = service.post_delivery(&token, &body).await;
+            (id, at, millis(accept))
+        });
+    }
+    let mut sent = Vec::with_capacity(total);
+    let mut accepts = Vec::with_capacity(total);
+    for (id, at, accept) in requests.join_all().await {
+        sent.push((id, at));
+        accepts.push(accept);
+    }
+    accepts.sort_by(f64::total_cmp);
+    let (arrivals, repeated) = service.arrivals(total).await;
+    let latencies = provider_latencies(&sent, &arrivals);
+    let rss = service.peak_rss_mib();
+    Arc::into_inner(service)
+        .expect("requests done")
+        .stop()
+        .await;
+    vec![
+        ("accept p50 ms", percentile(&accepts, 50.0)),
+        ("accept p99 ms", percentile(&accepts, 99.0)),
+        ("accept→provider p50 ms", percentile(&latencies, 50.0)),
+        ("accept→provider p99 ms", percentile(&latencies, 99.0)),
+        ("peak RSS MiB", rss),
+        ("sent twice", repeated as f64),
+    ]
+}
+
+/// Seeds `rows` finished deliveries over ten companies, then times the
+/// cockpit's filtered first page and a deep page by cursor.
+async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
+    let service = Service::start(admin_url).await;
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&service.database);
+    let mut db = PgConnection::connect(url.as_str()).await.expect("bench db");
+    let companies: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+    let (_, sample) = delivery(companies[0], 0);
+    let seeding = Instant::now();
+    // One second apart, newest first; 9 in 10 succeeded, the rest failed.
+    sqlx::query(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status,
+              attempt_count, created_at, updated_at, delivered_at)
+         SELECT gen_random_uuid(), ($1::uuid[])[1 + i % 10],
+                (ARRAY['benevity', 'goodera', 'workday'])[1 + i % 3],
+                gen_random_uuid(), $2, md5(i::text),
+                CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'success' END, 1,
+                now() - make_interval(secs => i), now() - make_interval(secs => i),
+                CASE WHEN i % 10 = 0 THEN NULL ELSE now() - make_interval(secs => i) END
+         FROM generate_series(1, $3::bigint) AS i",
+    )
+    .bind(&companies)
+    .bind(&sample["payload"])
+    .bind(options.rows as i64)
+    .execute(&mut db)
+    .await
+    .expect("seed");
+    sqlx::query("VACUUM ANALYZE impact_deliveries")
+        .execute(&mut db)
+        .await
+        .expect("vacuum");
+    println!(
+        "  seeded {} rows in {:.1} s",
+        options.rows,
+        seeding.elapsed().as_secs_f64()
+    );
+
+    let company = companies[3];
+    let token = service.token(company);
+    let base = format!("{}/v1/impact-in/deliveries", service.url);
+    let first_page = format!("{base}?companyId={company}&status=success&limit=20");
+    // A cursor half-way down the company's rows (about 50,000 deep).
+    let deep: (DateTime<Utc>, Uuid) = sqlx::query_as(
+        "SELECT created_at, id FROM impact_deliveries WHERE company_id = $1
+         ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1",
+    )
+    .bind(company)
+    .bind(options.rows as i64 / 20)
+    .fetch_one(&mut db)
+    .await
+    .expect("a deep row");
+    let cursor = impact_in::delivery::cursor::Cursor {
+        created_at: deep.0,
+        id: deep.1,
+    };
+    let deep_page = format!("{base}?companyId={company}&limit=20&cursor={cursor}");
+
+    let requests = options.requests;
+    let time = |url: String| {
+        let (service, token) = (&service, &token);
+        async move {
+            let mut samples = Vec::with_capacity(requests);
+            for _ in 0..requests {
+                let started = Instant::now();
+                let response = service
+                    .http
+                    .get(&url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("GET answers");
+                assert_eq!(response.status(), 200);
+                let page: Value = response.json().await.expect("page JSON");
+                assert_eq!(page["data"].as_array().map(Vec::len), Some(20));
+                samples.push(millis(started.elapsed()));
+            }
+            samples.sort_by(f64::total_cmp);
+            samples
+        }
+    };
+    let mut runs = Vec::new();
+    for run in 0..=options.runs {
+        let first = time(first_page.clone()).await;
+        let deep = time(deep_page.clone()).await;
+        let figures = vec![
+            ("first page p50 ms", percentile(&first, 50.0)),
+            ("first page p99 ms", percentile(&first, 99.0)),
+            ("deep cursor page p50 ms", percentile(&deep, 50.0)),
+            ("deep cursor page p99 ms", percentile(&deep, 99.0)),
+        ];
+        if run == 0 {
+            println!("  warm-up (discarded): {}", line(&figures));
+        } else {
+            println!("  run {run}: {}", line(&figures));
+            runs.push(figures);
+        }
+    }
+    let rss = service.peak_rss_mib();
+    println!("  peak RSS MiB {rss:.1}");
+    service.stop().await;
+    runs
+}
