@@ -104,12 +104,22 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
     let (finished, outcomes) = mpsc::channel::<Finished>(slots);
     let writer = tokio::spawn(write_outcomes(state.clone(), outcomes));
     let mut backoff = config.poll_interval;
-    while !shutdown.is_cancelled() {
-        let first = tokio::select! {
-            slot = in_flight.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = shutdown.cancelled() => break,
-        };
-        let mut free = vec![first];
+    // Whether the last claim found more due work than it could take.
+    let mut backlog = false;
+    'claiming: while !shutdown.is_cancelled() {
+        // With work waiting, half the slots are gathered first so that one
+        // claim (one commit) serves many deliveries; otherwise any free
+        // slot is claimed for at once.
+        let wanted = if backlog { slots.div_ceil(2) } else { 1 };
+        let mut free = Vec::with_capacity(slots);
+        while free.len() < wanted {
+            tokio::select! {
+                slot = in_flight.clone().acquire_owned() => {
+                    free.push(slot.expect("the semaphore is never closed"));
+                }
+                () = shutdown.cancelled() => break 'claiming,
+            }
+        }
         while free.len() < slots
             && let Ok(slot) = in_flight.clone().try_acquire_owned()
         {
@@ -121,6 +131,7 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
         let batch = match queue::claim(&state.db, &name, limit, config.lease).await {
             Ok(batch) => {
                 backoff = config.poll_interval;
+                backlog = batch.len() == free.len();
                 batch
             }
             Err(err) => {
