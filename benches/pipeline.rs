@@ -389,6 +389,7 @@ impl Service {
         .execute(&mut admin)
         .await
         .expect("drop the bench database");
+        forget_cache_keys(&format!("{}:*", self.database)).await;
     }
 
     async fn count_success(&self) -> i64 {
@@ -399,6 +400,41 @@ impl Service {
             .fetch_one(&mut db)
             .await
             .expect("count")
+    }
+}
+
+/// Removes the idempotency-cache entries a run left in Redis.
+async fn forget_cache_keys(pattern: &str) {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let Ok(mut redis) = redis::Client::open(url)
+        .expect("REDIS_URL is a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+    else {
+        return;
+    };
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await
+            .expect("SCAN");
+        if !keys.is_empty() {
+            let _: () = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await
+                .expect("UNLINK");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
