@@ -50,11 +50,12 @@ struct Page {
 #[serde(rename_all = "camelCase")]
 struct Pagination {
     /// `None` (null) on a page fetched by cursor, which has no number; the
-    /// cockpit needs the member present either way.
+    /// cockpit needs the member present either way. So are `total` and
+    /// `totalPages`, which a page by cursor does not count.
     page: Option<u64>,
     limit: u32,
-    total: i64,
-    total_pages: i64,
+    total: Option<i64>,
+    total_pages: Option<i64>,
 }
 
 async fn list(
@@ -99,7 +100,9 @@ async fn list(
             page,
             limit,
             total: list.total,
-            total_pages: (list.total + i64::from(limit) - 1) / i64::from(limit),
+            total_pages: list
+                .total
+                .map(|total| (total + i64::from(limit) - 1) / i64::from(limit)),
         },
         next_cursor: list.next.map(|cursor| cursor.to_string()),
     }))
