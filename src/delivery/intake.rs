@@ -16,7 +16,7 @@ use super::{
 /// The most rows one INSERT carries.
 const MAX_BATCH: usize = 256;
 /// INSERTs in flight at once; further creates gather for the next one.
-const MAX_IN_FLIGHT: usize = 4;
+const MAX_IN_FLIGHT: usize = 2;
 
 type Reply = oneshot::Sender<Result<Option<Delivery>, sqlx::Error>>;
 
