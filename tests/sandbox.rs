@@ -1115,6 +1115,11 @@ async fn a_repeated_idempotency_key_answers_the_original_response() {
     assert_eq!(received[0]["timesReceived"], 2);
     assert_eq!(received[1]["provider"], "workday");
     assert_eq!(received[1]["timesReceived"], 2);
+    // Stats count the repeats as requests, and each key once as a delivery.
+    let counters = stats(&http, &sandbox).await;
+    assert_eq!(counters["requests"]["benevity"], 2);
+    assert_eq!(counters["deliveries"]["benevity"], 1);
+    assert_eq!(counters["deliveries"]["workday"], 1);
 
     let only_workday = http
         .get(format!(
@@ -1310,7 +1315,8 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
         counters,
         json!({
             "tokensIssued": { "benevity": 0, "goodera": 0, "workday": 0 },
-            "requests": { "benevity": 0, "goodera": 0, "workday": 0 }
+            "requests": { "benevity": 0, "goodera": 0, "workday": 0 },
+            "deliveries": { "benevity": 0, "goodera": 0, "workday": 0 }
         })
     );
 

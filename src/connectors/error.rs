@@ -29,6 +29,11 @@ pub enum ConnectorError {
     /// attempt; the delivery waits until the circuit may let a call through.
     #[error("not sent: the provider's circuit is open after repeated failures")]
     CircuitOpen { retry_after: Duration },
+    /// Nothing could be sent, for a reason on our side that another attempt
+    /// cannot change (the provider is not configured for the company, the
+    /// stored payload does not read); never retried.
+    #[error("not sent: {message}")]
+    Unsendable { message: String },
     /// The provider rejected the payload; never retried.
     #[error("rejected: {message}{}", details_suffix(.details))]
     Permanent {
@@ -89,7 +94,7 @@ impl ConnectorError {
             Self::Transient { .. } | Self::CircuitOpen { .. } => ErrorClass::Transient,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
             Self::Auth { .. } => ErrorClass::Auth,
-            Self::Permanent { .. } => ErrorClass::Permanent,
+            Self::Permanent { .. } | Self::Unsendable { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -106,7 +111,7 @@ impl ConnectorError {
                 *retry_after
             }
             Self::CircuitOpen { retry_after } => Some(*retry_after),
-            Self::Auth { .. } | Self::Permanent { .. } => None,
+            Self::Auth { .. } | Self::Permanent { .. } | Self::Unsendable { .. } => None,
         }
     }
 
@@ -117,7 +122,7 @@ impl ConnectorError {
             | Self::RateLimited { status, .. }
             | Self::Auth { status, .. }
             | Self::Permanent { status, .. } => *status,
-            Self::CircuitOpen { .. } => None,
+            Self::CircuitOpen { .. } | Self::Unsendable { .. } => None,
         }
     }
 }

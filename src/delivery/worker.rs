@@ -329,12 +329,16 @@ async fn deliver(
     claimed: &Claimed,
 ) -> Result<crate::connectors::Receipt, ConnectorError> {
     let report: ImpactReport = serde_json::from_value(claimed.payload.clone()).map_err(|err| {
-        ConnectorError::permanent(format!("stored payload is not an impact report: {err}"))
+        ConnectorError::Unsendable {
+            message: format!("the stored payload is not an impact report: {err}"),
+        }
     })?;
     let connector = state
         .connectors
         .connector(claimed.company_id, claimed.provider)
-        .map_err(|err| ConnectorError::permanent(err.to_string()))?;
+        .map_err(|err| ConnectorError::Unsendable {
+            message: err.to_string(),
+        })?;
     connector
         .deliver(DeliveryRequest {
             delivery_id: &claimed.delivery_id.to_string(),
