@@ -90,6 +90,10 @@ struct Finished {
     _slot: OwnedSemaphorePermit,
 }
 
+/// How long a worker with a backlog waits for more free slots before it
+/// claims for those it has.
+const GATHER_SLOTS_FOR: Duration = Duration::from_millis(50);
+
 /// The most outcomes one statement records.
 const OUTCOMES_PER_STATEMENT: usize = 256;
 
@@ -106,19 +110,28 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
     let mut backoff = config.poll_interval;
     // Whether the last claim found more due work than it could take.
     let mut backlog = false;
-    'claiming: while !shutdown.is_cancelled() {
-        // With work waiting, half the slots are gathered first so that one
-        // claim (one commit) serves many deliveries; otherwise any free
-        // slot is claimed for at once.
-        let wanted = if backlog { slots.div_ceil(2) } else { 1 };
-        let mut free = Vec::with_capacity(slots);
-        while free.len() < wanted {
-            tokio::select! {
-                slot = in_flight.clone().acquire_owned() => {
-                    free.push(slot.expect("the semaphore is never closed"));
+    while !shutdown.is_cancelled() {
+        let first = tokio::select! {
+            slot = in_flight.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = shutdown.cancelled() => break,
+        };
+        let mut free = vec![first];
+        if backlog {
+            // With work waiting, up to half the slots are gathered first so
+            // that one claim (one commit) serves many deliveries. Briefly: a
+            // slot held by a slow provider call must not stall the rest.
+            let gather = async {
+                while free.len() < slots.div_ceil(2) {
+                    free.push(
+                        in_flight
+                            .clone()
+                            .acquire_owned()
+                            .await
+                            .expect("the semaphore is never closed"),
+                    );
                 }
-                () = shutdown.cancelled() => break 'claiming,
-            }
+            };
+            let _ = tokio::time::timeout(GATHER_SLOTS_FOR, gather).await;
         }
         while free.len() < slots
             && let Ok(slot) = in_flight.clone().try_acquire_owned()
