@@ -273,7 +273,7 @@ impl DeliveryConfig {
         };
         Ok(Self {
             workers,
-            batch_size: env.positive("DELIVERY_BATCH_SIZE", 32)?,
+            batch_size: env.positive("DELIVERY_BATCH_SIZE", 64)?,
             lease: env.seconds("DELIVERY_LEASE_SECS", 120)?,
             poll_interval: env.millis("DELIVERY_POLL_INTERVAL_MS", 1000)?,
             replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 10)?,
