@@ -220,8 +220,7 @@ impl Service {
             .execute(&mut admin)
             .await
             .expect("create the bench database");
-        let mut database_url = url::Url::parse(admin_url).expect("DATABASE_URL is a URL");
-        database_url.set_path(&database);
+        let database_url = on_database(admin_url, &database);
 
         let sandbox = Sandbox::start(SandboxConfig::default())
             .await
@@ -392,15 +391,26 @@ impl Service {
         forget_cache_keys(&format!("{}:*", self.database)).await;
     }
 
+    /// A connection to this run's database, for seeding and checking.
+    async fn connect(&self) -> PgConnection {
+        let url = on_database(&self.admin_url, &self.database);
+        PgConnection::connect(url.as_str()).await.expect("bench db")
+    }
+
     async fn count_success(&self) -> i64 {
-        let mut url = url::Url::parse(&self.admin_url).unwrap();
-        url.set_path(&self.database);
-        let mut db = PgConnection::connect(url.as_str()).await.expect("bench db");
+        let mut db = self.connect().await;
         sqlx::query_scalar("SELECT count(*) FROM impact_deliveries WHERE status = 'success'")
             .fetch_one(&mut db)
             .await
             .expect("count")
     }
+}
+
+/// `DATABASE_URL` pointed at another database on the same server.
+fn on_database(admin_url: &str, database: &str) -> url::Url {
+    let mut url = url::Url::parse(admin_url).expect("DATABASE_URL is a URL");
+    url.set_path(database);
+    url
 }
 
 /// Removes the idempotency-cache entries a run left in Redis.
@@ -596,9 +606,7 @@ async fn latency(admin_url: &str, options: &Options) -> Figures {
 /// cockpit's filtered first page and a deep page by cursor.
 async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
     let service = Service::start(admin_url).await;
-    let mut url = url::Url::parse(admin_url).unwrap();
-    url.set_path(&service.database);
-    let mut db = PgConnection::connect(url.as_str()).await.expect("bench db");
+    let mut db = service.connect().await;
     let companies: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
     let (_, sample) = delivery(companies[0], 0);
     let seeding = Instant::now();
