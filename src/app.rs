@@ -11,8 +11,9 @@ use std::{
 use axum::serve::ListenerExt;
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::OnceCell};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::{
     auth::Authenticator,
@@ -41,6 +42,9 @@ pub struct Inner {
     pub queue: QueueSignal,
     /// Writes new deliveries, many per commit under load.
     pub intake: Intake,
+    /// This database's installation id, read once (see
+    /// [`AppState::installation`]).
+    installation: OnceCell<Uuid>,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,7 +119,24 @@ impl AppState {
             lifecycle: Lifecycle::new(),
             queue: QueueSignal::default(),
             intake: Intake::default(),
+            installation: OnceCell::new(),
         })))
+    }
+
+    /// The id of the installation the database belongs to, read on first
+    /// use; `None` while the database cannot tell (it is retried next time).
+    pub async fn installation(&self) -> Option<Uuid> {
+        match self
+            .installation
+            .get_or_try_init(|| db::installation_id(&self.db))
+            .await
+        {
+            Ok(id) => Some(*id),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the installation id");
+                None
+            }
+        }
     }
 
     /// Brings the database to the state this binary needs, retrying with

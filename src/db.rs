@@ -63,3 +63,12 @@ pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
             })?;
     Ok(applied.unwrap_or(0) >= latest_known)
 }
+
+/// The id of this installation, made by the migration that created its
+/// table: another database (a new environment, a fresh install) has
+/// another one.
+pub async fn installation_id(pool: &PgPool) -> Result<uuid::Uuid, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM impact_installation")
+        .fetch_one(pool)
+        .await
+}

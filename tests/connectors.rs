@@ -10,7 +10,9 @@ use chrono::Utc;
 use impact_in::{
     app::AppState,
     clock::ManualClock,
-    connectors::{CircuitState, ConnectorError, DeliveryRequest, ErrorClass, Receipt},
+    connectors::{
+        CircuitState, ConnectorError, DeliveryRequest, ErrorClass, Receipt, retry::AttemptsMade,
+    },
     provider::Provider,
     report::ImpactReport,
     sandbox::{Sandbox, SandboxConfig, credentials as sandbox},
@@ -434,15 +436,25 @@ async fn a_429_carries_retry_after_into_the_retry_decision(pool: PgPool) {
     let err = deliver(&state, company, Provider::Goodera, &new_id())
         .await
         .unwrap_err();
-    assert_eq!(
-        err,
-        ConnectorError::RateLimited {
-            status: Some(429),
-            retry_after: Some(Duration::from_secs(7))
-        }
+    // Retry-After, and a random part of one window so that deliveries
+    // refused together do not all come back together.
+    let ConnectorError::RateLimited {
+        status: Some(429),
+        retry_after: Some(retry_after),
+    } = err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(
+        retry_after >= Duration::from_secs(7) && retry_after <= Duration::from_secs(67),
+        "{retry_after:?}"
     );
     let policy = state.config.connectors.retry.get(Provider::Goodera);
-    assert_eq!(policy.next_delay(1, &err), Some(Duration::from_secs(7)));
+    let made = AttemptsMade {
+        total: 1,
+        rate_limited: 1,
+    };
+    assert_eq!(policy.next_delay(made, &err), Some(retry_after));
 }
 
 /// The retry loop the delivery queue runs, one provider call per attempt:
@@ -467,7 +479,11 @@ async fn two_503s_then_success_takes_three_attempts(pool: PgPool) {
             Ok(receipt) => break receipt,
             Err(err) => {
                 assert_eq!(err.class(), ErrorClass::Transient, "{err}");
-                delays.push(policy.next_delay(attempts, &err).expect("retryable"));
+                let made = AttemptsMade {
+                    total: attempts,
+                    rate_limited: 0,
+                };
+                delays.push(policy.next_delay(made, &err).expect("retryable"));
             }
         }
     };
@@ -493,7 +509,11 @@ async fn client_errors_are_permanent_and_never_retried(pool: PgPool) {
             .await
             .unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent, "HTTP {status}: {err}");
-        assert_eq!(policy.next_delay(1, &err), None);
+        let made = AttemptsMade {
+            total: 1,
+            rate_limited: 0,
+        };
+        assert_eq!(policy.next_delay(made, &err), None);
     }
 }
 

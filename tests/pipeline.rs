@@ -548,7 +548,11 @@ async fn a_worker_dying_mid_attempt_loses_nothing(pool: PgPool) {
     );
 
     let late = worker::attempt_and_record(&p.app.state, held[0].clone()).await;
-    assert_eq!(late, None, "a stale lease cannot overwrite the outcome");
+    assert_eq!(
+        late,
+        worker::Recorded::NotRecorded,
+        "a stale lease cannot overwrite the outcome"
+    );
     assert_eq!(p.received().await[0]["timesReceived"], 1);
 }
 

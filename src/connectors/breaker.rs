@@ -124,6 +124,11 @@ impl Permit {
     /// Records how the call went. Only transient failures speak about the
     /// provider's health; a rejected payload or bad credentials do not.
     pub fn record<T>(mut self, outcome: &Result<T, ConnectorError>) {
+        // A call that was never made (our rate limit turned it away) says
+        // nothing either: dropping the permit unrecorded frees the probe.
+        if matches!(outcome, Err(err) if err.not_sent_for().is_some()) {
+            return;
+        }
         self.recorded = true;
         let failed = matches!(outcome, Err(ConnectorError::Transient { .. }));
         let breaker = &self.breaker;

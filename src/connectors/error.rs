@@ -29,6 +29,11 @@ pub enum ConnectorError {
     /// attempt; the delivery waits until the circuit may let a call through.
     #[error("not sent: the provider's circuit is open after repeated failures")]
     CircuitOpen { retry_after: Duration },
+    /// Our own rate limit for this credential is spent (or the provider said
+    /// its window is): no call was made, so this is no attempt; the delivery
+    /// goes back to the queue until the window lets it through.
+    #[error("not sent: the provider's rate limit is spent; due again in {}s", .retry_after.as_secs())]
+    Throttled { retry_after: Duration },
     /// Nothing could be sent, for a reason on our side that another attempt
     /// cannot change (the provider is not configured for the company, the
     /// stored payload does not read); never retried.
@@ -92,6 +97,7 @@ impl ConnectorError {
     pub fn class(&self) -> ErrorClass {
         match self {
             Self::Transient { .. } | Self::CircuitOpen { .. } => ErrorClass::Transient,
+            Self::Throttled { .. } => ErrorClass::RateLimited,
             Self::RateLimited { .. } => ErrorClass::RateLimited,
             Self::Auth { .. } => ErrorClass::Auth,
             Self::Permanent { .. } | Self::Unsendable { .. } => ErrorClass::Permanent,
@@ -110,7 +116,9 @@ impl ConnectorError {
             Self::Transient { retry_after, .. } | Self::RateLimited { retry_after, .. } => {
                 *retry_after
             }
-            Self::CircuitOpen { retry_after } => Some(*retry_after),
+            Self::CircuitOpen { retry_after } | Self::Throttled { retry_after } => {
+                Some(*retry_after)
+            }
             Self::Auth { .. } | Self::Permanent { .. } | Self::Unsendable { .. } => None,
         }
     }
@@ -122,7 +130,19 @@ impl ConnectorError {
             | Self::RateLimited { status, .. }
             | Self::Auth { status, .. }
             | Self::Permanent { status, .. } => *status,
-            Self::CircuitOpen { .. } | Self::Unsendable { .. } => None,
+            Self::CircuitOpen { .. } | Self::Throttled { .. } | Self::Unsendable { .. } => None,
+        }
+    }
+
+    /// When nothing was sent only because the provider cannot take a call
+    /// now (open circuit, spent rate limit): how long until it may. Such a
+    /// claim is no attempt; the delivery waits in the queue.
+    pub fn not_sent_for(&self) -> Option<Duration> {
+        match self {
+            Self::CircuitOpen { retry_after } | Self::Throttled { retry_after } => {
+                Some(*retry_after)
+            }
+            _ => None,
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct Delivery {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// While a worker or a replay is attempting it, when that began; its
+    /// `next_attempt_at` is then the end of the lease (when another worker
+    /// may take it over, should this one have died).
+    pub in_flight_since: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 

@@ -25,6 +25,8 @@ pub struct Claimed {
     pub payload_hash: String,
     /// This attempt's number; also the fencing token of the lease.
     pub attempt_count: i32,
+    /// Earlier attempts the provider answered 429.
+    pub rate_limited_count: i32,
     pub next_trigger: Trigger,
 }
 
@@ -47,8 +49,8 @@ impl Trigger {
     }
 }
 
-const CLAIMED: &str =
-    "id, delivery_id, company_id, provider, payload, payload_hash, attempt_count, next_trigger";
+const CLAIMED: &str = "id, delivery_id, company_id, provider, payload, payload_hash, \
+                       attempt_count, rate_limited_count, next_trigger";
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
@@ -71,6 +73,7 @@ pub async fn claim(
          )
          UPDATE impact_deliveries d
          SET locked_by = $2,
+             locked_at = now(),
              locked_until = now() + make_interval(secs => $3),
              next_attempt_at = now() + make_interval(secs => $3),
              attempt_count = d.attempt_count + 1,
@@ -107,6 +110,7 @@ pub async fn claim_failed(
         "UPDATE impact_deliveries
          SET status = 'retrying',
              locked_by = $3,
+             locked_at = now(),
              locked_until = now() + make_interval(secs => $4),
              next_attempt_at = now() + make_interval(secs => $4),
              attempt_count = attempt_count + 1,
@@ -127,6 +131,32 @@ pub async fn claim_failed(
     .bind(seconds(lease))
     .fetch_all(pool)
     .await
+}
+
+/// Extends `claimed`'s lease by `lease` from now, if the lease is still
+/// `worker`'s: no other worker took the delivery over (which would have
+/// counted another attempt). A replay renews before each call, so a
+/// delivery that waited its turn past the lease is either still its own
+/// or already another worker's, never both.
+pub async fn renew(
+    pool: &PgPool,
+    claimed: &Claimed,
+    worker: &str,
+    lease: Duration,
+) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query(
+        "UPDATE impact_deliveries
+         SET locked_until = now() + make_interval(secs => $4),
+             next_attempt_at = now() + make_interval(secs => $4)
+         WHERE id = $1 AND attempt_count = $2 AND locked_by = $3",
+    )
+    .bind(claimed.id)
+    .bind(claimed.attempt_count)
+    .bind(worker)
+    .bind(seconds(lease))
+    .execute(pool)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
 }
 
 /// Puts every failed delivery of a company (optionally one provider, failed
@@ -231,9 +261,11 @@ pub async fn complete(
                  delivered_at = CASE WHEN o.status = 'success' THEN now() ELSE d.delivered_at END,
                  -- the claim counted an attempt; only a provider call is one
                  attempt_count = d.attempt_count - CASE WHEN o.counted THEN 0 ELSE 1 END,
+                 rate_limited_count = d.rate_limited_count
+                     + CASE WHEN o.error_class = 'rate_limited' THEN 1 ELSE 0 END,
                  next_trigger = CASE WHEN o.counted OR o.from_cache THEN 'automatic'
                                      ELSE d.next_trigger END,
-                 locked_by = NULL, locked_until = NULL, updated_at = now()
+                 locked_by = NULL, locked_at = NULL, locked_until = NULL, updated_at = now()
              FROM outcome o
              WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
              RETURNING d.id, o.attempt, o.counted, o.trigger, o.started_at, o.finished_at,

@@ -2,13 +2,20 @@
 //! provider de-duplicates on, counts as an attempt (trigger `replay`), and
 //! always reaches the provider: the idempotency cache is bypassed.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 use tokio::{sync::Semaphore, time::Instant};
 use uuid::Uuid;
 
-use super::{Delivery, DeliveryStatus, queue, store, worker};
+use super::{
+    Delivery, DeliveryStatus,
+    queue::{self, Claimed},
+    store,
+    worker::{self, Recorded},
+};
 use crate::{app::AppState, auth::CompanyScope};
 
 /// What a replay did with one id.
@@ -19,6 +26,13 @@ pub enum Replayed {
     NotFailed(Delivery),
     /// The attempt finished; the delivery as it now stands.
     Attempted(Delivery),
+    /// Nothing was sent (open circuit, spent rate limit), or the outcome
+    /// could not be recorded; why, and the delivery, queued again with its
+    /// due time.
+    Deferred {
+        delivery: Delivery,
+        reason: String,
+    },
     /// Still attempting after `REPLAY_TIMEOUT_SECS`; it finishes on its own.
     InProgress(Delivery),
 }
@@ -33,12 +47,14 @@ const CONCURRENCY: usize = 10;
 /// that `scope` covers, and answers for each id, in the order given; an id
 /// given twice is replayed once.
 ///
-/// Every one of them is claimed first, in one statement, so none can be
-/// lost: from then on each is leased to this replay, and if the process
-/// dies the lease runs out and the workers attempt it as a replay. Then they
-/// are attempted, at most [`CONCURRENCY`] at a time, in tasks of their own
-/// that neither a client going away nor the request timeout cancels. This
-/// waits for them up to `REPLAY_TIMEOUT_SECS`; those still running then are
+/// Every one of them is claimed first, in one statement, under the normal
+/// lease, so none can be lost: if the process dies, each is back in the
+/// queue (as a replay) once the lease runs out. Then they are attempted, at
+/// most [`CONCURRENCY`] at a time, in tasks of their own that neither a
+/// client going away nor the request timeout cancels; each renews its lease
+/// just before its call, so one that waited its turn past the lease is left
+/// to the worker that took it over instead of being sent twice. This waits
+/// for them up to `REPLAY_TIMEOUT_SECS`; those still running then are
 /// `InProgress` and finish on their own.
 pub async fn replay(
     state: &AppState,
@@ -47,8 +63,7 @@ pub async fn replay(
 ) -> Result<Vec<Replayed>, sqlx::Error> {
     let config = &state.config.delivery;
     let worker_name = format!("replay:{}", std::process::id());
-    let lease = lease_for(config.lease, ids.len());
-    let claimed = queue::claim_failed(&state.db, scope, ids, &worker_name, lease).await?;
+    let claimed = queue::claim_failed(&state.db, scope, ids, &worker_name, config.lease).await?;
     tracing::info!(
         requested = ids.len(),
         claimed = claimed.len(),
@@ -61,13 +76,14 @@ pub async fn replay(
         .into_iter()
         .map(|claimed| {
             let keys = [claimed.id, claimed.delivery_id];
-            let (state, permits) = (state.clone(), permits.clone());
+            let (state, permits, worker_name) =
+                (state.clone(), permits.clone(), worker_name.clone());
             let attempt = tokio::spawn(async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                worker::attempt_and_record(&state, claimed).await
+                attempt_if_still_held(&state, claimed, &worker_name).await
             });
             (keys, attempt)
         })
@@ -79,8 +95,12 @@ pub async fn replay(
         // An attempt done by the deadline counts as finished even when it is
         // looked at later; dropping the handle of one still running leaves
         // it running. One that panicked is left to its lease.
-        let done = matches!(tokio::time::timeout_at(deadline, attempt).await, Ok(Ok(_)));
-        finished.push((keys, done));
+        let recorded = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(recorded)) => Some(recorded),
+            Ok(Err(_)) => Some(Recorded::NotRecorded),
+            Err(_) => None,
+        };
+        finished.push((keys, recorded));
     }
 
     let mut results = Vec::with_capacity(ids.len());
@@ -88,66 +108,79 @@ pub async fn replay(
         let attempt = finished
             .iter()
             .find(|(keys, _)| keys.contains(id))
-            .map(|&(_, done)| done);
-        results.push(match (store::find(&state.db, scope, *id).await?, attempt) {
-            (None, _) => Replayed::NotFound,
-            (Some(delivery), None) => Replayed::NotFailed(delivery),
-            (Some(delivery), Some(true)) => Replayed::Attempted(delivery),
-            (Some(delivery), Some(false)) => Replayed::InProgress(delivery),
+            .map(|(_, recorded)| recorded.clone());
+        let Some(delivery) = store::find(&state.db, scope, *id).await? else {
+            results.push(Replayed::NotFound);
+            continue;
+        };
+        results.push(match attempt {
+            None => Replayed::NotFailed(delivery),
+            Some(None) => Replayed::InProgress(delivery),
+            Some(Some(Recorded::Attempted(_))) => Replayed::Attempted(delivery),
+            Some(Some(Recorded::Deferred(reason))) => Replayed::Deferred { delivery, reason },
+            Some(Some(Recorded::NotRecorded)) => Replayed::Deferred {
+                delivery,
+                reason: NOT_RECORDED.into(),
+            },
         });
     }
     Ok(results)
 }
 
-/// The lease for a replay of `ids` deliveries. Attempts beyond the first
-/// [`CONCURRENCY`] wait for a free slot, and no worker may take a delivery
-/// over while it waits or is attempted. One attempt fits in one
-/// `DELIVERY_LEASE_SECS` (the configuration checks it), so a lease per
-/// round of [`CONCURRENCY`] covers the last one.
-fn lease_for(lease: Duration, ids: usize) -> Duration {
-    let rounds = ids.div_ceil(CONCURRENCY).max(1);
-    lease * u32::try_from(rounds).unwrap_or(u32::MAX)
+const NOT_RECORDED: &str = "not recorded: another worker holds the delivery, or the database did \
+                            not answer; it is attempted again when its lease runs out";
+
+/// Renews the replay's lease, then attempts; a delivery whose lease another
+/// worker took over meanwhile is that worker's to send.
+async fn attempt_if_still_held(state: &AppState, claimed: Claimed, worker: &str) -> Recorded {
+    match queue::renew(&state.db, &claimed, worker, state.config.delivery.lease).await {
+        Ok(true) => worker::attempt_and_record(state, claimed).await,
+        Ok(false) => Recorded::NotRecorded,
+        Err(err) => {
+            tracing::warn!(error = %err, delivery_id = %claimed.delivery_id, "cannot renew a replay's lease; the workers replay it when it runs out");
+            Recorded::NotRecorded
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkResult {
     pub id: Uuid,
-    /// `replayed`, `in_progress`, `not_failed` or `not_found`.
+    /// `replayed`, `deferred`, `in_progress`, `not_failed` or `not_found`.
     pub result: &'static str,
     /// The delivery's status after the replay (absent when not found).
     pub status: Option<DeliveryStatus>,
     pub last_error: Option<String>,
+    /// Why a `deferred` replay sent nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When a `deferred` delivery is due again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
 impl BulkResult {
     pub fn new(id: Uuid, replayed: Replayed) -> Self {
-        let (result, delivery) = match replayed {
-            Replayed::NotFound => ("not_found", None),
-            Replayed::NotFailed(d) => ("not_failed", Some(d)),
-            Replayed::Attempted(d) => ("replayed", Some(d)),
-            Replayed::InProgress(d) => ("in_progress", Some(d)),
+        let (result, delivery, reason) = match replayed {
+            Replayed::NotFound => ("not_found", None, None),
+            Replayed::NotFailed(d) => ("not_failed", Some(d), None),
+            Replayed::Attempted(d) => ("replayed", Some(d), None),
+            Replayed::Deferred { delivery, reason } => ("deferred", Some(delivery), Some(reason)),
+            Replayed::InProgress(d) => ("in_progress", Some(d), None),
         };
+        let next_attempt_at = delivery
+            .as_ref()
+            .filter(|_| reason.is_some())
+            .and_then(|d| d.next_attempt_at);
         let (status, last_error) = delivery.map(|d| (d.status, d.last_error)).unzip();
         Self {
             id,
             result,
             status,
             last_error: last_error.flatten(),
+            reason,
+            next_attempt_at,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_lease_covers_every_round_of_attempts() {
-        let lease = Duration::from_secs(120);
-        assert_eq!(lease_for(lease, 1), lease);
-        assert_eq!(lease_for(lease, CONCURRENCY), lease);
-        assert_eq!(lease_for(lease, CONCURRENCY + 1), lease * 2);
-        assert_eq!(lease_for(lease, BULK_LIMIT), lease * 10);
     }
 }

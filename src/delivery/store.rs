@@ -12,7 +12,8 @@ use crate::{auth::CompanyScope, provider::Provider};
 
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
                        provider_response, from_cache, payload, payload_hash, schedule_id, \
-                       created_at, updated_at, delivered_at, next_attempt_at";
+                       created_at, updated_at, delivered_at, next_attempt_at, \
+                       CASE WHEN locked_until > now() THEN locked_at END AS in_flight_since";
 
 #[derive(Debug, Clone)]
 pub struct ListFilter {

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     app::AppState,
-    connectors::{ConnectorError, DeliveryRequest, ErrorClass},
+    connectors::{ConnectorError, DeliveryRequest, ErrorClass, retry::AttemptsMade},
     report::ImpactReport,
 };
 
@@ -227,29 +227,53 @@ async fn record(state: &AppState, finished: &[(&Claimed, &Outcome)]) -> Vec<uuid
     Vec::new()
 }
 
-/// One attempt, recorded on its own (an operator's replay); the delivery's
-/// status when the record landed, `None` if it did not or the delivery is
-/// still queued.
-pub async fn attempt_and_record(state: &AppState, claimed: Claimed) -> Option<DeliveryStatus> {
+/// What came of one attempt recorded on its own (an operator's replay).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    /// The provider was called (or the cache answered) and the outcome
+    /// landed; the delivery's status now.
+    Attempted(DeliveryStatus),
+    /// Nothing was sent (open circuit, spent rate limit), and the delivery
+    /// is queued again; why.
+    Deferred(String),
+    /// The outcome could not be recorded (the lease was lost, or the
+    /// database did not answer): the lease puts the delivery back in the
+    /// queue.
+    NotRecorded,
+}
+
+/// One attempt, recorded on its own (an operator's replay).
+pub async fn attempt_and_record(state: &AppState, claimed: Claimed) -> Recorded {
     let outcome = attempt(state, &claimed).await;
-    let landed = record(state, &[(&claimed, &outcome)]).await;
-    if landed.is_empty() {
-        None
-    } else {
-        outcome.status
+    if record(state, &[(&claimed, &outcome)]).await.is_empty() {
+        return Recorded::NotRecorded;
     }
+    match (outcome.status, outcome.last_error) {
+        (Some(status), _) => Recorded::Attempted(status),
+        (None, reason) => Recorded::Deferred(reason.unwrap_or_default()),
+    }
+}
+
+/// The idempotency cache's key for a claim: the same report to the same
+/// provider for the same company, in this installation only (a fresh
+/// database sharing the Redis of another must not take its answers).
+/// `None` when the installation id cannot be read: the cache is skipped.
+async fn cache_key(state: &AppState, claimed: &Claimed) -> Option<String> {
+    let installation = state.installation().await?;
+    Some(format!(
+        "idempotency:{installation}:{}:{}:{}",
+        claimed.provider, claimed.company_id, claimed.payload_hash
+    ))
 }
 
 async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
     let started_at = state.clock.now();
     let timer = Instant::now();
-    let cache_key = format!(
-        "idempotency:{}:{}:{}",
-        claimed.provider, claimed.company_id, claimed.payload_hash
-    );
+    let cache_key = cache_key(state, claimed).await;
     // An operator's replay always reaches the provider.
     if claimed.next_trigger != Trigger::Replay
-        && let Some(cached) = state.cache.get(&cache_key).await
+        && let Some(key) = &cache_key
+        && let Some(cached) = state.cache.get(key).await
         && let Ok(response) = serde_json::from_str::<serde_json::Value>(&cached)
     {
         return Outcome {
@@ -261,8 +285,7 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
             attempt: None,
         };
     }
-    let result = deliver(state, claimed).await;
-    match result {
+    let err = match deliver(state, claimed).await {
         Ok(receipt) => {
             let response = json!({
                 "statusCode": receipt.status,
@@ -270,15 +293,17 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                 "body": receipt.body_excerpt,
                 "latencyMs": receipt.latency.as_millis() as u64,
             });
-            state
-                .cache
-                .set(
-                    &cache_key,
-                    &response.to_string(),
-                    state.config.delivery.idempotency_ttl,
-                )
-                .await;
-            Outcome {
+            if let Some(key) = &cache_key {
+                state
+                    .cache
+                    .set(
+                        key,
+                        &response.to_string(),
+                        state.config.delivery.idempotency_ttl,
+                    )
+                    .await;
+            }
+            return Outcome {
                 status: Some(DeliveryStatus::Success),
                 retry_in: None,
                 provider_response: Some(response),
@@ -291,49 +316,55 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                     None,
                     Some(receipt.body_excerpt),
                 )),
-            }
+            };
         }
-        // Nothing was sent, so nothing is counted: the delivery waits out the
-        // outage instead of spending its attempts on it.
-        Err(ConnectorError::CircuitOpen { retry_after }) => Outcome {
+        Err(err) => err,
+    };
+    // Nothing was sent, so nothing is counted: the delivery waits out the
+    // outage or the rate limit in the queue instead of spending its attempts
+    // (or a worker slot) on it.
+    if let Some(retry_after) = err.not_sent_for() {
+        return Outcome {
             status: None,
             retry_in: Some(retry_after + jitter(retry_after)),
             provider_response: None,
             from_cache: false,
-            last_error: Some(ConnectorError::CircuitOpen { retry_after }.to_string()),
+            last_error: Some(err.to_string()),
             attempt: None,
-        },
-        Err(err) => {
-            let policy = state.config.connectors.retry.get(claimed.provider);
-            let attempts_made = u32::try_from(claimed.attempt_count).unwrap_or(u32::MAX);
-            let retry_in = policy.next_delay(attempts_made, &err);
-            tracing::info!(
-                delivery_id = %claimed.delivery_id,
-                provider = %claimed.provider,
-                attempt = claimed.attempt_count,
-                error = %err,
-                retry_in = ?retry_in,
-                "delivery attempt failed"
-            );
-            Outcome {
-                status: Some(if retry_in.is_some() {
-                    DeliveryStatus::Retrying
-                } else {
-                    DeliveryStatus::Failed
-                }),
-                retry_in,
-                provider_response: None,
-                from_cache: false,
-                last_error: Some(err.to_string()),
-                attempt: Some(attempt_record(
-                    started_at,
-                    timer,
-                    err.status(),
-                    Some((err.class(), err.to_string())),
-                    None,
-                )),
-            }
-        }
+        };
+    }
+    let policy = state.config.connectors.retry.get(claimed.provider);
+    let made = AttemptsMade {
+        total: u32::try_from(claimed.attempt_count).unwrap_or(u32::MAX),
+        rate_limited: u32::try_from(claimed.rate_limited_count).unwrap_or(u32::MAX)
+            + u32::from(err.class() == ErrorClass::RateLimited),
+    };
+    let retry_in = policy.next_delay(made, &err);
+    tracing::info!(
+        delivery_id = %claimed.delivery_id,
+        provider = %claimed.provider,
+        attempt = claimed.attempt_count,
+        error = %err,
+        retry_in_secs = retry_in.map(|delay| delay.as_secs_f64()),
+        "delivery attempt failed"
+    );
+    Outcome {
+        status: Some(if retry_in.is_some() {
+            DeliveryStatus::Retrying
+        } else {
+            DeliveryStatus::Failed
+        }),
+        retry_in,
+        provider_response: None,
+        from_cache: false,
+        last_error: Some(err.to_string()),
+        attempt: Some(attempt_record(
+            started_at,
+            timer,
+            err.status(),
+            Some((err.class(), err.to_string())),
+            None,
+        )),
     }
 }
 

@@ -20,7 +20,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     delivery::{
-        queue,
+        Delivery, queue,
         replay::{self, BULK_LIMIT, Replayed},
     },
     provider::Provider,
@@ -36,9 +36,10 @@ pub fn routes() -> Router<AppState> {
         )
 }
 
-/// 200 with the delivery after the attempt, 202 while it is still being
-/// attempted past `REPLAY_TIMEOUT_SECS`, 409 unless it had failed: the bulk
-/// replay of one id.
+/// 200 with the delivery after the attempt; 202 when nothing could be sent
+/// yet (`replay.result` `deferred`, with the reason and `nextAttemptAt`) or
+/// while it is still being attempted past `REPLAY_TIMEOUT_SECS`
+/// (`in_progress`); 409 unless it had failed: the bulk replay of one id.
 async fn replay_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -57,9 +58,44 @@ async fn replay_one(
             "only failed deliveries can be replayed; this one is {}",
             delivery.status
         ))),
-        Replayed::Attempted(delivery) => Ok(Json(delivery).into_response()),
-        Replayed::InProgress(delivery) => {
-            Ok((StatusCode::ACCEPTED, Json(delivery)).into_response())
+        Replayed::Attempted(delivery) => {
+            Ok(Json(ReplayedOne::new(delivery, "replayed", None)).into_response())
+        }
+        Replayed::Deferred { delivery, reason } => Ok((
+            StatusCode::ACCEPTED,
+            Json(ReplayedOne::new(delivery, "deferred", Some(reason))),
+        )
+            .into_response()),
+        Replayed::InProgress(delivery) => Ok((
+            StatusCode::ACCEPTED,
+            Json(ReplayedOne::new(delivery, "in_progress", None)),
+        )
+            .into_response()),
+    }
+}
+
+/// The delivery as it stands after a replay, and what the replay did.
+#[derive(Serialize)]
+struct ReplayedOne {
+    #[serde(flatten)]
+    delivery: Delivery,
+    replay: ReplayOutcome,
+}
+
+#[derive(Serialize)]
+struct ReplayOutcome {
+    /// `replayed`, `deferred` or `in_progress`.
+    result: &'static str,
+    /// Why a `deferred` replay sent nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+impl ReplayedOne {
+    fn new(delivery: Delivery, result: &'static str, reason: Option<String>) -> Self {
+        Self {
+            delivery,
+            replay: ReplayOutcome { result, reason },
         }
     }
 }

@@ -18,6 +18,10 @@ use super::{
 };
 use crate::{clock::SharedClock, provider::Provider};
 
+/// Goodera's rate-limit window, and the wait a 429 without `Retry-After`
+/// gets.
+const ONE_WINDOW: Duration = Duration::from_secs(60);
+
 #[derive(Debug)]
 pub struct Goodera {
     config: GooderaConfig,
@@ -52,19 +56,27 @@ impl Goodera {
         )
     }
 
-    /// One rate-limited call; the provider's view of the window wins over ours.
+    /// One rate-limited call; the provider's view of the window wins over
+    /// ours. Over the limit, nothing is sent: the caller is told when to
+    /// come back ([`ConnectorError::Throttled`]), and a 429 says the same.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Reply, ConnectorError> {
-        self.gate.acquire().await;
-        let outcome = self.auth.send(&self.outbound, request).await;
-        match &outcome {
-            Ok(reply) => self.follow_window(reply),
-            Err(ConnectorError::RateLimited { retry_after, .. }) => {
-                self.gate
-                    .pause_for(retry_after.unwrap_or(Duration::from_secs(60)));
+        self.gate
+            .admit()
+            .map_err(|retry_after| ConnectorError::Throttled { retry_after })?;
+        match self.auth.send(&self.outbound, request).await {
+            Ok(reply) => {
+                self.follow_window(&reply);
+                Ok(reply)
             }
-            Err(_) => {}
+            Err(ConnectorError::RateLimited {
+                status,
+                retry_after,
+            }) => Err(ConnectorError::RateLimited {
+                status,
+                retry_after: Some(self.gate.pause_for(retry_after.unwrap_or(ONE_WINDOW))),
+            }),
+            Err(err) => Err(err),
         }
-        outcome
     }
 
     /// `X-RateLimit-Remaining: 0` holds requests until `X-RateLimit-Reset`
@@ -81,10 +93,10 @@ impl Goodera {
             && let Some(reset) = header("x-ratelimit-reset")
         {
             let wait = reset - self.clock.now().timestamp();
-            // Bounded by one window: a wait longer than the delivery lease
-            // would let another worker take the delivery over.
+            // Bounded by one window: the header describes no more than that.
+            let window = ONE_WINDOW.as_secs() as i64;
             self.gate
-                .pause_for(Duration::from_secs(wait.clamp(0, 60) as u64));
+                .pause_for(Duration::from_secs(wait.clamp(0, window) as u64));
         }
     }
 }
