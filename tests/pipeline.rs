@@ -425,7 +425,7 @@ async fn bulk_replay_answers_per_id(pool: PgPool) {
 /// once, as a replay.
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn a_bulk_replay_outlasting_its_timeout_answers_in_progress_and_finishes(pool: PgPool) {
-    let p = Pipeline::start(pool, &[("REPLAY_TIMEOUT_SECS", "1")]).await;
+    let p = Pipeline::start(pool.clone(), &[("REPLAY_TIMEOUT_SECS", "1")]).await;
     let ids = p.failed("benevity", 12).await;
     p.control("latency", json!({"provider": "benevity", "ms": 1500}))
         .await;
@@ -445,6 +445,31 @@ async fn a_bulk_replay_outlasting_its_timeout_answers_in_progress_and_finishes(p
         assert_eq!(result["id"], id.as_str());
         assert_eq!(result["result"], "in_progress", "{result}");
         assert_eq!(result["status"], "retrying", "{result}");
+    }
+    // Were the process killed now, every id would be back in the queue once
+    // the normal lease (120 s) ran out, those still waiting for a slot too.
+    let lease_ends: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM next_attempt_at - now())::float8 FROM impact_deliveries
+         WHERE id = ANY($1::uuid[]) AND status = 'retrying'",
+    )
+    .bind(
+        ids.iter()
+            .map(|id| id.parse::<Uuid>().unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(!lease_ends.is_empty());
+    assert!(
+        lease_ends.iter().all(|secs| *secs <= 120.0),
+        "{lease_ends:?}"
+    );
+    for id in &ids {
+        let delivery = p.get(id).await;
+        if delivery["status"] == "retrying" {
+            assert!(delivery["inFlightSince"].is_string(), "{delivery}");
+        }
     }
     assert_replayed_once(&p, &ids).await;
 }
@@ -532,6 +557,13 @@ async fn a_worker_dying_mid_attempt_loses_nothing(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(held.len(), 1);
+    // In flight: still pending, the attempt counted, none logged yet, and
+    // the lease's start shown so that it does not look stuck.
+    let in_flight = p.get(&id_of(&created)).await;
+    assert_eq!(in_flight["status"], "pending");
+    assert_eq!(in_flight["attemptCount"], 1);
+    assert_eq!(in_flight["attempts"], json!([]));
+    assert!(in_flight["inFlightSince"].is_string(), "{in_flight}");
 
     // The lease running out, without waiting two minutes: its expiry is the
     // row's next due time.
@@ -547,6 +579,7 @@ async fn a_worker_dying_mid_attempt_loses_nothing(pool: PgPool) {
         "the dead worker's claim counted as an attempt"
     );
 
+    assert_eq!(done["inFlightSince"], Value::Null);
     let late = worker::attempt_and_record(&p.app.state, held[0].clone()).await;
     assert_eq!(
         late,
@@ -681,4 +714,291 @@ async fn an_open_circuit_defers_deliveries_without_spending_attempts(pool: PgPoo
     assert_eq!(done["attemptCount"], 1);
     assert_eq!(done["lastError"], Value::Null);
     assert_eq!(done["attempts"].as_array().unwrap().len(), 1);
+}
+
+impl Pipeline {
+    /// Makes a queued delivery due now, as if the time it waits for had
+    /// passed; one held by a worker is left alone.
+    async fn due_now(&self, id: &str) {
+        sqlx::query(
+            "UPDATE impact_deliveries SET next_attempt_at = now()
+             WHERE id = $1::uuid AND status IN ('pending', 'retrying') AND locked_by IS NULL",
+        )
+        .bind(id)
+        .execute(&self.app.state.db)
+        .await
+        .unwrap();
+    }
+
+    /// `provider`'s deliveries by status, and how many of them wait in the
+    /// queue with `waiting_for` in their last error.
+    async fn tally(&self, provider: &str, waiting_for: &str) -> (i64, i64, i64) {
+        sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'success'),
+                    count(*) FILTER (WHERE status = 'pending' AND locked_by IS NULL
+                                     AND last_error LIKE '%' || $2 || '%'),
+                    count(*) FILTER (WHERE status = 'failed')
+             FROM impact_deliveries WHERE provider = $1",
+        )
+        .bind(provider)
+        .bind(waiting_for)
+        .fetch_one(&self.app.state.db)
+        .await
+        .unwrap()
+    }
+}
+
+/// The review's burst, scaled down: Goodera's limit (10 a minute here) is
+/// spent by the first ten of forty deliveries. The other thirty go back to
+/// the queue, unsent and uncounted, due when the window lets them through,
+/// instead of waiting in memory while holding worker slots past their
+/// lease: so nothing is sent twice, no attempt is spent, and Benevity's
+/// deliveries, queued behind them for a single worker with four slots, all
+/// go through meanwhile.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_spent_rate_limit_defers_deliveries_in_the_queue_and_starves_no_other_provider(
+    pool: PgPool,
+) {
+    let mut p = Pipeline::start(
+        pool.clone(),
+        &[
+            ("GOODERA_RATE_LIMIT_PER_MINUTE", "10"),
+            ("DELIVERY_WORKERS", "1"),
+            ("DELIVERY_BATCH_SIZE", "4"),
+        ],
+    )
+    .await;
+    p.stop_workers().await;
+    for n in 0..40 {
+        p.create("goodera", p.distinct_report(n)).await;
+    }
+    let mut benevity = Vec::new();
+    for n in 0..10 {
+        benevity.push(id_of(&p.create("benevity", p.distinct_report(n)).await));
+    }
+    p.start_workers();
+    for id in &benevity {
+        p.settled(id, "success").await;
+    }
+    let settled = tokio::time::timeout(Duration::from_secs(20), async {
+        while p.tally("goodera", "rate limit is spent").await != (10, 30, 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let tally = p.tally("goodera", "rate limit is spent").await;
+    assert!(
+        settled.is_ok(),
+        "goodera (success, deferred, failed): {tally:?}"
+    );
+
+    let stats: Value = p
+        .http
+        .get(format!("{}/_sandbox/stats", p.sandbox.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"]["goodera"], 10, "{stats}");
+    assert_eq!(stats["deliveries"]["goodera"], 10, "{stats}");
+    let (uncounted, unlogged, due_within): (i64, i64, bool) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE attempt_count = 0),
+                count(*) FILTER (WHERE NOT EXISTS (
+                    SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id)),
+                bool_and(next_attempt_at > now()
+                         AND next_attempt_at <= now() + interval '73 seconds')
+         FROM impact_deliveries d WHERE provider = 'goodera' AND status = 'pending'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((uncounted, unlogged), (30, 30));
+    // One interval of the limit (6 s) and a random part of one window
+    // (60 s), plus up to a tenth: spread, not all at once.
+    assert!(due_within);
+}
+
+/// A 429 is an attempt (it is logged with its status) but not a failure:
+/// three of them leave the retry policy's three attempts untouched, and the
+/// fourth call delivers.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn rate_limited_answers_do_not_spend_the_retry_budget(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 3, "status": 429, "retryAfterSecs": 0}),
+    )
+    .await;
+    let id = id_of(&p.create("goodera", p.report()).await);
+    let done = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let delivery = p.get(&id).await;
+            if delivery["status"] != "pending" && delivery["status"] != "retrying" {
+                return delivery;
+            }
+            p.due_now(&id).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the delivery settles");
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(done["attemptCount"], 4, "{done}");
+    let attempts = done["attempts"].as_array().unwrap();
+    for limited in &attempts[..3] {
+        assert_eq!(limited["httpStatus"], 429, "{limited}");
+        assert_eq!(limited["errorClass"], "rate_limited", "{limited}");
+    }
+    assert_eq!(attempts[3]["errorClass"], Value::Null);
+    assert_eq!(p.received().await[0]["timesReceived"], 1);
+}
+
+/// A replay that cannot send (the circuit is open) says so: `deferred`, why,
+/// and when the delivery is due, on the single and the bulk route; nothing
+/// reaches the provider and no attempt is spent.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_replay_that_sends_nothing_answers_deferred(pool: PgPool) {
+    let p = Pipeline::start(pool, &[("BENEVITY_RETRY_MAX_ATTEMPTS", "1")]).await;
+    // Five transient failures open Benevity's circuit.
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 5, "status": 503}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = id_of(&p.create("benevity", p.distinct_report(n)).await);
+        p.settled(&id, "failed").await;
+        ids.push(id);
+    }
+    let requests_before = p.sandbox_requests().await;
+
+    let one = p
+        .app
+        .post(
+            &format!("/v1/impact-in/deliveries/{}/replay", ids[0]),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(one.status, StatusCode::ACCEPTED, "{}", one.body);
+    assert_eq!(one.body["replay"]["result"], "deferred", "{}", one.body);
+    assert!(
+        one.body["replay"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("circuit is open"),
+        "{}",
+        one.body
+    );
+    assert_eq!(one.body["status"], "retrying");
+    assert_eq!(one.body["attemptCount"], 1, "the replay spent no attempt");
+    let due: chrono::DateTime<chrono::Utc> =
+        one.body["nextAttemptAt"].as_str().unwrap().parse().unwrap();
+    assert!(due > chrono::Utc::now() + chrono::Duration::seconds(25));
+
+    let bulk = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries/bulk-replay",
+            Some(&p.token),
+            json!({"ids": [ids[1]]}),
+        )
+        .await;
+    assert_eq!(bulk.status, StatusCode::OK, "{}", bulk.body);
+    let result = &bulk.body["results"][0];
+    assert_eq!(result["result"], "deferred", "{result}");
+    assert!(
+        result["reason"]
+            .as_str()
+            .unwrap()
+            .contains("circuit is open")
+    );
+    assert!(result["nextAttemptAt"].is_string(), "{result}");
+    assert_eq!(p.sandbox_requests().await, requests_before);
+}
+
+/// A replay's lease renewed after another worker took the delivery over
+/// (the replay waited its turn past the lease) is refused: the replay
+/// leaves the delivery to that worker rather than send it a second time.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_replay_never_renews_a_lease_another_worker_took_over(pool: PgPool) {
+    let mut p = Pipeline::start(pool.clone(), &[]).await;
+    let ids = p.failed("benevity", 1).await;
+    p.stop_workers().await;
+    let lease = Duration::from_secs(120);
+    let uuid: Uuid = ids[0].parse().unwrap();
+    let replay = queue::claim_failed(
+        &pool,
+        &impact_in::auth::CompanyScope::All,
+        &[uuid],
+        "replay:1",
+        lease,
+    )
+    .await
+    .unwrap();
+    assert!(
+        queue::renew(&pool, &replay[0], "replay:1", lease)
+            .await
+            .unwrap()
+    );
+
+    // The replay's lease runs out while it waits its turn; a worker takes
+    // the delivery over.
+    sqlx::query("UPDATE impact_deliveries SET next_attempt_at = now() WHERE id = $1")
+        .bind(uuid)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let worker = queue::claim(&pool, "worker", 10, lease).await.unwrap();
+    assert_eq!(worker.len(), 1);
+    assert!(
+        !queue::renew(&pool, &replay[0], "replay:1", lease)
+            .await
+            .unwrap()
+    );
+}
+
+/// The idempotency cache answers for deliveries of the same installation
+/// only. A fresh database (here: the same database given another
+/// installation id, which is what a fresh one differs by, and its
+/// deliveries removed) sharing the Redis of an earlier one sends an
+/// identical report instead of recording it as delivered from the cache.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_idempotency_cache_never_answers_for_another_database(pool: PgPool) {
+    let prefix = format!("impact-in-test:{}:", Uuid::new_v4());
+    let shared_redis = [("REDIS_KEY_PREFIX", prefix.as_str())];
+    let mut earlier = Pipeline::start(pool.clone(), &shared_redis).await;
+    let company = earlier.company;
+    let first = id_of(&earlier.create("benevity", earlier.report()).await);
+    earlier.settled(&first, "success").await;
+    earlier.stop_workers().await;
+
+    let old: Uuid = sqlx::query_scalar("SELECT id FROM impact_installation")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE impact_installation SET id = gen_random_uuid()")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("TRUNCATE impact_deliveries CASCADE")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut fresh = Pipeline::start(pool.clone(), &shared_redis).await;
+    fresh.company = company;
+    fresh.token = common::token(&[company], &[ADMIN, MANAGE]);
+    let again = id_of(&fresh.create("benevity", fresh.report()).await);
+    let sent = fresh.settled(&again, "success").await;
+    assert_eq!(sent["fromCache"], false, "{sent}");
+    assert_eq!(fresh.received().await.len(), 1);
+
+    // Within one installation, the cache does answer.
+    let third = id_of(&fresh.create("benevity", fresh.report()).await);
+    assert_eq!(fresh.settled(&third, "success").await["fromCache"], true);
+    assert_ne!(fresh.app.state.installation().await, Some(old));
 }
