@@ -4,7 +4,7 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|all] [--runs 3]
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -46,6 +46,10 @@ struct Options {
     rows: u64,
     /// Listing requests timed per query and run.
     requests: usize,
+    /// Goodera deliveries queued at once in the rate-limit scenario.
+    goodera: usize,
+    /// Benevity deliveries sent meanwhile, at five a second.
+    benevity: usize,
 }
 
 impl Options {
@@ -59,6 +63,8 @@ impl Options {
             seconds: 20,
             rows: 1_000_000,
             requests: 1000,
+            goodera: 400,
+            benevity: 50,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -71,6 +77,8 @@ impl Options {
             options.seconds = 2;
             options.rows = 10_000;
             options.requests = 50;
+            options.goodera = 40;
+            options.benevity = 10;
         }
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -87,9 +95,13 @@ impl Options {
                 "--seconds" => options.seconds = value("--seconds"),
                 "--rows" => options.rows = value("--rows"),
                 "--requests" => options.requests = value("--requests") as usize,
+                "--goodera" => options.goodera = value("--goodera") as usize,
+                "--benevity" => options.benevity = value("--benevity") as usize,
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
-                "throughput" | "latency" | "listing" | "all" => options.scenario = arg,
+                "throughput" | "latency" | "listing" | "ratelimit" | "all" => {
+                    options.scenario = arg
+                }
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -127,6 +139,16 @@ async fn main() {
             &format!(
                 "latency: open loop, {} deliveries/s for {} s",
                 options.rate, options.seconds
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "ratelimit" {
+        let figures = repeat(&options, || rate_limit(&admin_url, &options)).await;
+        report(
+            &format!(
+                "ratelimit: {} Goodera deliveries at once (limit 100/min), {} Benevity at 5/s meanwhile",
+                options.goodera, options.benevity
             ),
             &figures,
         );
@@ -450,6 +472,11 @@ async fn forget_cache_keys(pattern: &str) {
 
 /// A ~1 KiB delivery request, distinct for every `n`, with its own id.
 fn delivery(company: Uuid, n: usize) -> (Uuid, Value) {
+    delivery_to(company, "benevity", n)
+}
+
+/// As [`delivery`], to `provider`.
+fn delivery_to(company: Uuid, provider: &str, n: usize) -> (Uuid, Value) {
     let programmes: Vec<Value> = (0..4)
         .map(|k| {
             json!({
@@ -463,7 +490,7 @@ fn delivery(company: Uuid, n: usize) -> (Uuid, Value) {
     let id = Uuid::new_v4();
     let body = json!({
         "companyId": company,
-        "provider": "benevity",
+        "provider": provider,
         "deliveryId": id,
         "payload": {
             "companyId": company,
@@ -710,4 +737,112 @@ async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
     println!("  peak RSS MiB {rss:.1}");
     service.stop().await;
     runs
+}
+
+/// The outside review's burst: Goodera deliveries queued at once, several
+/// times its limit of 100 a minute, while Benevity deliveries arrive at 5/s.
+/// Reports Benevity's latency (Goodera's limit must not hold it up), how
+/// long Goodera's backlog takes, and what Goodera saw: requests, 429s, keys
+/// sent twice, deliveries failed.
+async fn rate_limit(admin_url: &str, options: &Options) -> Figures {
+    let service = Arc::new(Service::start(admin_url).await);
+    let company = Uuid::new_v4();
+    let token = Arc::new(service.token(company));
+    let started = Instant::now();
+    let mut goodera = tokio::task::JoinSet::new();
+    for chunk in (0..options.goodera).collect::<Vec<_>>().chunks(16) {
+        let (service, token, chunk) = (service.clone(), token.clone(), chunk.to_vec());
+        goodera.spawn(async move {
+            for n in chunk {
+                service
+                    .post_delivery(&token, &delivery_to(company, "goodera", n).1)
+                    .await;
+            }
+        });
+    }
+    goodera.join_all().await;
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let mut sent = Vec::with_capacity(options.benevity);
+    for n in 0..options.benevity {
+        ticker.tick().await;
+        let (id, body) = delivery(company, n);
+        let at = Utc::now();
+        service.post_delivery(&token, &body).await;
+        sent.push((id, at));
+    }
+    let (arrivals, _) = service.arrivals(options.benevity).await;
+    let latencies = provider_latencies(&sent, &arrivals);
+
+    let mut db = service.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let failed = loop {
+        let (succeeded, failed): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE status = 'success'),
+                    count(*) FILTER (WHERE status = 'failed')
+             FROM impact_deliveries WHERE provider = 'goodera'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("goodera tally");
+        if (succeeded + failed) as usize >= options.goodera {
+            break failed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "goodera stalled: {succeeded} done"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let backlog_secs = started.elapsed().as_secs_f64();
+    let answered_429: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM delivery_attempts a JOIN impact_deliveries d ON d.id = a.delivery_id
+         WHERE d.provider = 'goodera' AND a.http_status = 429",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("429 count");
+    let stats: Value = service
+        .http
+        .get(format!("{}/_sandbox/stats", service.sandbox.url()))
+        .send()
+        .await
+        .expect("sandbox stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    let received: Vec<Value> = service
+        .http
+        .get(format!(
+            "{}/_sandbox/received?provider=goodera",
+            service.sandbox.url()
+        ))
+        .send()
+        .await
+        .expect("sandbox received")
+        .json()
+        .await
+        .expect("received JSON");
+    let sent_twice = received.iter().filter(|r| r["timesReceived"] != 1).count();
+    Arc::into_inner(service)
+        .expect("requests done")
+        .stop()
+        .await;
+    vec![
+        (
+            "benevity accept→provider p50 ms",
+            percentile(&latencies, 50.0),
+        ),
+        (
+            "benevity accept→provider p99 ms",
+            percentile(&latencies, 99.0),
+        ),
+        ("goodera backlog delivered in s", backlog_secs),
+        (
+            "goodera requests",
+            stats["requests"]["goodera"].as_f64().unwrap_or(f64::NAN),
+        ),
+        ("goodera 429 answers", answered_429 as f64),
+        ("goodera sent twice", sent_twice as f64),
+        ("goodera failed", failed as f64),
+    ]
 }
