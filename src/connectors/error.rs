@@ -12,18 +12,21 @@ pub enum ConnectorError {
         message: String,
         status: Option<u16>,
         retry_after: Option<Duration>,
+        excerpt: Option<String>,
     },
     /// The provider (or our own client-side limit) asked us to slow down.
     #[error("rate limited{}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs_f64())).unwrap_or_default())]
     RateLimited {
         status: Option<u16>,
         retry_after: Option<Duration>,
+        excerpt: Option<String>,
     },
     /// Credentials were refused; retrying cannot help until they change.
     #[error("authentication failed: {message}")]
     Auth {
         message: String,
         status: Option<u16>,
+        excerpt: Option<String>,
     },
     /// The provider's circuit is open: no call was made, so this is no
     /// attempt; the delivery waits until the circuit may let a call through.
@@ -41,6 +44,7 @@ pub enum ConnectorError {
         status: Option<u16>,
         /// Field-level messages the provider gave (e.g. SOAP validation errors).
         details: Vec<String>,
+        excerpt: Option<String>,
     },
 }
 
@@ -78,6 +82,7 @@ impl ConnectorError {
             message: message.into(),
             status: None,
             retry_after: None,
+            excerpt: None,
         }
     }
 
@@ -86,6 +91,7 @@ impl ConnectorError {
             message: message.into(),
             status: None,
             details: Vec::new(),
+            excerpt: None,
         }
     }
 
@@ -122,6 +128,19 @@ impl ConnectorError {
             | Self::RateLimited { status, .. }
             | Self::Auth { status, .. }
             | Self::Permanent { status, .. } => *status,
+            Self::CircuitOpen { .. } | Self::Unsendable { .. } => None,
+        }
+    }
+
+    /// The start of what the provider answered (bounded like a receipt's),
+    /// when it answered at all: kept with the attempt, so an answer the
+    /// connector could not use can still be read.
+    pub fn excerpt(&self) -> Option<&str> {
+        match self {
+            Self::Transient { excerpt, .. }
+            | Self::RateLimited { excerpt, .. }
+            | Self::Auth { excerpt, .. }
+            | Self::Permanent { excerpt, .. } => excerpt.as_deref(),
             Self::CircuitOpen { .. } | Self::Unsendable { .. } => None,
         }
     }

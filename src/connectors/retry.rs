@@ -117,6 +117,7 @@ mod tests {
         let limited = ConnectorError::RateLimited {
             status: Some(429),
             retry_after: Some(Duration::from_secs(42)),
+            excerpt: None,
         };
         let policy = RetryPolicy::default();
         assert_eq!(
@@ -131,6 +132,7 @@ mod tests {
         let auth = ConnectorError::Auth {
             message: "HTTP 401".into(),
             status: Some(401),
+            excerpt: None,
         };
         assert_eq!(
             policy.next_delay(1, &ConnectorError::permanent("HTTP 400")),
