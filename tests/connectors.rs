@@ -4,7 +4,10 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use impact_in::{
@@ -441,10 +444,17 @@ async fn a_429_carries_retry_after_into_the_retry_decision(pool: PgPool) {
     let ConnectorError::RateLimited {
         status: Some(429),
         retry_after: Some(retry_after),
+        ref excerpt,
     } = err
     else {
         panic!("{err:?}")
     };
+    assert_eq!(
+        excerpt.as_deref(),
+        Some(
+            r#"{"error":"sandbox_fault","error_description":"injected by POST /_sandbox/faults"}"#
+        )
+    );
     assert!(
         retry_after >= Duration::from_secs(7) && retry_after <= Duration::from_secs(67),
         "{retry_after:?}"
@@ -679,4 +689,132 @@ async fn the_connection_test_checks_credentials_without_delivering(pool: PgPool)
     for provider in Provider::ALL {
         assert!(h.received(provider).await.is_empty(), "{provider}");
     }
+}
+
+/// Another origin a provider could redirect to: it records every request
+/// (method, target, headers, body) and answers 200 with JSON that would pass
+/// for an accepted delivery and for an access token.
+struct OtherOrigin {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl OtherOrigin {
+    async fn start() -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Arc::clone(&seen);
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let recorder = Arc::clone(&recorder);
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                recorder.lock().unwrap().push(format!(
+                    "{} {} {:?} {}",
+                    parts.method,
+                    parts.uri,
+                    parts.headers,
+                    String::from_utf8_lossy(&body)
+                ));
+                axum::Json(json!({
+                    "id": "other_1",
+                    "access_token": "other-origin-token",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                }))
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A provider answering a redirect would have us re-send the report with
+/// its credentials (API key and signature, SOAP password, bearer token) to
+/// whatever origin `Location` names; a 302 would turn the POST into an
+/// empty GET. Nothing follows: the redirect is a permanent failure naming
+/// the status and the target.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn provider_redirects_are_refused_and_nothing_reaches_the_other_origin(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let other = OtherOrigin::start().await;
+    let company = Uuid::new_v4();
+    let (defaults, soap) = (h.state(&[]), h.state(&[("WORKDAY_PROTOCOL", "soap")]));
+    let target = format!("{}/collect", other.url);
+    for status in [302, 307, 308] {
+        for (state, provider) in [
+            (&defaults, Provider::Benevity),
+            (&soap, Provider::Workday),
+            (&defaults, Provider::Workday),
+            (&defaults, Provider::Goodera),
+        ] {
+            h.control(
+                "faults",
+                json!({"provider": provider, "count": 1, "status": status,
+                       "location": format!("{target}?copy=all")}),
+            )
+            .await;
+            let err = deliver(state, company, provider, &new_id())
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "rejected: HTTP {status} redirect to {target} not followed: \
+                     provider calls never follow redirects"
+                ),
+                "{provider}"
+            );
+            assert_eq!(err.class(), ErrorClass::Permanent, "{provider}");
+            assert_eq!(err.status(), Some(status), "{provider}");
+        }
+    }
+    assert_eq!(other.requests(), Vec::<String>::new());
+    for provider in Provider::ALL {
+        assert!(h.received(provider).await.is_empty(), "{provider}");
+    }
+}
+
+/// The token request carries the client secret (Basic) and, for Workday,
+/// the refresh token (form body): a token endpoint's redirect is refused too.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn token_endpoint_redirects_are_refused_and_nothing_reaches_the_other_origin(pool: PgPool) {
+    let h = Harness::start(pool).await;
+    let other = OtherOrigin::start().await;
+    let company = Uuid::new_v4();
+    let state = h.state(&[
+        ("BENEVITY_AUTH", "oauth2"),
+        ("WORKDAY_REFRESH_TOKEN", sandbox::WORKDAY_REFRESH_TOKEN),
+    ]);
+    let target = format!("{}/oauth/token", other.url);
+    for status in [302, 307, 308] {
+        for provider in Provider::ALL {
+            h.control(
+                "faults",
+                json!({"provider": provider, "endpoint": "token", "count": 1,
+                       "status": status, "location": target}),
+            )
+            .await;
+            let err = deliver(&state, company, provider, &new_id())
+                .await
+                .unwrap_err();
+            assert_eq!(err.class(), ErrorClass::Permanent, "{provider}: {err}");
+            assert_eq!(err.status(), Some(status), "{provider}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("HTTP {status} redirect to {target} not followed")),
+                "{provider}: {err}"
+            );
+            assert_eq!(h.tokens_issued(provider).await, 0, "{provider}");
+            assert_eq!(h.requests(provider).await, 0, "{provider}: no API call");
+        }
+    }
+    assert_eq!(other.requests(), Vec::<String>::new());
 }

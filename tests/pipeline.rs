@@ -1002,3 +1002,149 @@ async fn the_idempotency_cache_never_answers_for_another_database(pool: PgPool) 
     assert_eq!(fresh.settled(&third, "success").await["fromCache"], true);
     assert_ne!(fresh.app.state.installation().await, Some(old));
 }
+
+/// API requests the sandbox's `provider` has seen, accepted or not.
+async fn api_requests(p: &Pipeline, provider: &str) -> u64 {
+    let stats: Value = p
+        .http
+        .get(format!("{}/_sandbox/stats", p.sandbox.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["requests"][provider].as_u64().unwrap()
+}
+
+/// A redirect is a permanent failure, recorded with its status; the report
+/// is not marked delivered and nothing connects to the other origin.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_redirect_fails_the_delivery_without_following_it(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let location = format!("http://{}/collect", elsewhere.local_addr().unwrap());
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 1, "status": 307, "location": location}),
+    )
+    .await;
+    let created = p.create("benevity", p.report()).await;
+    let failed = p.settled(&id_of(&created), "failed").await;
+    assert_eq!(failed["attemptCount"], 1);
+    assert_eq!(failed["deliveredAt"], Value::Null);
+    assert_eq!(
+        failed["lastError"],
+        format!(
+            "rejected: HTTP 307 redirect to {location} not followed: \
+             provider calls never follow redirects"
+        )
+    );
+    let attempt = &failed["attempts"][0];
+    assert_eq!(attempt["httpStatus"], 307, "{failed}");
+    assert_eq!(attempt["errorClass"], "permanent");
+    assert!(
+        tokio::time::timeout(Duration::ZERO, elsewhere.accept())
+            .await
+            .is_err(),
+        "something connected to the redirect target"
+    );
+    assert!(p.received().await.is_empty());
+}
+
+/// Workday answering HTTP 200 without a SOAP fault has the report, however
+/// the rest of its reply reads: it is sent once and recorded `success`,
+/// with no reference and the start of the raw reply. A DTD in the reply is
+/// never expanded (billion laughs, external entity): the reply is just
+/// unreadable.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_2xx_soap_reply_without_a_fault_is_accepted_even_when_unreadable(pool: PgPool) {
+    let p = Pipeline::start(pool, &[("WORKDAY_PROTOCOL", "soap")]).await;
+    let envelope = |doctype: &str, response: &str| {
+        format!(
+            r#"<?xml version="1.0"?>{doctype}<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wd="urn:com.workday/bsvc"><soapenv:Body>{response}</soapenv:Body></soapenv:Envelope>"#
+        )
+    };
+    let laughs = envelope(
+        r#"<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;"><!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>"#,
+        "<wd:Submit_Impact_Report_Response><wd:Impact_Report_Reference>&lol3;</wd:Impact_Report_Reference></wd:Submit_Impact_Report_Response>",
+    );
+    let external = envelope(
+        r#"<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/hostname">]>"#,
+        "<wd:Submit_Impact_Report_Response><wd:Impact_Report_Reference>&xxe;</wd:Impact_Report_Reference></wd:Submit_Impact_Report_Response>",
+    );
+    let cases = [
+        (
+            "text/html",
+            "<html><body><h1>Proxy</h1>Your request was forwarded.</body></html>".to_owned(),
+        ),
+        ("text/plain", String::new()),
+        ("application/json", r#"{"status":"accepted"}"#.to_owned()),
+        (
+            "text/xml",
+            envelope("", "<wd:Submit_Impact_Report_Response/>"),
+        ),
+        (
+            "text/html",
+            format!("<html>{}</html>", "x".repeat(200 * 1024)),
+        ),
+        ("text/xml", laughs),
+        ("text/xml", external),
+    ];
+    for (n, (content_type, body)) in (0..).zip(&cases) {
+        let before = api_requests(&p, "workday").await;
+        p.control(
+            "faults",
+            json!({"provider": "workday", "count": 1, "status": 200,
+                   "body": body, "contentType": content_type}),
+        )
+        .await;
+        let created = p.create("workday", p.distinct_report(n)).await;
+        let done = p.settled(&id_of(&created), "success").await;
+        assert_eq!(done["attemptCount"], 1, "case {n}: {done}");
+        assert_eq!(api_requests(&p, "workday").await - before, 1, "case {n}");
+        let excerpt: String = body.chars().take(1024).collect();
+        assert_eq!(done["providerResponse"]["body"], excerpt, "case {n}");
+        assert_eq!(done["providerResponse"]["reference"], Value::Null);
+        assert_eq!(done["attempts"][0]["httpStatus"], 200);
+    }
+    assert!(p.received().await.is_empty(), "Workday itself saw nothing");
+}
+
+/// An answer that arrived but could not be used keeps its status and what
+/// came back in the attempt: a 200 whose body broke off, and a token
+/// endpoint's 200 login page.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_unreadable_answer_is_recorded_with_its_status_and_excerpt(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    let accepted = r#"{"id":"bnv_cut_off","status":"accepted"}"#;
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 1, "status": 200, "body": accepted,
+               "contentType": "application/json", "cutOff": true}),
+    )
+    .await;
+    let login = "<html><body>Sign in to continue</body></html>";
+    p.control(
+        "faults",
+        json!({"provider": "workday", "endpoint": "token", "count": 1, "status": 200,
+               "body": login, "contentType": "text/html"}),
+    )
+    .await;
+    for (provider, excerpt) in [
+        ("benevity", &accepted[..accepted.len() / 2]),
+        ("workday", login),
+    ] {
+        let created = p.create(provider, p.report()).await;
+        let done = p.settled(&id_of(&created), "success").await;
+        let first = &done["attempts"][0];
+        assert_eq!(first["httpStatus"], 200, "{provider}: {done}");
+        assert_eq!(first["errorClass"], "transient", "{provider}");
+        assert!(
+            first["error"].as_str().unwrap().contains("HTTP 200"),
+            "{provider}: {first}"
+        );
+        assert_eq!(first["responseExcerpt"], excerpt, "{provider}");
+        assert_eq!(done["attemptCount"], 2, "{provider}");
+    }
+}

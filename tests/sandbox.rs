@@ -1339,6 +1339,149 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
 }
 
 #[tokio::test]
+async fn injected_answers_redirect_give_a_chosen_body_or_break_off() {
+    let sandbox = sandbox().await;
+    // The sandbox's own redirect is what is under test: not followed here.
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let proxy_page = "<html><body>Forwarded by the proxy</body></html>";
+    for fault in [
+        json!({ "provider": "benevity", "count": 1, "status": 307,
+                "location": "http://elsewhere.test/collect" }),
+        json!({ "provider": "benevity", "count": 1, "status": 200,
+                "body": proxy_page, "contentType": "text/html" }),
+        json!({ "provider": "benevity", "count": 1, "status": 200,
+                "body": "{\"id\":\"bnv_1\"}", "cutOff": true }),
+    ] {
+        assert_eq!(
+            control(&http, &sandbox, "faults", fault).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let body = serde_json::to_vec(&benevity_body("d-1")).unwrap();
+    let send = || benevity_request(&http, &sandbox, "d-1", &body).send();
+
+    let redirect = send().await.unwrap();
+    assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        redirect.headers()["location"],
+        "http://elsewhere.test/collect"
+    );
+    assert_eq!(json_of(redirect).await["error"], "sandbox_fault");
+
+    let page = send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html");
+    assert_eq!(page.text().await.unwrap(), proxy_page);
+
+    // The head arrives; the body stops after its first half.
+    let mut broken = send().await.unwrap();
+    assert_eq!(broken.status(), StatusCode::OK);
+    assert_eq!(
+        broken.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    let mut read = Vec::new();
+    let failure = loop {
+        match broken.chunk().await {
+            Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+            Ok(None) => panic!("the body completed: {read:?}"),
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(read, b"{\"id\":\"", "{failure}");
+
+    let accepted = send().await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::CREATED, "faults are used up");
+    let received = received(&http, &sandbox).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(
+        received[0]["timesReceived"], 1,
+        "injected answers, 2xx ones too, are not received"
+    );
+    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 4);
+}
+
+#[tokio::test]
+async fn token_endpoint_faults_hit_the_token_endpoint_only() {
+    let sandbox = sandbox().await;
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let workday_token = format!(
+        "{}/ccx/oauth2/{}/token",
+        sandbox.url(),
+        credentials::WORKDAY_TENANT_ID
+    );
+    let client = (
+        credentials::WORKDAY_CLIENT_ID,
+        credentials::WORKDAY_CLIENT_SECRET,
+    );
+    let grant = [("grant_type", "client_credentials")];
+    for (route, fault) in [
+        (
+            "faults",
+            json!({ "provider": "workday", "endpoint": "token", "count": 1, "status": 308,
+                    "location": "http://elsewhere.test/token" }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "workday", "endpoint": "token", "count": 1, "status": 200,
+                    "body": "<html>Sign in</html>", "contentType": "text/html" }),
+        ),
+        (
+            "drops",
+            json!({ "provider": "workday", "endpoint": "token", "count": 1 }),
+        ),
+    ] {
+        assert_eq!(
+            control(&http, &sandbox, route, fault).await,
+            StatusCode::NO_CONTENT
+        );
+    }
+    // API requests do not take token faults.
+    let rest = http
+        .post(format!(
+            "{}/ccx/api/csr/v3/{}/impactReports",
+            sandbox.url(),
+            credentials::WORKDAY_TENANT_ID
+        ))
+        .json(&workday_body("w-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), StatusCode::UNAUTHORIZED);
+
+    let redirect = token(&http, workday_token.clone(), client, &grant).await;
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        redirect.headers()["location"],
+        "http://elsewhere.test/token"
+    );
+    let page = token(&http, workday_token.clone(), client, &grant).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.text().await.unwrap(), "<html>Sign in</html>");
+    let dropped = http
+        .post(&workday_token)
+        .basic_auth(client.0, Some(client.1))
+        .form(&grant)
+        .send()
+        .await;
+    assert!(dropped.unwrap_err().status().is_none());
+    access_token(token(&http, workday_token, client, &grant).await).await;
+
+    let counters = stats(&http, &sandbox).await;
+    assert_eq!(counters["tokensIssued"]["workday"], 1);
+    assert_eq!(
+        counters["requests"]["workday"], 1,
+        "token requests are not API requests"
+    );
+}
+
+#[tokio::test]
 async fn the_control_api_refuses_malformed_requests() {
     let sandbox = sandbox().await;
     let http = Client::new();
@@ -1354,6 +1497,34 @@ async fn the_control_api_refuses_malformed_requests() {
         (
             "faults",
             json!({ "provider": "goodera", "count": 1, "status": 503, "retry": 1 }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 199, "body": "" }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 600 }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 307 }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 503, "location": "http://x.test/" }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 307, "location": "http://x.test/\n" }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "count": 1, "status": 503, "contentType": "text/html" }),
+        ),
+        (
+            "faults",
+            json!({ "provider": "goodera", "endpoint": "webhook", "count": 1, "status": 503 }),
         ),
         ("drops", json!({ "provider": "goodera" })),
         ("latency", json!({ "provider": "goodera", "ms": -1 })),

@@ -12,18 +12,21 @@ pub enum ConnectorError {
         message: String,
         status: Option<u16>,
         retry_after: Option<Duration>,
+        excerpt: Option<String>,
     },
     /// The provider (or our own client-side limit) asked us to slow down.
     #[error("rate limited{}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs_f64())).unwrap_or_default())]
     RateLimited {
         status: Option<u16>,
         retry_after: Option<Duration>,
+        excerpt: Option<String>,
     },
     /// Credentials were refused; retrying cannot help until they change.
     #[error("authentication failed: {message}")]
     Auth {
         message: String,
         status: Option<u16>,
+        excerpt: Option<String>,
     },
     /// The provider's circuit is open: no call was made, so this is no
     /// attempt; the delivery waits until the circuit may let a call through.
@@ -46,6 +49,7 @@ pub enum ConnectorError {
         status: Option<u16>,
         /// Field-level messages the provider gave (e.g. SOAP validation errors).
         details: Vec<String>,
+        excerpt: Option<String>,
     },
 }
 
@@ -83,6 +87,7 @@ impl ConnectorError {
             message: message.into(),
             status: None,
             retry_after: None,
+            excerpt: None,
         }
     }
 
@@ -91,6 +96,7 @@ impl ConnectorError {
             message: message.into(),
             status: None,
             details: Vec::new(),
+            excerpt: None,
         }
     }
 
@@ -143,6 +149,19 @@ impl ConnectorError {
                 Some(*retry_after)
             }
             _ => None,
+        }
+    }
+
+    /// The start of what the provider answered (bounded like a receipt's),
+    /// when it answered at all: kept with the attempt, so an answer the
+    /// connector could not use can still be read.
+    pub fn excerpt(&self) -> Option<&str> {
+        match self {
+            Self::Transient { excerpt, .. }
+            | Self::RateLimited { excerpt, .. }
+            | Self::Auth { excerpt, .. }
+            | Self::Permanent { excerpt, .. } => excerpt.as_deref(),
+            Self::CircuitOpen { .. } | Self::Throttled { .. } | Self::Unsendable { .. } => None,
         }
     }
 }

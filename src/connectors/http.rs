@@ -4,8 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use reqwest::{
-    RequestBuilder, StatusCode,
-    header::{HeaderMap, RETRY_AFTER},
+    RequestBuilder, StatusCode, Url,
+    header::{HeaderMap, LOCATION, RETRY_AFTER},
+    redirect,
 };
 use tokio::time::Instant;
 
@@ -33,6 +34,8 @@ pub struct Outbound {
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// Where the request went (redirect targets are resolved against it).
+    url: Url,
     pub body: Vec<u8>,
     pub latency: Duration,
     max_retry_after: Duration,
@@ -40,10 +43,15 @@ pub struct Reply {
 
 /// The longest body excerpt kept in receipts and error messages.
 const EXCERPT_CHARS: usize = 1024;
+/// The longest redirect target named in an error message.
+const TARGET_CHARS: usize = 200;
 
 impl Outbound {
     pub fn new(config: OutboundConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
+            // A redirect would re-send the request, API key, signature or
+            // SOAP password included, to whatever origin `Location` names.
+            .redirect(redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("impact-in/", env!("CARGO_PKG_VERSION")))
@@ -62,34 +70,54 @@ impl Outbound {
         let mut response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
+        let url = response.url().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
-            let room = self.config.max_response_bytes.saturating_sub(body.len());
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if room <= chunk.len() {
-                break;
+        let broke_off = loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = self.config.max_response_bytes.saturating_sub(body.len());
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if room <= chunk.len() {
+                        break None;
+                    }
+                }
+                Ok(None) => break None,
+                Err(err) => break Some(err),
             }
-        }
-        Ok(Reply {
+        };
+        let reply = Reply {
             status,
             headers,
+            url,
             body,
             latency: started.elapsed(),
             max_retry_after: self.config.max_retry_after,
-        })
+        };
+        match broke_off {
+            Some(err) => Err(reply.broke_off(&err)),
+            // The client follows no redirect (credentials must not go
+            // wherever a `Location` points), and no caller may take a 3xx
+            // for an answer either.
+            None if reply.status.is_redirection() => Err(reply.error()),
+            None => Ok(reply),
+        }
     }
 }
 
-fn transport_error(err: reqwest::Error) -> ConnectorError {
-    // reqwest's Display omits the cause ("error sending request"); the chain
-    // says what actually happened (refused, reset, timed out).
+/// reqwest's Display omits the cause ("error sending request"); the chain
+/// says what actually happened (refused, reset, timed out).
+fn error_chain(err: &reqwest::Error) -> String {
     let mut message = err.to_string();
-    let mut source = std::error::Error::source(&err);
+    let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
         message = format!("{message}: {cause}");
         source = cause.source();
     }
-    ConnectorError::transient(message)
+    message
+}
+
+fn transport_error(err: reqwest::Error) -> ConnectorError {
+    ConnectorError::transient(error_chain(&err))
 }
 
 impl Reply {
@@ -122,15 +150,34 @@ impl Reply {
         Some(delay.min(self.max_retry_after))
     }
 
-    /// The error class of a non-success answer, by status.
+    /// The error class of a non-success answer, by status, with what came
+    /// back.
     pub fn error(&self) -> ConnectorError {
         let status = Some(self.status.as_u16());
+        let excerpt = Some(self.excerpt());
+        if self.status.is_redirection() {
+            return ConnectorError::Permanent {
+                message: format!(
+                    "HTTP {} redirect {} not followed: provider calls never follow redirects",
+                    self.status.as_u16(),
+                    self.redirect_target()
+                ),
+                status,
+                details: Vec::new(),
+                excerpt,
+            };
+        }
         let message = format!("HTTP {}: {}", self.status.as_u16(), self.short_excerpt());
         match self.status {
-            StatusCode::UNAUTHORIZED => ConnectorError::Auth { message, status },
+            StatusCode::UNAUTHORIZED => ConnectorError::Auth {
+                message,
+                status,
+                excerpt,
+            },
             StatusCode::TOO_MANY_REQUESTS => ConnectorError::RateLimited {
                 status,
                 retry_after: self.retry_after(),
+                excerpt,
             },
             StatusCode::REQUEST_TIMEOUT
             | StatusCode::INTERNAL_SERVER_ERROR
@@ -140,13 +187,56 @@ impl Reply {
                 message,
                 status,
                 retry_after: self.retry_after(),
+                excerpt,
             },
             _ => ConnectorError::Permanent {
                 message,
                 status,
                 details: Vec::new(),
+                excerpt,
             },
         }
+    }
+
+    /// The answer's status arrived but its body broke off (reset, timeout).
+    /// A 2xx is worth another attempt: the provider recognises the repeat by
+    /// its delivery id. Any other status keeps its own class.
+    fn broke_off(&self, err: &reqwest::Error) -> ConnectorError {
+        if !self.is_success() {
+            return self.error();
+        }
+        ConnectorError::Transient {
+            message: format!(
+                "HTTP {}, but the answer broke off: {}",
+                self.status.as_u16(),
+                error_chain(err)
+            ),
+            status: Some(self.status.as_u16()),
+            retry_after: None,
+            excerpt: Some(self.excerpt()),
+        }
+    }
+
+    /// `to <absolute URL>` for the `Location` of a redirect, without query,
+    /// fragment or user info (which may carry tokens).
+    fn redirect_target(&self) -> String {
+        let Some(location) = self.headers.get(LOCATION) else {
+            return "with no Location".into();
+        };
+        let Some(mut target) = location
+            .to_str()
+            .ok()
+            .and_then(|location| self.url.join(location).ok())
+        else {
+            return "to an unreadable Location".into();
+        };
+        target.set_query(None);
+        target.set_fragment(None);
+        // Only fails for URLs that cannot have user info, which then have none.
+        let _ = target.set_username("");
+        let _ = target.set_password(None);
+        let target: String = target.as_str().chars().take(TARGET_CHARS).collect();
+        format!("to {target}")
     }
 
     fn short_excerpt(&self) -> String {
@@ -191,6 +281,7 @@ mod tests {
         Reply {
             status: StatusCode::from_u16(status).unwrap(),
             headers: map,
+            url: Url::parse("https://provider.example/v1/impact-reports?x=1").unwrap(),
             body: b"{\"error\":\"x\"}".to_vec(),
             latency: Duration::ZERO,
             max_retry_after: Duration::from_secs(300),
@@ -201,6 +292,12 @@ mod tests {
     fn statuses_map_to_the_documented_classes() {
         use super::super::ErrorClass::*;
         for (status, class) in [
+            (301, Permanent),
+            (302, Permanent),
+            (303, Permanent),
+            (304, Permanent),
+            (307, Permanent),
+            (308, Permanent),
             (400, Permanent),
             (401, Auth),
             (403, Permanent),
@@ -241,5 +338,29 @@ mod tests {
         let huge = reply(429, &[("retry-after", "86400")]);
         assert_eq!(huge.retry_after(), Some(Duration::from_secs(300)));
         assert_eq!(reply(429, &[("retry-after", "soon")]).retry_after(), None);
+    }
+
+    #[test]
+    fn a_redirect_names_its_target_without_query_or_user_info() {
+        let message = |location: Option<&str>| {
+            let headers: Vec<(&'static str, &str)> =
+                location.map(|l| ("location", l)).into_iter().collect();
+            reply(307, &headers).error().to_string()
+        };
+        assert_eq!(
+            message(Some(
+                "https://user:pw@elsewhere.example:8443/steal?token=t#f"
+            )),
+            "rejected: HTTP 307 redirect to https://elsewhere.example:8443/steal not followed: \
+             provider calls never follow redirects"
+        );
+        assert!(
+            message(Some("/moved?token=t")).contains("to https://provider.example/moved not"),
+            "relative targets are resolved against the request URL"
+        );
+        assert!(message(None).contains("HTTP 307 redirect with no Location not followed"));
+        let error = reply(302, &[]).error();
+        assert_eq!(error.status(), Some(302));
+        assert_eq!(error.excerpt(), Some("{\"error\":\"x\"}"));
     }
 }

@@ -134,7 +134,10 @@ impl TokenSource {
             ))
             .set_token_uri(TokenUrl::from_url(credentials.token_url.clone()))
             .set_auth_type(AuthType::BasicAuth);
-        let http = TokenHttp(&self.outbound);
+        let http = TokenHttp {
+            outbound: &self.outbound,
+            answer: std::sync::Mutex::default(),
+        };
         let issued_at = self.clock.now();
         let response = match &credentials.refresh_token {
             Some(refresh) => {
@@ -151,7 +154,7 @@ impl TokenSource {
                     .await
             }
         }
-        .map_err(token_error)?;
+        .map_err(|err| token_error(err, http.answer()))?;
         tracing::info!(provider = %self.provider, company_id = %self.company_id, "fetched access token");
         let lifetime = response.expires_in().unwrap_or(DEFAULT_LIFETIME);
         Ok(AccessToken {
@@ -165,7 +168,21 @@ impl TokenSource {
 /// endpoint that is down or throttling is a transient failure, not a
 /// malformed answer. (A named type rather than a closure: the crate's
 /// higher-ranked closure bound makes the future lose `Send`.)
-struct TokenHttp<'a>(&'a Outbound);
+struct TokenHttp<'a> {
+    outbound: &'a Outbound,
+    /// The status and excerpt of the answer handed to the crate, so that an
+    /// error it makes of that answer still says what came back.
+    answer: std::sync::Mutex<Option<(u16, String)>>,
+}
+
+impl TokenHttp<'_> {
+    fn answer(&self) -> Option<(u16, String)> {
+        self.answer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
 
 impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
     type Error = ConnectorError;
@@ -175,15 +192,20 @@ impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             let builder = self
-                .0
+                .outbound
                 .client()
                 .request(parts.method, parts.uri.to_string())
                 .headers(parts.headers)
                 .body(body);
-            let reply = self.0.send(builder).await?;
+            let reply = self.outbound.send(builder).await?;
             if reply.status.is_server_error() || reply.status.as_u16() == 429 {
                 return Err(reply.error());
             }
+            *self
+                .answer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((reply.status.as_u16(), reply.excerpt()));
             let mut response = HttpResponse::new(reply.body);
             *response.status_mut() = reply.status;
             *response.headers_mut() = reply.headers;
@@ -192,29 +214,46 @@ impl<'c> AsyncHttpClient<'c> for TokenHttp<'_> {
     }
 }
 
+/// `answer`: the status and excerpt of the token endpoint's answer, when
+/// one reached the oauth2 crate.
 fn token_error(
     err: RequestTokenError<ConnectorError, oauth2::basic::BasicErrorResponse>,
+    answer: Option<(u16, String)>,
 ) -> ConnectorError {
+    let (status, excerpt) = answer.unzip();
+    let answered = status.map_or_else(String::new, |status| format!(" (HTTP {status})"));
     match err {
         RequestTokenError::Request(err) => err,
         RequestTokenError::ServerResponse(response) => {
-            let message = format!("token endpoint: {response}");
+            let message = format!("token endpoint{answered}: {response}");
             match response.error() {
                 BasicErrorResponseType::InvalidClient
                 | BasicErrorResponseType::InvalidGrant
                 | BasicErrorResponseType::UnauthorizedClient => ConnectorError::Auth {
                     message,
-                    status: None,
+                    status,
+                    excerpt,
                 },
-                _ => ConnectorError::permanent(message),
+                _ => ConnectorError::Permanent {
+                    message,
+                    status,
+                    details: Vec::new(),
+                    excerpt,
+                },
             }
         }
-        RequestTokenError::Parse(err, _) => ConnectorError::transient(format!(
-            "token endpoint answered an unreadable token: {err}"
-        )),
-        RequestTokenError::Other(message) => {
-            ConnectorError::transient(format!("token endpoint: {message}"))
-        }
+        RequestTokenError::Parse(err, _) => ConnectorError::Transient {
+            message: format!("token endpoint{answered} answered an unreadable token: {err}"),
+            status,
+            retry_after: None,
+            excerpt,
+        },
+        RequestTokenError::Other(message) => ConnectorError::Transient {
+            message: format!("token endpoint{answered}: {message}"),
+            status,
+            retry_after: None,
+            excerpt,
+        },
     }
 }
 

@@ -110,6 +110,7 @@ mod tests {
         ConnectorError::RateLimited {
             status: Some(429),
             retry_after: Some(Duration::from_secs(42)),
+            excerpt: None,
         }
     }
 
@@ -160,6 +161,7 @@ mod tests {
             message: "HTTP 503".into(),
             status: Some(503),
             retry_after: Some(Duration::from_secs(seconds)),
+            excerpt: None,
         }
     }
 
@@ -201,6 +203,7 @@ mod tests {
         let auth = ConnectorError::Auth {
             message: "HTTP 401".into(),
             status: Some(401),
+            excerpt: None,
         };
         assert_eq!(
             policy.next_delay(made(1), &ConnectorError::permanent("HTTP 400")),

@@ -365,12 +365,15 @@ pub struct Attempt {
     pub error_class: Option<String>,
     #[serde(rename = "error")]
     pub error_message: Option<String>,
+    /// The start of what the provider answered, whether or not it could be
+    /// used.
+    pub response_excerpt: Option<String>,
 }
 
 pub async fn attempts(pool: &PgPool, id: Uuid) -> Result<Vec<Attempt>, sqlx::Error> {
     sqlx::query_as(
         "SELECT attempt_number, trigger, started_at, duration_ms, http_status, error_class,
-                error_message
+                error_message, response_excerpt
          FROM delivery_attempts WHERE delivery_id = $1 ORDER BY attempt_number",
     )
     .bind(id)

@@ -363,7 +363,7 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
             timer,
             err.status(),
             Some((err.class(), err.to_string())),
-            None,
+            err.excerpt().map(str::to_owned),
         )),
     }
 }

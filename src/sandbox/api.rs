@@ -1,22 +1,29 @@
-//! What every provider API route shares: injected faults and latency,
+//! What every provider route shares: injected faults and latency,
 //! RFC 6749-style JSON errors, bearer tokens, JSON bodies and the answer to
 //! an accepted delivery.
 
+use std::{
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
 use axum::{
     Json,
-    body::Bytes,
+    body::{Body, Bytes, HttpBody},
     http::{
         HeaderMap, HeaderValue, StatusCode,
-        header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE},
+        header::{AUTHORIZATION, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE},
     },
     response::{IntoResponse, Response},
 };
+use hyper::body::Frame;
 use serde_json::{Value, json};
 
 use super::{
     DropConnection,
     schema::Invalid,
-    state::{Fault, SandboxState, StoredResponse, TokenProblem},
+    state::{Answer, Fault, SandboxState, StoredResponse, TokenProblem},
 };
 use crate::provider::Provider;
 
@@ -46,25 +53,92 @@ pub(crate) async fn intercept(state: &SandboxState, provider: Provider) -> Optio
     if !arrival.latency.is_zero() {
         tokio::time::sleep(arrival.latency).await;
     }
-    match arrival.fault? {
+    arrival.fault.map(|fault| inject(provider, fault))
+}
+
+/// The next fault queued for a token endpoint, if there is one. Latency
+/// and the request counters are for API requests only.
+pub(crate) fn intercept_token(state: &SandboxState, provider: Provider) -> Option<Response> {
+    state
+        .token_fault(provider)
+        .map(|fault| inject(provider, fault))
+}
+
+fn inject(provider: Provider, fault: Fault) -> Response {
+    match fault {
         Fault::Drop => {
             tracing::debug!(%provider, "injected drop: closing the connection unanswered");
             let mut response = Response::default();
             response.extensions_mut().insert(DropConnection);
-            Some(response)
+            response
         }
-        Fault::Status {
-            status,
-            retry_after_secs,
-        } => {
-            let mut response = error(status, "sandbox_fault", "injected by POST /_sandbox/faults");
-            if let Some(seconds) = retry_after_secs {
-                response
-                    .headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(seconds));
-            }
-            Some(response)
+        Fault::Answer(answer) => {
+            tracing::debug!(%provider, status = answer.status.as_u16(), "injected answer");
+            injected(answer)
         }
+    }
+}
+
+fn injected(answer: Answer) -> Response {
+    let (body, content_type) = answer.body.unwrap_or_else(|| {
+        let error = json!({
+            "error": "sandbox_fault",
+            "error_description": "injected by POST /_sandbox/faults",
+        });
+        (
+            Bytes::from(error.to_string()),
+            HeaderValue::from_static(JSON),
+        )
+    });
+    let mut response = if answer.cut_off {
+        let half = body.slice(..body.len() / 2);
+        Response::new(Body::new(BreaksOff {
+            bytes: Some(half),
+            yielded: false,
+        }))
+    } else {
+        Response::new(Body::from(body))
+    };
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, content_type);
+    if let Some(seconds) = answer.retry_after_secs {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(location) = answer.location {
+        headers.insert(LOCATION, location);
+    }
+    response
+}
+
+/// A body that sends its bytes and then fails, which makes hyper close the
+/// connection before the answer is complete.
+struct BreaksOff {
+    bytes: Option<Bytes>,
+    /// Set after yielding once past the bytes, so that hyper writes them
+    /// out (with the head) before the failure ends the connection.
+    yielded: bool,
+}
+
+impl HttpBody for BreaksOff {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if let Some(bytes) = self.bytes.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(io::Error::other(
+            "answer cut off by the sandbox on request",
+        ))))
     }
 }
 

@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{Query, State},
-    http::StatusCode,
+    http::{HeaderValue, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -16,7 +16,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
     api::error,
-    state::{Fault, SandboxState},
+    state::{Answer, Endpoint, Fault, SandboxState},
 };
 use crate::provider::Provider;
 
@@ -35,15 +35,24 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FaultsRequest {
     provider: Provider,
+    #[serde(default)]
+    endpoint: Endpoint,
     count: u32,
     status: u16,
     retry_after_secs: Option<u64>,
+    location: Option<String>,
+    body: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    cut_off: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DropsRequest {
     provider: Provider,
+    #[serde(default)]
+    endpoint: Endpoint,
     count: u32,
 }
 
@@ -65,30 +74,67 @@ async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    // Only error statuses: a "fault" answering 2xx would fake an acceptance
-    // that is never recorded.
-    let status = match StatusCode::from_u16(request.status) {
-        Ok(status) if status.is_client_error() || status.is_server_error() => status,
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "status must be between 400 and 599",
-            );
+    let (provider, endpoint, count) = (request.provider, request.endpoint, request.count);
+    match answer(request) {
+        Ok(answer) => {
+            state.queue_faults(provider, endpoint, count, Fault::Answer(answer));
+            StatusCode::NO_CONTENT.into_response()
         }
+        Err(problem) => error(StatusCode::BAD_REQUEST, "invalid_request", problem),
+    }
+}
+
+/// The answer a fault request describes, or what is wrong with it.
+fn answer(request: FaultsRequest) -> Result<Answer, &'static str> {
+    let status = StatusCode::from_u16(request.status)
+        .ok()
+        .filter(|status| (200..600).contains(&status.as_u16()))
+        .ok_or("status must be between 200 and 599")?;
+    let location = match (status.is_redirection(), request.location) {
+        (true, Some(location)) => {
+            Some(HeaderValue::from_str(&location).map_err(|_| "location must be visible ASCII")?)
+        }
+        (true, None) => return Err("a 3xx status needs a location"),
+        (false, Some(_)) => return Err("location is only for a 3xx status"),
+        (false, None) => None,
     };
-    let fault = Fault::Status {
+    // The default body is the sandbox's error: under a 2xx it would pass
+    // for an acceptance nobody asked for.
+    if status.is_success() && request.body.is_none() {
+        return Err("a 2xx status needs a body (the answer to give)");
+    }
+    let body = match (request.body, request.content_type) {
+        (Some(body), content_type) => {
+            let content_type = content_type
+                .as_deref()
+                .unwrap_or("text/plain; charset=utf-8");
+            Some((
+                Bytes::from(body),
+                HeaderValue::from_str(content_type)
+                    .map_err(|_| "contentType must be visible ASCII")?,
+            ))
+        }
+        (None, Some(_)) => return Err("contentType goes with a body"),
+        (None, None) => None,
+    };
+    Ok(Answer {
         status,
         retry_after_secs: request.retry_after_secs,
-    };
-    state.queue_faults(request.provider, request.count, fault);
-    StatusCode::NO_CONTENT.into_response()
+        location,
+        body,
+        cut_off: request.cut_off,
+    })
 }
 
 async fn drops(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
     match parse::<DropsRequest>(&body) {
         Ok(request) => {
-            state.queue_faults(request.provider, request.count, Fault::Drop);
+            state.queue_faults(
+                request.provider,
+                request.endpoint,
+                request.count,
+                Fault::Drop,
+            );
             StatusCode::NO_CONTENT.into_response()
         }
         Err(refused) => refused,

@@ -39,7 +39,8 @@ async fn benevity(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(&state, Provider::Benevity, None, &headers, &body)
+    api::intercept_token(&state, Provider::Benevity)
+        .unwrap_or_else(|| token(&state, Provider::Benevity, None, &headers, &body))
 }
 
 async fn goodera(
@@ -47,7 +48,8 @@ async fn goodera(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    token(&state, Provider::Goodera, None, &headers, &body)
+    api::intercept_token(&state, Provider::Goodera)
+        .unwrap_or_else(|| token(&state, Provider::Goodera, None, &headers, &body))
 }
 
 async fn workday(
@@ -56,6 +58,9 @@ async fn workday(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if let Some(injected) = api::intercept_token(&state, Provider::Workday) {
+        return injected;
+    }
     if !state.config.workday_tenant_known(&tenant) {
         return error(StatusCode::NOT_FOUND, "not_found", "unknown Workday tenant");
     }

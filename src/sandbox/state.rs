@@ -8,10 +8,13 @@ use std::{
     time::Duration,
 };
 
-use axum::{body::Bytes, http::StatusCode};
+use axum::{
+    body::Bytes,
+    http::{HeaderValue, StatusCode},
+};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -32,7 +35,7 @@ pub(crate) struct SandboxState {
 
 struct Inner {
     tokens: HashMap<String, Token>,
-    faults: HashMap<Provider, VecDeque<Fault>>,
+    faults: HashMap<(Provider, Endpoint), VecDeque<Fault>>,
     latency: HashMap<Provider, Duration>,
     received: Vec<Received>,
     /// Position in `received` by provider and idempotency key: a repeat is
@@ -51,15 +54,38 @@ struct Token {
     expires_at: Instant,
 }
 
-/// What the next API request to a provider suffers, queued by the control API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which of a provider's routes a queued fault waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Endpoint {
+    /// Its API routes (deliveries and pings).
+    #[default]
+    Api,
+    /// Its OAuth2 token endpoint.
+    Token,
+}
+
+/// What the next request to a provider endpoint suffers, queued by the
+/// control API.
+#[derive(Debug, Clone)]
 pub(crate) enum Fault {
     /// Close the connection without answering.
     Drop,
-    Status {
-        status: StatusCode,
-        retry_after_secs: Option<u64>,
-    },
+    Answer(Answer),
+}
+
+/// An answer given instead of the provider's.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub retry_after_secs: Option<u64>,
+    /// The `Location` of a redirect.
+    pub location: Option<HeaderValue>,
+    /// The body and its `Content-Type`; `None`: the sandbox's JSON error.
+    pub body: Option<(Bytes, HeaderValue)>,
+    /// Send the status, headers and half the body, then close the
+    /// connection: an answer that breaks off.
+    pub cut_off: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,12 +164,14 @@ impl SandboxState {
         let mut inner = self.lock();
         inner.requests.bump(provider);
         Arrival {
-            fault: inner
-                .faults
-                .get_mut(&provider)
-                .and_then(VecDeque::pop_front),
+            fault: inner.next_fault(provider, Endpoint::Api),
             latency: inner.latency.get(&provider).copied().unwrap_or_default(),
         }
+    }
+
+    /// The next queued fault for a provider's token endpoint.
+    pub(crate) fn token_fault(&self, provider: Provider) -> Option<Fault> {
+        self.lock().next_fault(provider, Endpoint::Token)
     }
 
     /// A new random opaque token bound to the provider, the client and (for
@@ -238,9 +266,15 @@ impl SandboxState {
         }
     }
 
-    pub(crate) fn queue_faults(&self, provider: Provider, count: u32, fault: Fault) {
+    pub(crate) fn queue_faults(
+        &self,
+        provider: Provider,
+        endpoint: Endpoint,
+        count: u32,
+        fault: Fault,
+    ) {
         let mut inner = self.lock();
-        let queue = inner.faults.entry(provider).or_default();
+        let queue = inner.faults.entry((provider, endpoint)).or_default();
         queue.extend(std::iter::repeat_n(fault, count as usize));
     }
 
@@ -292,6 +326,12 @@ impl Inner {
             requests: Counters::default(),
             goodera_rate: FixedWindow::new(GOODERA_LIMIT_PER_MINUTE, Duration::from_secs(60)),
         }
+    }
+
+    fn next_fault(&mut self, provider: Provider, endpoint: Endpoint) -> Option<Fault> {
+        self.faults
+            .get_mut(&(provider, endpoint))
+            .and_then(VecDeque::pop_front)
     }
 }
 

@@ -71,9 +71,11 @@ impl Goodera {
             Err(ConnectorError::RateLimited {
                 status,
                 retry_after,
+                excerpt,
             }) => Err(ConnectorError::RateLimited {
                 status,
                 retry_after: Some(self.gate.pause_for(retry_after.unwrap_or(ONE_WINDOW))),
+                excerpt,
             }),
             Err(err) => Err(err),
         }

@@ -63,11 +63,12 @@ impl Workday {
     }
 
     /// Posts a SOAP document; the receipt carries the report reference when
-    /// the answer was a submission's.
+    /// the answer was a submission's. `delivery_id` is for the log only.
     async fn post_soap(
         &self,
         action: &'static str,
         envelope: String,
+        delivery_id: Option<&str>,
     ) -> Result<Receipt, ConnectorError> {
         let reply = self
             .outbound
@@ -80,37 +81,51 @@ impl Workday {
                     .body(envelope),
             )
             .await?;
-        let text = String::from_utf8_lossy(&reply.body);
-        match soap::parse_reply(&text) {
-            Ok(SoapReply::Accepted { reference }) if reply.is_success() => {
-                Ok(reply.receipt(Some(reference)))
-            }
-            Ok(SoapReply::Pong) if reply.is_success() => Ok(reply.receipt(None)),
+        match soap::parse_reply(&String::from_utf8_lossy(&reply.body)) {
             Ok(SoapReply::Fault(fault)) => Err(fault_error(&reply, fault)),
             // Not SOAP at all (a proxy's 503 page, say): judge by status.
             _ if !reply.is_success() => Err(reply.error()),
-            _ => Err(ConnectorError::transient(format!(
-                "unreadable SOAP reply: {}",
-                reply.excerpt()
-            ))),
+            Ok(SoapReply::Accepted { reference }) => Ok(reply.receipt(Some(reference))),
+            Ok(SoapReply::Pong) => Ok(reply.receipt(None)),
+            // A 2xx without a fault is the provider's acceptance even when
+            // its reply does not read (a proxy's page, no reference, a DTD,
+            // which is never expanded): sending the report again would not
+            // change that. The receipt keeps the start of the raw reply.
+            Err(unreadable) => {
+                tracing::warn!(
+                    delivery_id,
+                    status = reply.status.as_u16(),
+                    reason = %unreadable,
+                    "Workday answered 2xx without a SOAP fault but its reply could not be read; \
+                     taken as accepted, with no provider reference"
+                );
+                Ok(reply.receipt(None))
+            }
         }
     }
 }
 
 fn fault_error(reply: &Reply, fault: soap::SoapFault) -> ConnectorError {
     let status = Some(reply.status.as_u16());
+    let excerpt = Some(reply.excerpt());
     let message = format!("SOAP fault {}: {}", fault.code, fault.message);
     match fault.kind() {
-        FaultKind::Authentication => ConnectorError::Auth { message, status },
+        FaultKind::Authentication => ConnectorError::Auth {
+            message,
+            status,
+            excerpt,
+        },
         FaultKind::Client => ConnectorError::Permanent {
             message,
             status,
             details: fault.validation_messages,
+            excerpt,
         },
         FaultKind::Server => ConnectorError::Transient {
             message,
             status,
             retry_after: reply.retry_after(),
+            excerpt,
         },
     }
 }
@@ -153,6 +168,7 @@ impl Connector for Workday {
                 self.post_soap(
                     soap::SOAP_ACTION,
                     soap::envelope(request.report, request.delivery_id, &token),
+                    Some(request.delivery_id),
                 )
                 .await
             }
@@ -173,7 +189,7 @@ impl Connector for Workday {
                     username,
                     password: password.expose_secret(),
                 };
-                self.post_soap(soap::PING_ACTION, soap::ping_envelope(&token))
+                self.post_soap(soap::PING_ACTION, soap::ping_envelope(&token), None)
                     .await
                     .map(drop)
             }
