@@ -1148,3 +1148,57 @@ async fn an_unreadable_answer_is_recorded_with_its_status_and_excerpt(pool: PgPo
         assert_eq!(done["attemptCount"], 2, "{provider}");
     }
 }
+
+/// A key given to the API (record id or `deliveryId`) names one delivery.
+/// A create whose `deliveryId` is another delivery's record id is refused;
+/// and should such rows exist (written before that check), the record id
+/// wins on every route, and a replay claims that one delivery only.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(pool: PgPool) {
+    let mut p = Pipeline::start(pool.clone(), &[]).await;
+    let ids = p.failed("benevity", 1).await;
+    let record_id: Uuid = ids[0].parse().unwrap();
+
+    let taken = p
+        .app
+        .post(
+            "/v1/impact-in/deliveries",
+            Some(&p.token),
+            json!({"companyId": p.company, "provider": "benevity", "deliveryId": record_id,
+                   "payload": p.distinct_report(7)}),
+        )
+        .await;
+    taken.problem(StatusCode::CONFLICT);
+
+    p.stop_workers().await;
+    let twin = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status)
+         SELECT $1, company_id, provider, $2, payload, payload_hash, 'failed'
+         FROM impact_deliveries WHERE id = $2",
+    )
+    .bind(twin)
+    .bind(record_id)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    for _ in 0..3 {
+        assert_eq!(p.get(&ids[0]).await["id"], ids[0]);
+    }
+    let claimed = queue::claim_failed(
+        &pool,
+        &impact_in::auth::CompanyScope::All,
+        &[record_id],
+        "replay:1",
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![record_id]
+    );
+    assert_eq!(p.get(&twin.to_string()).await["status"], "failed");
+}

@@ -94,7 +94,8 @@ pub async fn claim(
 }
 
 /// Leases, in one statement, every failed delivery among `ids` (record ids
-/// or `deliveryId`s) that `scope` covers, for an operator's replay: status
+/// or `deliveryId`s; a record id wins, as in `store::find`) that `scope`
+/// covers, for an operator's replay: status
 /// `retrying`, trigger `replay`, the attempt counted, due again when the
 /// lease runs out. A delivery that another statement holds at this moment
 /// (say, a concurrent replay claiming it) is skipped rather than waited for,
@@ -118,12 +119,13 @@ pub async fn claim_failed(
              updated_at = now()
          WHERE id IN (
              SELECT id FROM impact_deliveries
-             WHERE (id = ANY($1) OR delivery_id = ANY($1))
+             WHERE id IN (SELECT {} FROM unnest($1::uuid[]) AS key)
                AND ($2::uuid[] IS NULL OR company_id = ANY($2))
                AND status = 'failed'
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING {CLAIMED}"
+         RETURNING {CLAIMED}",
+        super::store::resolve_key("key")
     )))
     .bind(ids)
     .bind(scope.as_filter())

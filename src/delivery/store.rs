@@ -91,6 +91,10 @@ pub async fn list(
 }
 
 /// A delivery by its record id or its `deliveryId`, if the scope covers it.
+/// A record id wins: a client could once choose a `deliveryId` equal to
+/// another row's record id (creates now refuse that, see
+/// [`insert_rows`]), and the answer must not depend on which row the plan
+/// reads first.
 pub async fn find(
     pool: &PgPool,
     scope: &CompanyScope,
@@ -98,13 +102,24 @@ pub async fn find(
 ) -> Result<Option<Delivery>, sqlx::Error> {
     sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM impact_deliveries
-         WHERE (id = $1 OR delivery_id = $1)
-           AND ($2::uuid[] IS NULL OR company_id = ANY($2))"
+         WHERE id = {}
+           AND ($2::uuid[] IS NULL OR company_id = ANY($2))",
+        resolve_key("$1")
     )))
     .bind(id)
     .bind(scope.as_filter())
     .fetch_optional(pool)
     .await
+}
+
+/// SQL for the record id that `key`, an expression holding a key given by
+/// a caller (record id or `deliveryId`), names: the row with that record
+/// id, else the row with that `deliveryId`.
+pub(super) fn resolve_key(key: &str) -> String {
+    format!(
+        "COALESCE((SELECT id FROM impact_deliveries WHERE id = {key}),
+                  (SELECT id FROM impact_deliveries WHERE delivery_id = {key}))"
+    )
 }
 
 /// Only the predicates a filter sets, so each query can use its index, and
@@ -237,8 +252,9 @@ pub async fn insert(
 }
 
 /// Inserts rows in one statement, skipping those whose `deliveryId` or
-/// `Idempotency-Key` is taken (also by an earlier row of the same call);
-/// the inserted ones by record id.
+/// `Idempotency-Key` is taken (also by an earlier row of the same call),
+/// or whose `deliveryId` is another row's record id (so that a key given
+/// to the API names one delivery); the inserted ones by record id.
 pub async fn insert_rows(
     pool: &PgPool,
     rows: &[NewRow],
@@ -252,6 +268,7 @@ pub async fn insert_rows(
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
                      $7::text[])
              AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash)
+         WHERE NOT EXISTS (SELECT 1 FROM impact_deliveries e WHERE e.id = r.delivery_id)
          ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
     )))
