@@ -11,18 +11,15 @@ use std::{
 use axum::serve::ListenerExt;
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::PgPool;
-use tokio::{net::TcpListener, sync::OnceCell};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::{
     auth::Authenticator,
-    cache::Cache,
     clock::{SharedClock, SystemClock},
     config::Config,
-    connectors::{registry::ConnectorRegistry, tokens::TokenStore},
     db,
-    delivery::{intake::Intake, signal::QueueSignal},
+    delivery::DeliveryContext,
     provider::Provider,
 };
 
@@ -33,18 +30,10 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub db: PgPool,
-    pub cache: Cache,
     pub auth: Authenticator,
-    pub connectors: ConnectorRegistry,
-    pub clock: SharedClock,
     pub lifecycle: Lifecycle,
-    /// Tells the delivery workers that work is queued.
-    pub queue: QueueSignal,
-    /// Writes new deliveries, many per commit under load.
-    pub intake: Intake,
-    /// This database's installation id, read once (see
-    /// [`AppState::installation`]).
-    installation: OnceCell<Uuid>,
+    /// The delivery domain: what its handlers and workers use.
+    pub delivery: DeliveryContext,
 }
 
 impl std::ops::Deref for AppState {
@@ -100,43 +89,15 @@ impl AppState {
 
     /// As [`AppState::new`], with the clock tests move by hand.
     pub fn with_clock(config: Config, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
-        let cache = Cache::new(&config.redis)?;
         let auth = Authenticator::from_config(&config.auth)?;
-        let connectors = ConnectorRegistry::new(
-            config.connectors.providers.clone(),
-            config.connectors.outbound.clone(),
-            config.connectors.breaker.clone(),
-            TokenStore::new(db.clone(), &config.connectors.token_key),
-            clock.clone(),
-        )?;
+        let delivery = DeliveryContext::from_config(&config, db.clone(), clock)?;
         Ok(Self(Arc::new(Inner {
             config,
             db,
-            cache,
             auth,
-            connectors,
-            clock,
             lifecycle: Lifecycle::new(),
-            queue: QueueSignal::default(),
-            intake: Intake::default(),
-            installation: OnceCell::new(),
+            delivery,
         })))
-    }
-
-    /// The id of the installation the database belongs to, read on first
-    /// use; `None` while the database cannot tell (it is retried next time).
-    pub async fn installation(&self) -> Option<Uuid> {
-        match self
-            .installation
-            .get_or_try_init(|| db::installation_id(&self.db))
-            .await
-        {
-            Ok(id) => Some(*id),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the installation id");
-                None
-            }
-        }
     }
 
     /// Brings the database to the state this binary needs, retrying with
@@ -196,7 +157,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         async move {
             state.start_up(shutdown.clone()).await;
             if state.lifecycle.is_started() {
-                crate::delivery::worker::run(state, shutdown).await;
+                crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
             }
         }
     });

@@ -154,6 +154,7 @@ async fn deliver(
 ) -> Result<Receipt, ConnectorError> {
     let report = report(company);
     state
+        .delivery
         .connectors
         .connector(company, provider)
         .expect("provider is configured")
@@ -292,6 +293,7 @@ async fn a_provider_without_credentials_is_reported_as_not_configured(pool: PgPo
     let h = Harness::start(pool).await;
     let state = h.state(&[("GOODERA_API_URL", "")]);
     let err = state
+        .delivery
         .connectors
         .connector(Uuid::new_v4(), Provider::Goodera)
         .err()
@@ -559,6 +561,7 @@ async fn soap_faults_are_classified_by_their_code(pool: PgPool) {
     let mut invalid = report(company);
     invalid.outcome_scores.insert("wellbeing".into(), 1.5);
     let err = soap
+        .delivery
         .connectors
         .connector(company, Provider::Workday)
         .unwrap()
@@ -619,6 +622,7 @@ async fn the_circuit_opens_after_five_failures_and_a_probe_closes_it(pool: PgPoo
     }
     let circuit = |state: &AppState| {
         state
+            .delivery
             .connectors
             .circuits()
             .into_iter()
@@ -662,7 +666,11 @@ async fn the_connection_test_checks_credentials_without_delivering(pool: PgPool)
     ] {
         let state = h.state(overrides);
         for provider in Provider::ALL {
-            let connector = state.connectors.connector(company, provider).unwrap();
+            let connector = state
+                .delivery
+                .connectors
+                .connector(company, provider)
+                .unwrap();
             connector
                 .health()
                 .await
@@ -678,6 +686,7 @@ async fn the_connection_test_checks_credentials_without_delivering(pool: PgPool)
     let stranger = Uuid::new_v4();
     for provider in [Provider::Goodera, Provider::Workday] {
         let err = wrong
+            .delivery
             .connectors
             .connector(stranger, provider)
             .unwrap()

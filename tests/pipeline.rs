@@ -10,9 +10,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
 use impact_in::{
-    app::AppState,
     clock::{ManualClock, SharedClock, SystemClock},
-    delivery::{queue, worker},
+    delivery::{DeliveryContext, queue, worker},
     sandbox::{Sandbox, SandboxConfig, credentials},
 };
 use serde_json::{Value, json};
@@ -74,7 +73,10 @@ impl Pipeline {
 
     fn start_workers(&mut self) {
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(worker::run(self.app.state.clone(), shutdown.clone()));
+        let handle = tokio::spawn(worker::run(
+            self.app.state.delivery.clone(),
+            shutdown.clone(),
+        ));
         self.workers = Some((shutdown, handle));
     }
 
@@ -580,7 +582,7 @@ async fn a_worker_dying_mid_attempt_loses_nothing(pool: PgPool) {
     );
 
     assert_eq!(done["inFlightSince"], Value::Null);
-    let late = worker::attempt_and_record(&p.app.state, held[0].clone()).await;
+    let late = worker::attempt_and_record(&p.app.state.delivery, held[0].clone()).await;
     assert_eq!(
         late,
         worker::Recorded::NotRecorded,
@@ -598,7 +600,10 @@ async fn two_worker_pools_never_attempt_a_delivery_twice(pool: PgPool) {
         ids.push(id_of(&p.create("benevity", p.distinct_report(n)).await));
     }
     // Two "replicas" over the same database.
-    let other = AppState::new(p.app.state.config.clone(), pool.clone()).unwrap();
+    // A worker needs the delivery context only, no authenticator.
+    let other =
+        DeliveryContext::from_config(&p.app.state.config, pool.clone(), Arc::new(SystemClock))
+            .unwrap();
     let other_shutdown = CancellationToken::new();
     let other_workers = tokio::spawn(worker::run(other, other_shutdown.clone()));
     p.start_workers();
@@ -1000,7 +1005,7 @@ async fn the_idempotency_cache_never_answers_for_another_database(pool: PgPool) 
     // Within one installation, the cache does answer.
     let third = id_of(&fresh.create("benevity", fresh.report()).await);
     assert_eq!(fresh.settled(&third, "success").await["fromCache"], true);
-    assert_ne!(fresh.app.state.installation().await, Some(old));
+    assert_ne!(fresh.app.state.delivery.installation().await, Some(old));
 }
 
 /// API requests the sandbox's `provider` has seen, accepted or not.

@@ -1,5 +1,6 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
+pub mod context;
 pub mod cursor;
 pub mod intake;
 pub mod queue;
@@ -15,6 +16,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+pub use context::DeliveryContext;
 
 use crate::provider::Provider;
 

@@ -11,12 +11,12 @@ use tokio::{sync::Semaphore, time::Instant};
 use uuid::Uuid;
 
 use super::{
-    Delivery, DeliveryStatus,
+    Delivery, DeliveryContext, DeliveryStatus,
     queue::{self, Claimed},
     store,
     worker::{self, Recorded},
 };
-use crate::{app::AppState, auth::CompanyScope};
+use crate::auth::CompanyScope;
 
 /// What a replay did with one id.
 #[derive(Debug)]
@@ -57,13 +57,13 @@ const CONCURRENCY: usize = 10;
 /// for them up to `REPLAY_TIMEOUT_SECS`; those still running then are
 /// `InProgress` and finish on their own.
 pub async fn replay(
-    state: &AppState,
+    ctx: &DeliveryContext,
     scope: &CompanyScope,
     ids: &[Uuid],
 ) -> Result<Vec<Replayed>, sqlx::Error> {
-    let config = &state.config.delivery;
+    let config = &ctx.config;
     let worker_name = format!("replay:{}", std::process::id());
-    let claimed = queue::claim_failed(&state.db, scope, ids, &worker_name, config.lease).await?;
+    let claimed = queue::claim_failed(&ctx.db, scope, ids, &worker_name, config.lease).await?;
     tracing::info!(
         requested = ids.len(),
         claimed = claimed.len(),
@@ -76,14 +76,13 @@ pub async fn replay(
         .into_iter()
         .map(|claimed| {
             let keys = [claimed.id, claimed.delivery_id];
-            let (state, permits, worker_name) =
-                (state.clone(), permits.clone(), worker_name.clone());
+            let (ctx, permits, worker_name) = (ctx.clone(), permits.clone(), worker_name.clone());
             let attempt = tokio::spawn(async move {
                 let _permit = permits
                     .acquire_owned()
                     .await
                     .expect("the semaphore is never closed");
-                attempt_if_still_held(&state, claimed, &worker_name).await
+                attempt_if_still_held(&ctx, claimed, &worker_name).await
             });
             (keys, attempt)
         })
@@ -109,7 +108,7 @@ pub async fn replay(
             .iter()
             .find(|(keys, _)| keys.contains(id))
             .map(|(_, recorded)| recorded.clone());
-        let Some(delivery) = store::find(&state.db, scope, *id).await? else {
+        let Some(delivery) = store::find(&ctx.db, scope, *id).await? else {
             results.push(Replayed::NotFound);
             continue;
         };
@@ -132,9 +131,9 @@ const NOT_RECORDED: &str = "not recorded: another worker holds the delivery, or 
 
 /// Renews the replay's lease, then attempts; a delivery whose lease another
 /// worker took over meanwhile is that worker's to send.
-async fn attempt_if_still_held(state: &AppState, claimed: Claimed, worker: &str) -> Recorded {
-    match queue::renew(&state.db, &claimed, worker, state.config.delivery.lease).await {
-        Ok(true) => worker::attempt_and_record(state, claimed).await,
+async fn attempt_if_still_held(ctx: &DeliveryContext, claimed: Claimed, worker: &str) -> Recorded {
+    match queue::renew(&ctx.db, &claimed, worker, ctx.config.lease).await {
+        Ok(true) => worker::attempt_and_record(ctx, claimed).await,
         Ok(false) => Recorded::NotRecorded,
         Err(err) => {
             tracing::warn!(error = %err, delivery_id = %claimed.delivery_id, "cannot renew a replay's lease; the workers replay it when it runs out");

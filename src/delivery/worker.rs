@@ -15,28 +15,27 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    DeliveryStatus,
+    DeliveryContext, DeliveryStatus,
     queue::{self, AttemptRecord, Claimed, Outcome, Trigger},
     signal,
 };
 use crate::{
-    app::AppState,
     connectors::{ConnectorError, DeliveryRequest, ErrorClass, retry::AttemptsMade},
     report::ImpactReport,
 };
 
 /// Runs `DELIVERY_WORKERS` workers until `shutdown`; each finishes the
 /// attempts it holds and records them before returning.
-pub async fn run(state: AppState, shutdown: CancellationToken) {
-    let listener = tokio::spawn(listen(state.clone(), shutdown.clone()));
+pub async fn run(ctx: DeliveryContext, shutdown: CancellationToken) {
+    let listener = tokio::spawn(listen(ctx.clone(), shutdown.clone()));
     let announcer = tokio::spawn({
-        let (state, shutdown) = (state.clone(), shutdown.clone());
-        async move { state.queue.announce(&state.db, shutdown).await }
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move { ctx.queue.announce(&ctx.db, shutdown).await }
     });
     let mut workers = JoinSet::new();
-    for index in 0..state.config.delivery.workers {
+    for index in 0..ctx.config.workers {
         let name = format!("{}:{}:{index}", hostname(), std::process::id());
-        workers.spawn(work(state.clone(), name, shutdown.clone()));
+        workers.spawn(work(ctx.clone(), name, shutdown.clone()));
     }
     workers.join_all().await;
     listener.abort();
@@ -49,10 +48,10 @@ fn hostname() -> String {
 
 /// Wakes the workers on NOTIFY; the poll interval covers a lost connection
 /// until it is re-established.
-async fn listen(state: AppState, shutdown: CancellationToken) {
+async fn listen(ctx: DeliveryContext, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(250);
     while !shutdown.is_cancelled() {
-        let mut listener = match PgListener::connect_with(&state.db).await {
+        let mut listener = match PgListener::connect_with(&ctx.db).await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::warn!(error = %err, "cannot LISTEN for new deliveries; polling");
@@ -70,7 +69,7 @@ async fn listen(state: AppState, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 received = listener.recv() => match received {
-                    Ok(_) => state.queue.notified(),
+                    Ok(_) => ctx.queue.notified(),
                     Err(err) => {
                         tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
                         break;
@@ -101,12 +100,12 @@ const OUTCOMES_PER_STATEMENT: usize = 256;
 /// flight, topping up as slots free (a slow provider call holds only its own
 /// slot), and a writer recording finished attempts, all that are ready in one
 /// statement, so the commits per delivery fall as the load rises.
-async fn work(state: AppState, name: String, shutdown: CancellationToken) {
-    let config = &state.config.delivery;
+async fn work(ctx: DeliveryContext, name: String, shutdown: CancellationToken) {
+    let config = &ctx.config;
     let slots = usize::try_from(config.batch_size).unwrap_or(1).max(1);
     let in_flight = Arc::new(Semaphore::new(slots));
     let (finished, outcomes) = mpsc::channel::<Finished>(slots);
-    let writer = tokio::spawn(write_outcomes(state.clone(), outcomes));
+    let writer = tokio::spawn(write_outcomes(ctx.clone(), outcomes));
     let mut backoff = config.poll_interval;
     // Whether the last claim found more due work than it could take.
     let mut backlog = false;
@@ -139,9 +138,9 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
             free.push(slot);
         }
         // Registered before claiming, so a NOTIFY during the claim is not lost.
-        let notified = state.queue.wait();
+        let notified = ctx.queue.wait();
         let limit = i64::try_from(free.len()).unwrap_or(i64::MAX);
-        let batch = match queue::claim(&state.db, &name, limit, config.lease).await {
+        let batch = match queue::claim(&ctx.db, &name, limit, config.lease).await {
             Ok(batch) => {
                 backoff = config.poll_interval;
                 backlog = batch.len() == free.len();
@@ -168,9 +167,9 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
             continue;
         }
         for (claimed, slot) in batch.into_iter().zip(free) {
-            let (state, finished) = (state.clone(), finished.clone());
+            let (ctx, finished) = (ctx.clone(), finished.clone());
             tokio::spawn(async move {
-                let outcome = attempt(&state, &claimed).await;
+                let outcome = attempt(&ctx, &claimed).await;
                 let done = Finished {
                     claimed,
                     outcome,
@@ -188,11 +187,11 @@ async fn work(state: AppState, name: String, shutdown: CancellationToken) {
     let _ = writer.await;
 }
 
-async fn write_outcomes(state: AppState, mut outcomes: mpsc::Receiver<Finished>) {
+async fn write_outcomes(ctx: DeliveryContext, mut outcomes: mpsc::Receiver<Finished>) {
     let mut ready = Vec::with_capacity(OUTCOMES_PER_STATEMENT);
     while outcomes.recv_many(&mut ready, OUTCOMES_PER_STATEMENT).await > 0 {
         let batch: Vec<_> = ready.iter().map(|f| (&f.claimed, &f.outcome)).collect();
-        record(&state, &batch).await;
+        record(&ctx, &batch).await;
         // Frees the slots.
         ready.clear();
     }
@@ -204,10 +203,10 @@ async fn write_outcomes(state: AppState, mut outcomes: mpsc::Receiver<Finished>)
 const RECORD_TRIES: u32 = 4;
 
 /// Records outcomes; the record ids whose outcome landed.
-async fn record(state: &AppState, finished: &[(&Claimed, &Outcome)]) -> Vec<uuid::Uuid> {
+async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<uuid::Uuid> {
     let mut pause = Duration::from_millis(200);
     for tries in 1..=RECORD_TRIES {
-        match queue::complete(&state.db, finished).await {
+        match queue::complete(&ctx.db, finished).await {
             Ok(landed) => {
                 for (claimed, _) in finished.iter().filter(|(c, _)| !landed.contains(&c.id)) {
                     tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
@@ -243,9 +242,9 @@ pub enum Recorded {
 }
 
 /// One attempt, recorded on its own (an operator's replay).
-pub async fn attempt_and_record(state: &AppState, claimed: Claimed) -> Recorded {
-    let outcome = attempt(state, &claimed).await;
-    if record(state, &[(&claimed, &outcome)]).await.is_empty() {
+pub async fn attempt_and_record(ctx: &DeliveryContext, claimed: Claimed) -> Recorded {
+    let outcome = attempt(ctx, &claimed).await;
+    if record(ctx, &[(&claimed, &outcome)]).await.is_empty() {
         return Recorded::NotRecorded;
     }
     match (outcome.status, outcome.last_error) {
@@ -258,22 +257,22 @@ pub async fn attempt_and_record(state: &AppState, claimed: Claimed) -> Recorded 
 /// provider for the same company, in this installation only (a fresh
 /// database sharing the Redis of another must not take its answers).
 /// `None` when the installation id cannot be read: the cache is skipped.
-async fn cache_key(state: &AppState, claimed: &Claimed) -> Option<String> {
-    let installation = state.installation().await?;
+async fn cache_key(ctx: &DeliveryContext, claimed: &Claimed) -> Option<String> {
+    let installation = ctx.installation().await?;
     Some(format!(
         "idempotency:{installation}:{}:{}:{}",
         claimed.provider, claimed.company_id, claimed.payload_hash
     ))
 }
 
-async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
-    let started_at = state.clock.now();
+async fn attempt(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
+    let started_at = ctx.clock.now();
     let timer = Instant::now();
-    let cache_key = cache_key(state, claimed).await;
+    let cache_key = cache_key(ctx, claimed).await;
     // An operator's replay always reaches the provider.
     if claimed.next_trigger != Trigger::Replay
         && let Some(key) = &cache_key
-        && let Some(cached) = state.cache.get(key).await
+        && let Some(cached) = ctx.cache.get(key).await
         && let Ok(response) = serde_json::from_str::<serde_json::Value>(&cached)
     {
         return Outcome {
@@ -285,7 +284,7 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
             attempt: None,
         };
     }
-    let err = match deliver(state, claimed).await {
+    let err = match deliver(ctx, claimed).await {
         Ok(receipt) => {
             let response = json!({
                 "statusCode": receipt.status,
@@ -294,13 +293,8 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                 "latencyMs": receipt.latency.as_millis() as u64,
             });
             if let Some(key) = &cache_key {
-                state
-                    .cache
-                    .set(
-                        key,
-                        &response.to_string(),
-                        state.config.delivery.idempotency_ttl,
-                    )
+                ctx.cache
+                    .set(key, &response.to_string(), ctx.config.idempotency_ttl)
                     .await;
             }
             return Outcome {
@@ -333,7 +327,7 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
             attempt: None,
         };
     }
-    let policy = state.config.connectors.retry.get(claimed.provider);
+    let policy = ctx.retry.get(claimed.provider);
     let made = AttemptsMade {
         total: u32::try_from(claimed.attempt_count).unwrap_or(u32::MAX),
         rate_limited: u32::try_from(claimed.rate_limited_count).unwrap_or(u32::MAX)
@@ -369,7 +363,7 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
 }
 
 async fn deliver(
-    state: &AppState,
+    ctx: &DeliveryContext,
     claimed: &Claimed,
 ) -> Result<crate::connectors::Receipt, ConnectorError> {
     let report: ImpactReport = serde_json::from_value(claimed.payload.clone()).map_err(|err| {
@@ -377,7 +371,7 @@ async fn deliver(
             message: format!("the stored payload is not an impact report: {err}"),
         }
     })?;
-    let connector = state
+    let connector = ctx
         .connectors
         .connector(claimed.company_id, claimed.provider)
         .map_err(|err| ConnectorError::Unsendable {

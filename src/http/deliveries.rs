@@ -155,18 +155,19 @@ async fn create(
         idempotency_key,
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
-    let (status, delivery) = match store::insert(&state.db, &state.intake, new).await? {
-        Created::New(delivery) => {
-            state.queue.queued();
-            (StatusCode::ACCEPTED, delivery)
-        }
-        Created::Existing(delivery) => (StatusCode::OK, delivery),
-        Created::Conflict => {
-            return Err(ApiError::Conflict(
-                "deliveryId or Idempotency-Key was already used for a different request".into(),
-            ));
-        }
-    };
+    let (status, delivery) =
+        match store::insert(&state.delivery.db, &state.delivery.intake, new).await? {
+            Created::New(delivery) => {
+                state.delivery.queue.queued();
+                (StatusCode::ACCEPTED, delivery)
+            }
+            Created::Existing(delivery) => (StatusCode::OK, delivery),
+            Created::Conflict => {
+                return Err(ApiError::Conflict(
+                    "deliveryId or Idempotency-Key was already used for a different request".into(),
+                ));
+            }
+        };
     let location = format!("/v1/impact-in/deliveries/{}", delivery.id);
     Ok((status, [(header::LOCATION, location)], Json(delivery)).into_response())
 }

@@ -78,9 +78,12 @@ async fn check_database(state: &AppState) -> DatabaseCheck {
 
 async fn check_redis(state: &AppState) -> Check<RedisStatus> {
     let began = Instant::now();
-    let status = tokio::time::timeout(state.config.health_check_timeout, state.cache.status())
-        .await
-        .unwrap_or(RedisStatus::Disconnected);
+    let status = tokio::time::timeout(
+        state.config.health_check_timeout,
+        state.delivery.cache.status(),
+    )
+    .await
+    .unwrap_or(RedisStatus::Disconnected);
     Check {
         status,
         latency_ms: elapsed_ms(began),

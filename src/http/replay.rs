@@ -48,7 +48,7 @@ async fn replay_one(
     principal.require_write()?;
     let not_found = || ApiError::NotFound(format!("no delivery {id}"));
     let uuid: Uuid = id.parse().map_err(|_| not_found())?;
-    let replayed = replay::replay(&state, &principal.scope(None)?, &[uuid])
+    let replayed = replay::replay(&state.delivery, &principal.scope(None)?, &[uuid])
         .await?
         .pop()
         .expect("a replay answers once per id");
@@ -124,7 +124,7 @@ async fn bulk_replay(
             format!("must hold 1 to {BULK_LIMIT} delivery ids"),
         )]));
     }
-    let replayed = replay::replay(&state, &principal.scope(None)?, &body.ids).await?;
+    let replayed = replay::replay(&state.delivery, &principal.scope(None)?, &body.ids).await?;
     let results = body
         .ids
         .iter()
@@ -161,7 +161,7 @@ async fn retry_all_failed(
     let queued =
         queue::requeue_failed(&state.db, body.company_id, body.provider, body.since).await?;
     if queued > 0 {
-        state.queue.queued();
+        state.delivery.queue.queued();
     }
     tracing::info!(company_id = %body.company_id, queued, "failed deliveries re-queued");
     Ok((StatusCode::ACCEPTED, Json(Queued { queued })))
