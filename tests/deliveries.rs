@@ -1,5 +1,5 @@
 //! The delivery log routes: create, list with filters, pages and cursors,
-//! show.
+//! show, and retry-all-failed's `since`.
 
 mod common;
 
@@ -216,6 +216,10 @@ async fn list_filters_and_pages_newest_first(pool: PgPool) {
         ("startDate=yesterday", "startDate"),
         ("endDate=2026-13-01", "endDate"),
         ("startDate=2026-03-01&endDate=2026-02-01", "endDate"),
+        // Past chrono's range (a panic once) and past Postgres's (a 500).
+        ("endDate=%2B262142-12-31", "endDate"),
+        ("startDate=-200000-01-01", "startDate"),
+        ("startDate=0000-12-31T23:59:59Z", "startDate"),
         ("provider=salesforce", "provider"),
         ("companyId=42", "companyId"),
     ] {
@@ -461,4 +465,48 @@ async fn a_cursor_never_crosses_into_another_company(pool: PgPool) {
     )
     .await
     .problem(StatusCode::FORBIDDEN);
+}
+
+/// `since` takes what the list's `startDate` takes: a plain date (its
+/// first instant) as well as a timestamp, inside the same range.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn retry_all_failed_takes_the_dates_the_list_takes(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+    let failed = seed(&pool, company, "benevity", "failed", "2026-02-27T00:00:00Z").await;
+    sqlx::query("UPDATE impact_deliveries SET updated_at = '2026-03-01T08:00:00Z' WHERE id = $1")
+        .bind(failed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let path = format!("{LIST}/retry-all-failed");
+    let retry = |since: &str| {
+        app.post(
+            &path,
+            Some(&writer),
+            json!({ "companyId": company, "since": since }),
+        )
+    };
+
+    for (since, queued) in [
+        ("2026-03-02", 0),
+        ("2026-03-01T08:00:00.000001Z", 0),
+        ("2026-03-01", 1),
+    ] {
+        let response = retry(since).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        assert_eq!(response.body["queued"], queued, "{since}");
+    }
+
+    for since in [
+        "-200000-01-01T00:00:00Z",
+        "+262142-12-31",
+        "2026-02-30",
+        "yesterday",
+    ] {
+        let response = retry(since).await;
+        response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.error_fields(), vec!["since"], "{since}");
+    }
 }

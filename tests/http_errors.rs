@@ -6,7 +6,12 @@ use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{ADMIN, MANAGE, TestApp, config, token};
+use proptest::{
+    prelude::*,
+    test_runner::{TestCaseError, TestRunner},
+};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -230,4 +235,156 @@ async fn cors_allows_only_configured_origins(pool: PgPool) {
             .headers
             .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
     );
+}
+
+/// Dates as callers may send them: plain dates and RFC 3339 timestamps with
+/// any sign and year (past Postgres's range, 4713 BC to 294276 AD, and
+/// chrono's, ±262143), impossible months, days, times and offsets, and
+/// arbitrary text.
+fn date_text() -> impl Strategy<Value = String> {
+    let year = prop_oneof![
+        0u32..=10_000,
+        10_000u32..=400_000,
+        prop::sample::select(vec![
+            262_142, 262_143, 294_276, 294_277, 4_713, 4_714, 9_999
+        ]),
+    ];
+    let date = (
+        prop::sample::select(vec!["", "+", "-"]),
+        year,
+        0u32..=13,
+        0u32..=32,
+    )
+        .prop_map(|(sign, year, month, day)| format!("{sign}{year:04}-{month:02}-{day:02}"));
+    let offset = prop_oneof![
+        Just("Z".to_owned()),
+        (prop::sample::select(vec!['+', '-']), 0u32..=24, 0u32..=60)
+            .prop_map(|(sign, hours, minutes)| format!("{sign}{hours:02}:{minutes:02}")),
+    ];
+    let timestamp = (
+        date.clone(),
+        0u32..=24,
+        0u32..=60,
+        0u32..=60,
+        prop::option::of(0u32..=999_999_999),
+        offset,
+    )
+        .prop_map(|(date, h, m, s, fraction, offset)| {
+            let fraction = fraction.map(|f| format!(".{f:09}")).unwrap_or_default();
+            format!("{date}T{h:02}:{m:02}:{s:02}{fraction}{offset}")
+        });
+    // The edges of both ranges, which random years seldom hit.
+    let edges = prop::sample::select(vec![
+        "+262142-12-31",
+        "-262143-01-01",
+        "-200000-01-01",
+        "-4713-11-24",
+        "294276-12-31T23:59:59.999999Z",
+        "0000-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59.999999999-23:59",
+    ])
+    .prop_map(str::to_owned);
+    prop_oneof![2 => date, 2 => timestamp, 1 => edges, 1 => any::<String>()]
+}
+
+/// Asserts an answer that is neither a server error nor an unnamed client
+/// error: a 4xx must be problem+json naming only fields of `named`.
+fn answered(
+    route: &str,
+    response: &common::TestResponse,
+    named: &[&str],
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        !response.status.is_server_error(),
+        "{route}: {} {}",
+        response.status,
+        response.body
+    );
+    if response.status.is_client_error() {
+        prop_assert_eq!(
+            response.content_type(),
+            "application/problem+json",
+            "{}",
+            route
+        );
+        let fields = response.error_fields();
+        prop_assert!(
+            !fields.is_empty() && fields.iter().all(|f| named.contains(&f.as_str())),
+            "{route}: {} {}",
+            response.status,
+            response.body
+        );
+    }
+    Ok(())
+}
+
+/// Every date parameter of every route, with any text: an answer, never a
+/// 5xx or a dropped request (a panic fails the property). Requests run on
+/// the test's runtime; proptest drives them from a blocking thread.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn no_date_a_caller_sends_is_a_server_error(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let runtime = tokio::runtime::Handle::current();
+    let cases = tokio::task::spawn_blocking(move || {
+        let company = Uuid::new_v4();
+        let writer = token(&[company], &[ADMIN, MANAGE]);
+        let config = ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        TestRunner::new(config).run(&date_text(), |raw| {
+            runtime.block_on(async {
+                let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
+                for (path, named) in [
+                    (format!("{LIST}?startDate={encoded}"), &["startDate"][..]),
+                    (format!("{LIST}?endDate={encoded}"), &["endDate"]),
+                    (
+                        format!("/v1/impact-in/stats?startDate={encoded}&endDate={encoded}"),
+                        &["startDate", "endDate"],
+                    ),
+                    // A cursor carries a timestamp too.
+                    (
+                        format!(
+                            "{LIST}?cursor={}",
+                            URL_SAFE_NO_PAD.encode(format!("{raw}|{}", Uuid::new_v4()))
+                        ),
+                        &["cursor"],
+                    ),
+                ] {
+                    answered(&path, &app.get(&path, Some(&writer)).await, named)?;
+                }
+
+                let retry = format!("{LIST}/retry-all-failed");
+                let response = app
+                    .post(&retry, Some(&writer), json!({ "companyId": company, "since": raw }))
+                    .await;
+                answered(&retry, &response, &["since"])?;
+
+                for (at, other) in [("start", ("end", "9999-12-31")), ("end", ("start", "0001-01-01"))] {
+                    let mut report = common::report(company);
+                    report["period"][at] = json!(raw);
+                    report["period"][other.0] = json!(other.1);
+                    let response = app
+                        .post(
+                            LIST,
+                            Some(&writer),
+                            json!({ "companyId": company, "provider": "workday", "payload": report }),
+                        )
+                        .await;
+                    answered(
+                        LIST,
+                        &response,
+                        &["payload.period.start", "payload.period.end"],
+                    )?;
+                }
+                Ok(())
+            })
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(failure) = cases {
+        panic!("{failure}");
+    }
 }
