@@ -467,6 +467,56 @@ async fn a_cursor_never_crosses_into_another_company(pool: PgPool) {
     .problem(StatusCode::FORBIDDEN);
 }
 
+/// Reports no provider can take are refused at the door: text XML 1.0
+/// cannot carry (Workday's SOAP envelope would not be well-formed) and
+/// period years that do not fit `YYYY`.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn undeliverable_reports_are_422s_naming_the_field(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+
+    let mut report = common::report(company);
+    report["period"] = json!({ "start": "-0001-01-01", "end": "+100000-01-01" });
+    report["outcomeScores"] = json!({ "lang\u{FFFF}": 0.5 });
+    report["programmes"][0]["name"] = json!("R&D \u{FFFE}");
+    report["programmes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "bell\u{7}", "volunteerHours": 1.0, "participantCount": 1 }));
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "workday", "payload": report }),
+        )
+        .await;
+    response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.error_fields(),
+        vec![
+            "payload.period.start",
+            "payload.period.end",
+            "payload.outcomeScores.lang\\u{ffff}",
+            "payload.programmes[0].name",
+            "payload.programmes[1].name",
+        ]
+    );
+
+    // Four-digit years, and text XML allows, stay accepted.
+    let mut edge = common::report(company);
+    edge["period"] = json!({ "start": "0001-01-01", "end": "9999-12-31" });
+    edge["programmes"][0]["name"] = json!("Tab\tand\nbreaks, \u{FFFD} and \u{10FFFF}");
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "workday", "payload": edge }),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+}
+
 /// `since` takes what the list's `startDate` takes: a plain date (its
 /// first instant) as well as a timestamp, inside the same range.
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
