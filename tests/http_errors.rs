@@ -8,12 +8,14 @@ use axum::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{ADMIN, MANAGE, TestApp, config, token};
+use impact_in::http::listener::Connections;
 use proptest::{
     prelude::*,
     test_runner::{TestCaseError, TestRunner},
 };
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 const LIST: &str = "/v1/impact-in/deliveries";
@@ -387,4 +389,85 @@ async fn no_date_a_caller_sends_is_a_server_error(pool: PgPool) {
     if let Err(failure) = cases {
         panic!("{failure}");
     }
+}
+
+/// The service as `impact-in serve` runs it, on an ephemeral port.
+async fn served(pool: PgPool) -> std::net::SocketAddr {
+    let app = TestApp::start(pool, config(&[])).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(Connections::new(listener), app.router).into_future());
+    address
+}
+
+/// Sends `request` over a fresh connection and reads the answer until the
+/// server closes it. Writing runs on its own, and may fail: the server
+/// answers a head past its limits without reading all of it.
+async fn exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let mut chunk = [0; 4096];
+    while let Ok(n) = reader.read(&mut chunk).await
+        && n > 0
+    {
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    drop(sending.await);
+    String::from_utf8(answer).unwrap()
+}
+
+/// hyper refuses a request head past its limits itself, before the router;
+/// the answer is still problem+json.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn header_limits_answer_with_a_problem_over_tcp(pool: PgPool) {
+    let address = served(pool).await;
+
+    let many: String = (0..101).map(|i| format!("x-field-{i}: 1\r\n")).collect();
+    let large = format!("x-large: {}\r\n", "a".repeat(1 << 20));
+    for headers in [many, large] {
+        let request = format!("GET /health/liveness HTTP/1.1\r\nhost: test\r\n{headers}\r\n");
+        let answer = exchange(address, request.into_bytes()).await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 431 "), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/problem+json\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{head}"
+        );
+        let problem: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["type"], "/problems/request-header-fields-too-large");
+        assert_eq!(problem["title"], "Request Header Fields Too Large");
+        assert_eq!(problem["status"], 431);
+    }
+
+    // A request head hyper cannot parse at all is a 400 problem too.
+    let answer = exchange(address, b"NOT HTTP\r\n\r\n".to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.ends_with(r#""detail":"the request is not valid HTTP/1.1"}"#),
+        "{answer}"
+    );
+
+    // Everything else passes through untouched, on a connection kept alive.
+    let two = b"GET /health/liveness HTTP/1.1\r\nhost: test\r\n\r\n\
+                GET /nothing HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+    let answer = exchange(address, two.to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains(r#"{"status":"alive"}HTTP/1.1 404 Not Found"#),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with(r#""detail":"no route for GET /nothing"}"#),
+        "{answer}"
+    );
 }

@@ -6,6 +6,7 @@ mod deliveries;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod listener;
 mod replay;
 mod stats;
 
