@@ -3,10 +3,14 @@
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::{StatusCode, header};
 use common::{ADMIN, MANAGE, TestApp, config, token};
+use impact_in::delivery::worker;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const LIST: &str = "/v1/impact-in/deliveries";
@@ -559,4 +563,48 @@ async fn retry_all_failed_takes_the_dates_the_list_takes(pool: PgPool) {
         response.problem(StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(response.error_fields(), vec!["since"], "{since}");
     }
+}
+
+/// An attempt that got no answer (here: a provider with no configuration,
+/// never contacted) shows `httpStatus: null`, as docs/api.md says; the
+/// member is there, not left out.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_attempt_without_an_answer_shows_http_status_null(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("DELIVERY_POLL_INTERVAL_MS", "20")])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+    let created = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "benevity", "payload": common::report(company) }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    let shown = format!("{LIST}/{}", created.body["id"].as_str().unwrap());
+
+    let shutdown = CancellationToken::new();
+    let workers = tokio::spawn(worker::run(app.state.clone(), shutdown.clone()));
+    // Waits for the workers, not for time: they fail it on the first attempt.
+    let delivery = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let delivery = app.get(&shown, Some(&writer)).await.body;
+            if delivery["status"] == "failed" {
+                return delivery;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the workers fail a delivery to an unconfigured provider");
+    shutdown.cancel();
+    workers.await.unwrap();
+
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["errorClass"], "permanent", "{delivery}");
+    assert_eq!(
+        attempt.as_object().unwrap().get("httpStatus"),
+        Some(&Value::Null),
+        "{delivery}"
+    );
 }
