@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::serve::ListenerExt;
 use backon::{ExponentialBuilder, Retryable};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -20,6 +19,7 @@ use crate::{
     config::Config,
     db,
     delivery::DeliveryContext,
+    http::listener::Connections,
     provider::Provider,
 };
 
@@ -163,15 +163,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
 
     let router = crate::http::router(state.clone());
-    // Responses go out as soon as they are written: with Nagle's algorithm a
-    // response's last segment can wait for the client's delayed ACK (40 ms).
-    let listener = listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
-        }
-    });
     let server = tokio::spawn(
-        axum::serve(listener, router)
+        axum::serve(Connections::new(listener), router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -73,6 +73,13 @@ impl ImpactReport {
                 });
             }
         };
+        for (field, date) in [("start", self.period.start), ("end", self.period.end)] {
+            check(
+                PERIOD_YEARS.contains(&date.year()),
+                format!("period.{field}"),
+                "must be a date from 0001-01-01 to 9999-12-31",
+            );
+        }
         check(
             self.period.start <= self.period.end,
             "period.end".into(),
@@ -93,9 +100,9 @@ impl ImpactReport {
                 "dimension names must not be blank",
             );
             check(
-                printable(dimension),
+                xml_text(dimension),
                 format!("outcomeScores.{}", dimension.escape_debug()),
-                "dimension names must not contain control characters",
+                "dimension names must not contain control characters, U+FFFE or U+FFFF",
             );
             check(
                 score.is_finite() && (0.0..=1.0).contains(score),
@@ -125,9 +132,9 @@ impl ImpactReport {
                 "must not be blank",
             );
             check(
-                printable(&programme.name),
+                xml_text(&programme.name),
                 format!("{at}.name"),
-                "must not contain control characters",
+                "must not contain control characters, U+FFFE or U+FFFF",
             );
             check(
                 non_negative(programme.volunteer_hours),
@@ -142,12 +149,17 @@ impl ImpactReport {
     }
 }
 
-/// Control characters cannot travel in XML 1.0 (Workday SOAP); tab and line
-/// breaks can.
-fn printable(text: &str) -> bool {
-    !text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+/// Every provider writes dates as `YYYY-MM-DD` and refuses other years.
+const PERIOD_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Text that can travel in XML 1.0 (Workday's SOAP envelope): its `Char`
+/// production has no C0 controls but tab and line breaks, and neither U+FFFE
+/// nor U+FFFF (surrogates cannot occur in a Rust string). DEL and the C1
+/// controls, which XML allows, are refused too: no name needs them.
+fn xml_text(text: &str) -> bool {
+    !text.chars().any(|c| {
+        (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    })
 }
 
 fn non_negative(value: f64) -> bool {
@@ -208,5 +220,22 @@ mod tests {
                 "programmes[1].name",
             ]
         );
+    }
+
+    #[test]
+    fn names_hold_only_what_xml_1_0_can_carry() {
+        for fine in [
+            "R&D <Europe> ]]>",
+            "tab\tline\nbreak\r",
+            "\u{FFFD}",
+            "\u{10FFFF}",
+        ] {
+            assert!(xml_text(fine), "{fine:?}");
+        }
+        for refused in [
+            "\u{0}", "\u{1F}", "\u{7F}", "\u{85}", "\u{FFFE}", "\u{FFFF}",
+        ] {
+            assert!(!xml_text(refused), "{refused:?}");
+        }
     }
 }

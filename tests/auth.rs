@@ -344,3 +344,36 @@ async fn tokens_verify_against_a_public_key_file(pool: PgPool) {
     .unwrap();
     assert_unauthorized(&app.get(LIST, Some(&confused)).await);
 }
+
+/// The `detail` docs/api.md gives for a token short of a claim. `sub` and
+/// `exp` are part of the claims the service reads, so a token without one
+/// is malformed; `iss` (and `aud`) are required only when configured, and
+/// their absence is named as such.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_token_short_of_a_claim_is_refused_with_the_documented_text(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("JWT_ISSUER", "cockpit")])).await;
+    let key = jsonwebtoken::EncodingKey::from_secret(common::JWT_SECRET.as_bytes());
+    let sign = |claims: &Value| {
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
+    };
+    let complete = json!({
+        "sub": "tester", "exp": common::now() + 300, "iss": "cockpit",
+        "companyId": Uuid::new_v4(), "roles": [ADMIN],
+    });
+    assert_eq!(
+        app.get(LIST, Some(&sign(&complete))).await.status,
+        StatusCode::OK
+    );
+
+    for (claim, detail) in [
+        ("sub", "unauthorized: malformed token"),
+        ("exp", "unauthorized: malformed token"),
+        ("iss", "unauthorized: a required claim is missing"),
+    ] {
+        let mut short = complete.clone();
+        short.as_object_mut().unwrap().remove(claim);
+        let response = app.get(LIST, Some(&sign(&short))).await;
+        assert_unauthorized(&response);
+        assert_eq!(response.body["detail"], detail, "without {claim}");
+    }
+}

@@ -1,12 +1,16 @@
 //! The delivery log routes: create, list with filters, pages and cursors,
-//! show.
+//! show, and retry-all-failed's `since`.
 
 mod common;
 
+use std::time::Duration;
+
 use axum::http::{StatusCode, header};
 use common::{ADMIN, MANAGE, TestApp, config, token};
+use impact_in::delivery::worker;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const LIST: &str = "/v1/impact-in/deliveries";
@@ -216,6 +220,10 @@ async fn list_filters_and_pages_newest_first(pool: PgPool) {
         ("startDate=yesterday", "startDate"),
         ("endDate=2026-13-01", "endDate"),
         ("startDate=2026-03-01&endDate=2026-02-01", "endDate"),
+        // Past chrono's range (a panic once) and past Postgres's (a 500).
+        ("endDate=%2B262142-12-31", "endDate"),
+        ("startDate=-200000-01-01", "startDate"),
+        ("startDate=0000-12-31T23:59:59Z", "startDate"),
         ("provider=salesforce", "provider"),
         ("companyId=42", "companyId"),
     ] {
@@ -461,4 +469,142 @@ async fn a_cursor_never_crosses_into_another_company(pool: PgPool) {
     )
     .await
     .problem(StatusCode::FORBIDDEN);
+}
+
+/// Reports no provider can take are refused at the door: text XML 1.0
+/// cannot carry (Workday's SOAP envelope would not be well-formed) and
+/// period years that do not fit `YYYY`.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn undeliverable_reports_are_422s_naming_the_field(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+
+    let mut report = common::report(company);
+    report["period"] = json!({ "start": "-0001-01-01", "end": "+100000-01-01" });
+    report["outcomeScores"] = json!({ "lang\u{FFFF}": 0.5 });
+    report["programmes"][0]["name"] = json!("R&D \u{FFFE}");
+    report["programmes"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({ "name": "bell\u{7}", "volunteerHours": 1.0, "participantCount": 1 }));
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "workday", "payload": report }),
+        )
+        .await;
+    response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.error_fields(),
+        vec![
+            "payload.period.start",
+            "payload.period.end",
+            "payload.outcomeScores.lang\\u{ffff}",
+            "payload.programmes[0].name",
+            "payload.programmes[1].name",
+        ]
+    );
+
+    // Four-digit years, and text XML allows, stay accepted.
+    let mut edge = common::report(company);
+    edge["period"] = json!({ "start": "0001-01-01", "end": "9999-12-31" });
+    edge["programmes"][0]["name"] = json!("Tab\tand\nbreaks, \u{FFFD} and \u{10FFFF}");
+    let response = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "workday", "payload": edge }),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+}
+
+/// `since` takes what the list's `startDate` takes: a plain date (its
+/// first instant) as well as a timestamp, inside the same range.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn retry_all_failed_takes_the_dates_the_list_takes(pool: PgPool) {
+    let app = TestApp::start(pool.clone(), config(&[])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+    let failed = seed(&pool, company, "benevity", "failed", "2026-02-27T00:00:00Z").await;
+    sqlx::query("UPDATE impact_deliveries SET updated_at = '2026-03-01T08:00:00Z' WHERE id = $1")
+        .bind(failed)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let path = format!("{LIST}/retry-all-failed");
+    let retry = |since: &str| {
+        app.post(
+            &path,
+            Some(&writer),
+            json!({ "companyId": company, "since": since }),
+        )
+    };
+
+    for (since, queued) in [
+        ("2026-03-02", 0),
+        ("2026-03-01T08:00:00.000001Z", 0),
+        ("2026-03-01", 1),
+    ] {
+        let response = retry(since).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.body);
+        assert_eq!(response.body["queued"], queued, "{since}");
+    }
+
+    for since in [
+        "-200000-01-01T00:00:00Z",
+        "+262142-12-31",
+        "2026-02-30",
+        "yesterday",
+    ] {
+        let response = retry(since).await;
+        response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.error_fields(), vec!["since"], "{since}");
+    }
+}
+
+/// An attempt that got no answer (here: a provider with no configuration,
+/// never contacted) shows `httpStatus: null`, as docs/api.md says; the
+/// member is there, not left out.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_attempt_without_an_answer_shows_http_status_null(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("DELIVERY_POLL_INTERVAL_MS", "20")])).await;
+    let company = Uuid::new_v4();
+    let writer = token(&[company], &[ADMIN, MANAGE]);
+    let created = app
+        .post(
+            LIST,
+            Some(&writer),
+            json!({ "companyId": company, "provider": "benevity", "payload": common::report(company) }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    let shown = format!("{LIST}/{}", created.body["id"].as_str().unwrap());
+
+    let shutdown = CancellationToken::new();
+    let workers = tokio::spawn(worker::run(app.state.delivery.clone(), shutdown.clone()));
+    // Waits for the workers, not for time: they fail it on the first attempt.
+    let delivery = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let delivery = app.get(&shown, Some(&writer)).await.body;
+            if delivery["status"] == "failed" {
+                return delivery;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the workers fail a delivery to an unconfigured provider");
+    shutdown.cancel();
+    workers.await.unwrap();
+
+    let attempt = &delivery["attempts"][0];
+    assert_eq!(attempt["errorClass"], "permanent", "{delivery}");
+    assert_eq!(
+        attempt.as_object().unwrap().get("httpStatus"),
+        Some(&Value::Null),
+        "{delivery}"
+    );
 }

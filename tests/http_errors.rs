@@ -6,9 +6,16 @@ use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{ADMIN, MANAGE, TestApp, config, token};
-use serde_json::json;
+use impact_in::http::listener::Connections;
+use proptest::{
+    prelude::*,
+    test_runner::{TestCaseError, TestRunner},
+};
+use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
 const LIST: &str = "/v1/impact-in/deliveries";
@@ -229,5 +236,238 @@ async fn cors_allows_only_configured_origins(pool: PgPool) {
         !refused
             .headers
             .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+    );
+}
+
+/// Dates as callers may send them: plain dates and RFC 3339 timestamps with
+/// any sign and year (past Postgres's range, 4713 BC to 294276 AD, and
+/// chrono's, ±262143), impossible months, days, times and offsets, and
+/// arbitrary text.
+fn date_text() -> impl Strategy<Value = String> {
+    let year = prop_oneof![
+        0u32..=10_000,
+        10_000u32..=400_000,
+        prop::sample::select(vec![
+            262_142, 262_143, 294_276, 294_277, 4_713, 4_714, 9_999
+        ]),
+    ];
+    let date = (
+        prop::sample::select(vec!["", "+", "-"]),
+        year,
+        0u32..=13,
+        0u32..=32,
+    )
+        .prop_map(|(sign, year, month, day)| format!("{sign}{year:04}-{month:02}-{day:02}"));
+    let offset = prop_oneof![
+        Just("Z".to_owned()),
+        (prop::sample::select(vec!['+', '-']), 0u32..=24, 0u32..=60)
+            .prop_map(|(sign, hours, minutes)| format!("{sign}{hours:02}:{minutes:02}")),
+    ];
+    let timestamp = (
+        date.clone(),
+        0u32..=24,
+        0u32..=60,
+        0u32..=60,
+        prop::option::of(0u32..=999_999_999),
+        offset,
+    )
+        .prop_map(|(date, h, m, s, fraction, offset)| {
+            let fraction = fraction.map(|f| format!(".{f:09}")).unwrap_or_default();
+            format!("{date}T{h:02}:{m:02}:{s:02}{fraction}{offset}")
+        });
+    // The edges of both ranges, which random years seldom hit.
+    let edges = prop::sample::select(vec![
+        "+262142-12-31",
+        "-262143-01-01",
+        "-200000-01-01",
+        "-4713-11-24",
+        "294276-12-31T23:59:59.999999Z",
+        "0000-01-01T00:00:00+23:59",
+        "9999-12-31T23:59:59.999999999-23:59",
+    ])
+    .prop_map(str::to_owned);
+    prop_oneof![2 => date, 2 => timestamp, 1 => edges, 1 => any::<String>()]
+}
+
+/// Asserts an answer that is neither a server error nor an unnamed client
+/// error: a 4xx must be problem+json naming only fields of `named`.
+fn answered(
+    route: &str,
+    response: &common::TestResponse,
+    named: &[&str],
+) -> Result<(), TestCaseError> {
+    prop_assert!(
+        !response.status.is_server_error(),
+        "{route}: {} {}",
+        response.status,
+        response.body
+    );
+    if response.status.is_client_error() {
+        prop_assert_eq!(
+            response.content_type(),
+            "application/problem+json",
+            "{}",
+            route
+        );
+        let fields = response.error_fields();
+        prop_assert!(
+            !fields.is_empty() && fields.iter().all(|f| named.contains(&f.as_str())),
+            "{route}: {} {}",
+            response.status,
+            response.body
+        );
+    }
+    Ok(())
+}
+
+/// Every date parameter of every route, with any text: an answer, never a
+/// 5xx or a dropped request (a panic fails the property). Requests run on
+/// the test's runtime; proptest drives them from a blocking thread.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn no_date_a_caller_sends_is_a_server_error(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let runtime = tokio::runtime::Handle::current();
+    let cases = tokio::task::spawn_blocking(move || {
+        let company = Uuid::new_v4();
+        let writer = token(&[company], &[ADMIN, MANAGE]);
+        let config = ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        TestRunner::new(config).run(&date_text(), |raw| {
+            runtime.block_on(async {
+                let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
+                for (path, named) in [
+                    (format!("{LIST}?startDate={encoded}"), &["startDate"][..]),
+                    (format!("{LIST}?endDate={encoded}"), &["endDate"]),
+                    (
+                        format!("/v1/impact-in/stats?startDate={encoded}&endDate={encoded}"),
+                        &["startDate", "endDate"],
+                    ),
+                    // A cursor carries a timestamp too.
+                    (
+                        format!(
+                            "{LIST}?cursor={}",
+                            URL_SAFE_NO_PAD.encode(format!("{raw}|{}", Uuid::new_v4()))
+                        ),
+                        &["cursor"],
+                    ),
+                ] {
+                    answered(&path, &app.get(&path, Some(&writer)).await, named)?;
+                }
+
+                let retry = format!("{LIST}/retry-all-failed");
+                let response = app
+                    .post(&retry, Some(&writer), json!({ "companyId": company, "since": raw }))
+                    .await;
+                answered(&retry, &response, &["since"])?;
+
+                for (at, other) in [("start", ("end", "9999-12-31")), ("end", ("start", "0001-01-01"))] {
+                    let mut report = common::report(company);
+                    report["period"][at] = json!(raw);
+                    report["period"][other.0] = json!(other.1);
+                    let response = app
+                        .post(
+                            LIST,
+                            Some(&writer),
+                            json!({ "companyId": company, "provider": "workday", "payload": report }),
+                        )
+                        .await;
+                    answered(
+                        LIST,
+                        &response,
+                        &["payload.period.start", "payload.period.end"],
+                    )?;
+                }
+                Ok(())
+            })
+        })
+    })
+    .await
+    .unwrap();
+    if let Err(failure) = cases {
+        panic!("{failure}");
+    }
+}
+
+/// The service as `impact-in serve` runs it, on an ephemeral port.
+async fn served(pool: PgPool) -> std::net::SocketAddr {
+    let app = TestApp::start(pool, config(&[])).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(axum::serve(Connections::new(listener), app.router).into_future());
+    address
+}
+
+/// Sends `request` over a fresh connection and reads the answer until the
+/// server closes it. Writing runs on its own, and may fail: the server
+/// answers a head past its limits without reading all of it.
+async fn exchange(address: std::net::SocketAddr, request: Vec<u8>) -> String {
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let sending = tokio::spawn(async move {
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let mut answer = Vec::new();
+    let mut chunk = [0; 4096];
+    while let Ok(n) = reader.read(&mut chunk).await
+        && n > 0
+    {
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    drop(sending.await);
+    String::from_utf8(answer).unwrap()
+}
+
+/// hyper refuses a request head past its limits itself, before the router;
+/// the answer is still problem+json.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn header_limits_answer_with_a_problem_over_tcp(pool: PgPool) {
+    let address = served(pool).await;
+
+    let many: String = (0..101).map(|i| format!("x-field-{i}: 1\r\n")).collect();
+    let large = format!("x-large: {}\r\n", "a".repeat(1 << 20));
+    for headers in [many, large] {
+        let request = format!("GET /health/liveness HTTP/1.1\r\nhost: test\r\n{headers}\r\n");
+        let answer = exchange(address, request.into_bytes()).await;
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 431 "), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: application/problem+json\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}", body.len())),
+            "{head}"
+        );
+        let problem: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(problem["type"], "/problems/request-header-fields-too-large");
+        assert_eq!(problem["title"], "Request Header Fields Too Large");
+        assert_eq!(problem["status"], 431);
+    }
+
+    // A request head hyper cannot parse at all is a 400 problem too.
+    let answer = exchange(address, b"NOT HTTP\r\n\r\n".to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(
+        answer.ends_with(r#""detail":"the request is not valid HTTP/1.1"}"#),
+        "{answer}"
+    );
+
+    // Everything else passes through untouched, on a connection kept alive.
+    let two = b"GET /health/liveness HTTP/1.1\r\nhost: test\r\n\r\n\
+                GET /nothing HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n";
+    let answer = exchange(address, two.to_vec()).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains(r#"{"status":"alive"}HTTP/1.1 404 Not Found"#),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with(r#""detail":"no route for GET /nothing"}"#),
+        "{answer}"
     );
 }

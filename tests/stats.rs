@@ -263,6 +263,10 @@ async fn bad_parameters_are_400_and_foreign_companies_403(pool: PgPool) {
         ("provider=salesforce", vec!["provider"]),
         ("companyId=42", vec!["companyId"]),
         ("startDate=x&endDate=y", vec!["startDate", "endDate"]),
+        // Past chrono's range (a panic once) and past Postgres's (a 500).
+        ("endDate=%2B262142-12-31", vec!["endDate"]),
+        ("startDate=-200000-01-01", vec!["startDate"]),
+        ("startDate=10000-01-01T00:00:00Z", vec!["startDate"]),
     ] {
         let response = app.get(&format!("{STATS}?{query}"), Some(&reader)).await;
         response.problem(StatusCode::BAD_REQUEST);

@@ -7,11 +7,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
+    date::{self, Day},
     error::{ApiError, FieldError},
     extract::{self, QueryParams},
 };
@@ -218,41 +219,14 @@ async fn show(
 pub(super) fn created_range(
     params: &mut QueryParams,
 ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
-    let from = params.get_with("startDate", parse_date);
-    let to = params.get_with("endDate", parse_end_date);
+    let from = params.get_with("startDate", |raw| date::parse(raw, Day::Start));
+    let to = params.get_with("endDate", |raw| date::parse(raw, Day::End));
     if let (Some(from), Some(to)) = (from, to)
         && from > to
     {
         params.reject("endDate", "must not be before startDate");
     }
     (from, to)
-}
-
-const DATE_HELP: &str = "must be an ISO 8601 date (2026-01-31) or timestamp (2026-01-31T12:00:00Z)";
-
-/// An RFC 3339 timestamp, or a plain date meaning its first instant (UTC).
-fn parse_date(raw: &str) -> Result<DateTime<Utc>, &'static str> {
-    parse_timestamp_or_day(raw, |day| day)
-}
-
-/// An RFC 3339 timestamp, or a plain date meaning its last instant (UTC), so
-/// `endDate=2026-01-31` includes all of that day.
-fn parse_end_date(raw: &str) -> Result<DateTime<Utc>, &'static str> {
-    parse_timestamp_or_day(raw, |day| {
-        day + TimeDelta::days(1) - TimeDelta::microseconds(1)
-    })
-}
-
-fn parse_timestamp_or_day(
-    raw: &str,
-    instant_of_day: impl FnOnce(DateTime<Utc>) -> DateTime<Utc>,
-) -> Result<DateTime<Utc>, &'static str> {
-    if let Ok(timestamp) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(timestamp.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-        .map(|day| instant_of_day(day.and_time(NaiveTime::MIN).and_utc()))
-        .map_err(|_| DATE_HELP)
 }
 
 fn parse_in_range(raw: &str, min: u64, max: u64) -> Result<u64, String> {

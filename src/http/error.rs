@@ -93,10 +93,15 @@ impl Problem {
             }
             StatusCode::CONFLICT => ("/problems/conflict", "Conflict"),
             StatusCode::PAYLOAD_TOO_LARGE => ("/problems/payload-too-large", "Payload Too Large"),
+            StatusCode::URI_TOO_LONG => ("/problems/uri-too-long", "URI Too Long"),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                 ("/problems/unsupported-media-type", "Unsupported Media Type")
             }
             StatusCode::UNPROCESSABLE_ENTITY => ("/problems/validation", "Validation Failed"),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+                "/problems/request-header-fields-too-large",
+                "Request Header Fields Too Large",
+            ),
             StatusCode::SERVICE_UNAVAILABLE => ("/problems/unavailable", "Service Unavailable"),
             s if s.is_server_error() => ("/problems/internal", "Internal Server Error"),
             _ => ("about:blank", status.canonical_reason().unwrap_or("Error")),

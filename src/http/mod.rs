@@ -1,10 +1,12 @@
 //! The HTTP surface: one router, its middleware stack, and one file per route
 //! group. Handlers parse, authorize and call into the domain modules.
 
+mod date;
 mod deliveries;
 pub mod error;
 pub mod extract;
 mod health;
+pub mod listener;
 mod replay;
 mod stats;
 

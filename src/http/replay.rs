@@ -8,11 +8,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{
+    date::{self, Day},
     error::{ApiError, FieldError},
     extract,
 };
@@ -139,8 +139,9 @@ async fn bulk_replay(
 struct RetryAllFailed {
     company_id: Uuid,
     provider: Option<Provider>,
-    /// Only deliveries that failed at or after this instant.
-    since: Option<DateTime<Utc>>,
+    /// Only deliveries that failed at or after this instant; the same forms
+    /// and range as the list's `startDate`.
+    since: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -158,8 +159,12 @@ async fn retry_all_failed(
     principal.require_write()?;
     let extract::Json(body) = body?;
     principal.scope(Some(body.company_id))?;
-    let queued =
-        queue::requeue_failed(&state.db, body.company_id, body.provider, body.since).await?;
+    let since = body
+        .since
+        .map(|raw| date::parse(raw.trim(), Day::Start))
+        .transpose()
+        .map_err(|message| ApiError::Validation(vec![FieldError::new("since", message)]))?;
+    let queued = queue::requeue_failed(&state.db, body.company_id, body.provider, since).await?;
     if queued > 0 {
         state.delivery.queue.queued();
     }
