@@ -16,3 +16,4 @@ pub mod provider;
 pub mod report;
 pub mod sandbox;
 pub mod telemetry;
+mod xml;

@@ -22,7 +22,6 @@ mod schema;
 mod soap;
 mod state;
 mod workday;
-mod xml;
 
 use std::{
     fmt, io,

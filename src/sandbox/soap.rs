@@ -7,7 +7,7 @@ use axum::{
 };
 use quick_xml::escape::escape;
 
-use super::xml::Element;
+use crate::xml::Element;
 
 const SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const WSSE: &str =
@@ -198,7 +198,7 @@ fn envelope(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::xml;
+    use crate::xml;
 
     const ENVELOPE_OPEN: &str = r#"<e:Envelope xmlns:e="http://schemas.xmlsoap.org/soap/envelope/" xmlns:w="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">"#;
 

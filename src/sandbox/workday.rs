@@ -19,9 +19,9 @@ use super::{
     schema::{self, Check, Node},
     soap::{self, Fault, WD},
     state::{SandboxState, StoredResponse},
-    xml::{self, Element},
 };
 use crate::provider::Provider;
+use crate::xml::{self, Element};
 
 const SOAP_ACTION: &str = "Submit_Impact_Report";
 const PING_ACTION: &str = "Ping";
