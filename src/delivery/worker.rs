@@ -312,7 +312,8 @@ async fn attempt(state: &AppState, claimed: &Claimed) -> Outcome {
                 provider = %claimed.provider,
                 attempt = claimed.attempt_count,
                 error = %err,
-                retry_in = ?retry_in,
+                // Omitted when no retry is left (the delivery has failed).
+                retry_in = retry_in.map(tracing::field::debug),
                 "delivery attempt failed"
             );
             Outcome {
