@@ -150,7 +150,7 @@ cat >&2 <<TXT
   Stop it with Ctrl-C (or kill -TERM $$): the server and the sandbox stop with it.
   Token for demo company $company:
     export TOKEN=\$($bin token --company $company --roles ADMIN_CONSOLE,MANAGE_INTEGRATIONS --ttl 1h)
-    curl -s $url/v1/impact-in/deliveries -H "Authorization: Bearer \$TOKEN"; echo
+    curl -s -w '\n' $url/v1/impact-in/deliveries -H "Authorization: Bearer \$TOKEN"
 
 TXT
 
