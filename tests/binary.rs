@@ -345,54 +345,6 @@ fn private_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-/// Stdout is the variables alone, so it can be saved as a `.env`; the
-/// sandbox's logs go to stderr.
-#[tokio::test]
-async fn sandbox_prints_only_variables_on_stdout() {
-    use tokio::io::AsyncBufReadExt;
-    let mut sandbox = tokio::process::Command::from(impact_in(&[]))
-        .args(["sandbox", "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(sandbox.stdout.take().unwrap()).lines();
-    let stderr = tokio::spawn(read_all(sandbox.stderr.take().unwrap()));
-    let expected = impact_in::sandbox::credentials::env_vars("http://127.0.0.1:1").len();
-    let mut lines = Vec::new();
-    while lines.len() < expected {
-        let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
-            .await
-            .expect("the sandbox prints its variables")
-            .unwrap()
-            .expect("stdout stays open while the sandbox runs");
-        lines.push(line);
-    }
-    terminate(sandbox.id().unwrap());
-    let status = tokio::time::timeout(Duration::from_secs(10), sandbox.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
-    while let Some(line) = stdout.next_line().await.unwrap() {
-        lines.push(line);
-    }
-    for line in &lines {
-        let (name, value) = line.split_once('=').expect("a VAR=value line");
-        assert!(
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-                && !value.is_empty(),
-            "{line}"
-        );
-    }
-    let stderr = stderr.await.unwrap();
-    assert!(stderr.contains("provider SANDBOX"), "{stderr}");
-}
-
 async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
     let mut text = String::new();
     pipe.read_to_string(&mut text).await.unwrap();
