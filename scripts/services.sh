@@ -2,7 +2,14 @@
 # answer on this machine, installing them from Debian packages when missing.
 # DATABASE_URL / REDIS_URL, when set, point elsewhere and are used as they are.
 
-say() { printf '\033[1m[impact-in]\033[0m %s\n' "$*" >&2; }
+# Bold only on a terminal: in a log file the escape codes are noise.
+say() {
+  if [ -t 2 ]; then
+    printf '\033[1m[impact-in]\033[0m %s\n' "$*" >&2
+  else
+    printf '[impact-in] %s\n' "$*" >&2
+  fi
+}
 die() { say "error: $*"; exit 1; }
 
 # True when something accepts TCP connections on host:port.

@@ -2,6 +2,7 @@
 
 use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
@@ -69,11 +70,28 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
             None => {
-                eprintln!("impact-in: {err:#}");
+                eprintln!("impact-in: {}", one_line(&err));
                 ExitCode::FAILURE
             }
         },
     }
+}
+
+/// The error and its causes on one line, like `{:#}`, but each text once:
+/// sqlx errors, for one, repeat their source in their own message.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -86,9 +104,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Migrate => {
             telemetry::init(&LogConfig::from_env()?);
             let database = DatabaseConfig::from_env()?;
-            db::create_database_if_missing(&database).await?;
+            // Built first: it is what refuses a URL it cannot read (exit 2).
             let pool = db::connect_lazy(&database)?;
-            db::migrate(&pool).await?;
+            db::create_database_if_missing(&database)
+                .await
+                .context("DATABASE_URL: cannot reach or create the database")?;
+            db::migrate(&pool)
+                .await
+                .context("DATABASE_URL: cannot apply the migrations")?;
             tracing::info!("migrations applied");
             pool.close().await;
             Ok(())
@@ -122,12 +145,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::warn!(
                 %url,
                 "this is the provider SANDBOX, not the real providers: fixed development \
-                 credentials, simulated Benevity, Goodera and Workday, nothing leaves this machine"
+                 credentials, simulated Benevity, Goodera and Workday, nothing leaves this machine; \
+                 the variables on stdout point impact-in at it"
             );
-            println!(
-                "# impact-in provider SANDBOX at {url} (simulated providers, not the real ones)."
-            );
-            println!("# Point impact-in at it with:");
+            // Stdout carries only the variables (logs go to stderr), so it
+            // can be saved as a `.env` or read by a script.
             for (name, value) in sandbox::credentials::env_vars(&url) {
                 println!("{name}={value}");
             }

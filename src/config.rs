@@ -208,7 +208,7 @@ impl AuthConfig {
     }
 
     fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
-        let secret = env.optional("JWT_SECRET");
+        let secret = env.secret("JWT_SECRET")?;
         let key_file = env.optional("JWT_PUBLIC_KEY_FILE");
         let jwt_key = match (secret, key_file) {
             (Some(_), Some(_)) => {
@@ -236,7 +236,9 @@ impl AuthConfig {
             .list("OPS_API_KEYS")
             .into_iter()
             .map(|key| {
-                if key.chars().count() < MIN_OPS_KEY_CHARS {
+                if is_placeholder(&key) {
+                    Err(placeholder_error("OPS_API_KEYS"))
+                } else if key.chars().count() < MIN_OPS_KEY_CHARS {
                     Err(ConfigError::new(
                         "OPS_API_KEYS",
                         format!("every key must be at least {MIN_OPS_KEY_CHARS} characters"),
@@ -254,6 +256,29 @@ impl AuthConfig {
         })
     }
 }
+
+/// Every placeholder in `.env.example` starts with this, so a copied
+/// `.env.example` cannot start a service keyed by publicly known secrets.
+const PLACEHOLDER_PREFIX: &str = "replace-me";
+
+fn is_placeholder(value: &str) -> bool {
+    value
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with(PLACEHOLDER_PREFIX)
+}
+
+fn placeholder_error(var: &str) -> ConfigError {
+    ConfigError::new(
+        var,
+        "still the placeholder of .env.example: generate a value (scripts/run.sh writes one into .env)",
+    )
+}
+
+/// sqlx reads any URL as Postgres options, whatever its scheme, so a
+/// `mysql://` or `http://` URL would only fail later, as "database not
+/// ready" for ever.
+const POSTGRES_SCHEMES: &[&str] = &["postgres", "postgresql"];
 
 /// A lease must outlast the call it covers, token fetch and repeat after a
 /// 401 included, or a second worker takes over a delivery still in flight
@@ -297,7 +322,7 @@ impl ConnectorsConfig {
             }
         }
         let token_key = env
-            .optional("TOKEN_ENCRYPTION_KEY")
+            .secret("TOKEN_ENCRYPTION_KEY")?
             .ok_or_else(|| {
                 ConfigError::new(
                     "TOKEN_ENCRYPTION_KEY",
@@ -379,7 +404,7 @@ impl DatabaseConfig {
 
     fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
-            url: env.required_secret("DATABASE_URL")?,
+            url: env.postgres_url("DATABASE_URL")?,
             max_connections: env.positive("DATABASE_MAX_CONNECTIONS", 10)?,
             acquire_timeout: env.seconds("DATABASE_ACQUIRE_TIMEOUT_SECS", 5)?,
             migrate_on_start: env.bool_or("MIGRATE_ON_START", true)?,
@@ -410,10 +435,32 @@ impl Env<'_> {
         (self.0)(var).filter(|value| !value.trim().is_empty())
     }
 
-    fn required_secret(&self, var: &str) -> Result<SecretString, ConfigError> {
-        self.optional(var)
-            .map(SecretString::from)
-            .ok_or_else(|| ConfigError::new(var, "missing (required)"))
+    /// A secret, refused while it still holds the placeholder of `.env.example`.
+    fn secret(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        match self.optional(var) {
+            Some(value) if is_placeholder(&value) => Err(placeholder_error(var)),
+            value => Ok(value),
+        }
+    }
+
+    /// A Postgres URL. Only the scheme is echoed in errors: the rest may
+    /// hold a password. The rest is checked when the pool is built.
+    fn postgres_url(&self, var: &str) -> Result<SecretString, ConfigError> {
+        let raw = self
+            .optional(var)
+            .ok_or_else(|| ConfigError::new(var, "missing (required)"))?;
+        let url = url::Url::parse(raw.trim())
+            .map_err(|_| ConfigError::new(var, "not a URL (postgres://user@host:port/db)"))?;
+        if !POSTGRES_SCHEMES.contains(&url.scheme()) {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "'{}://' is not a Postgres URL (postgres:// or postgresql://)",
+                    url.scheme()
+                ),
+            ));
+        }
+        Ok(SecretString::from(raw))
     }
 
     fn parse_or<T: FromStr>(
@@ -570,9 +617,46 @@ mod tests {
             ("BENEVITY_AUTH", "password"),
             ("DELIVERY_LEASE_SECS", "60"),
             ("DELIVERY_WORKERS", "-1"),
+            ("DATABASE_URL", "mysql://u:p@127.0.0.1/impact_in"),
+            ("DATABASE_URL", "http://127.0.0.1:5432/impact_in"),
+            ("DATABASE_URL", "127.0.0.1:5432/impact_in"),
         ] {
             assert_eq!(error_for(var, value).var, var, "{var}={value}");
         }
+    }
+
+    /// Every secret that `.env.example` fills with a placeholder is refused
+    /// with that placeholder, naming its variable.
+    #[test]
+    fn placeholders_of_env_example_are_refused() {
+        let placeholders: Vec<(&str, &str)> = include_str!("../.env.example")
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .filter(|(_, value)| value.starts_with(PLACEHOLDER_PREFIX))
+            .collect();
+        assert!(
+            placeholders.iter().any(|(var, _)| *var == "JWT_SECRET"),
+            "{placeholders:?}"
+        );
+        for (var, value) in placeholders {
+            let err = error_for(var, value);
+            assert_eq!(err.var, var, "{err}");
+            assert!(err.problem.contains("placeholder"), "{err}");
+        }
+        let err = error_for(
+            "OPS_API_KEYS",
+            "ops-key-0123456789abcdef-0,replace-me-ops-key-0123456789",
+        );
+        assert_eq!(err.var, "OPS_API_KEYS", "{err}");
+    }
+
+    #[test]
+    fn database_url_errors_name_the_scheme_but_never_the_url() {
+        let err = error_for("DATABASE_URL", "mysql://u:hunter2@127.0.0.1/impact_in");
+        assert!(err.problem.contains("'mysql://'"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let config = Config::from_map(&base()).unwrap();
+        assert_eq!(config.database.url(), "postgres://localhost/impact_in");
     }
 
     #[test]

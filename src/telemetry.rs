@@ -1,4 +1,9 @@
 //! Logging: JSON lines for production, pretty output for humans.
+//!
+//! Logs go to stderr: stdout is kept for what a command prints as its
+//! result (`token`'s JWT, the sandbox's variables).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
@@ -17,16 +22,16 @@ pub fn init(config: &LogConfig) {
                 .expect("static directive"),
         );
     let registry = tracing_subscriber::registry().with(filter);
+    let layer = fmt::layer().with_writer(std::io::stderr);
     // `try_init`: a second call (tests) keeps the first subscriber.
     let _ = match config.format {
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true),
-            )
+            .with(layer.json().flatten_event(true).with_current_span(true))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().pretty()).try_init(),
+        // Colour only for a terminal: in a file or a pipe the escape codes
+        // are noise.
+        LogFormat::Pretty => registry
+            .with(layer.pretty().with_ansi(std::io::stderr().is_terminal()))
+            .try_init(),
     };
 }

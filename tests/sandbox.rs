@@ -13,7 +13,7 @@ use impact_in::sandbox::{Sandbox, SandboxConfig, credentials};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 const COMPANY: &str = "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44";
 const SOAP_REQUEST_XPATH: &str = "/soapenv:Envelope/soapenv:Body/wd:Submit_Impact_Report_Request";
@@ -1675,7 +1675,19 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
             break;
         }
     }
-    assert!(printed[0].contains("SANDBOX"), "{printed:?}");
+    // Stdout is the variables alone, so it can be saved as a `.env`; the
+    // SANDBOX warning is a log line, on stderr.
+    for line in &printed {
+        let (name, value) = line.split_once('=').expect("only VAR=value lines");
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && !value.is_empty(),
+            "{line}"
+        );
+    }
     let url = printed
         .iter()
         .find_map(|line| line.strip_prefix("BENEVITY_API_URL="))
@@ -1712,4 +1724,18 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         .expect("the sandbox stops on SIGTERM")
         .unwrap();
     assert!(exit.success(), "{exit:?}");
+    assert_eq!(
+        lines.next_line().await.unwrap(),
+        None,
+        "nothing more on stdout"
+    );
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("provider SANDBOX"), "{stderr}");
 }

@@ -28,7 +28,7 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
-use tracing::Span;
+use tracing::{Level, Span};
 
 use self::error::{ApiError, Problem};
 use crate::app::AppState;
@@ -91,6 +91,16 @@ fn cors(origins: &[axum::http::HeaderValue]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
+/// Routes that Kubernetes calls every few seconds: their answers are logged
+/// at debug, or they would drown everything else at info.
+const PROBE_ROUTES: [&str; 5] = [
+    "/health/liveness",
+    "/health/live",
+    "/health/readiness",
+    "/health/ready",
+    "/health/startup",
+];
+
 fn request_span(request: &Request) -> Span {
     let route = request
         .extensions()
@@ -101,16 +111,27 @@ fn request_span(request: &Request) -> Span {
         .get(&REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    tracing::info_span!(
-        "request",
-        method = %request.method(),
-        route,
-        request_id,
-        subject = tracing::field::Empty,
-        company = tracing::field::Empty,
-        status = tracing::field::Empty,
-        latency_ms = tracing::field::Empty,
-    )
+    // A span's level must be a constant, hence one call per level.
+    macro_rules! span_at {
+        ($level:expr) => {
+            tracing::span!(
+                $level,
+                "request",
+                method = %request.method(),
+                route,
+                request_id,
+                subject = tracing::field::Empty,
+                company = tracing::field::Empty,
+                status = tracing::field::Empty,
+                latency_ms = tracing::field::Empty,
+            )
+        };
+    }
+    if PROBE_ROUTES.contains(&route) {
+        span_at!(Level::DEBUG)
+    } else {
+        span_at!(Level::INFO)
+    }
 }
 
 fn record_response(response: &Response, latency: Duration, span: &Span) {
@@ -118,8 +139,14 @@ fn record_response(response: &Response, latency: Duration, span: &Span) {
     span.record("latency_ms", latency.as_millis() as u64);
     if response.status().is_server_error() {
         tracing::error!("request failed");
-    } else {
+    } else if span
+        .metadata()
+        .is_some_and(|span| *span.level() == Level::INFO)
+    {
         tracing::info!("request finished");
+    } else {
+        // A probe's span: debug, and disabled (no metadata) below it.
+        tracing::debug!("request finished");
     }
 }
 
