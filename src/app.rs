@@ -156,7 +156,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move {
             state.start_up(shutdown.clone()).await;
-            if state.lifecycle.is_started() {
+            if state.lifecycle.is_started() && state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
             }
         }

@@ -43,8 +43,31 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// What one process runs (`RUN_MODE`): one image, deployed as API pods
+/// and worker pods that scale apart, or as one deployment doing both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// The API and the delivery workers.
+    All,
+    /// The API without workers (as `DELIVERY_WORKERS=0`).
+    Api,
+    /// The workers, with only the probes (and `/`) on the HTTP port.
+    Worker,
+}
+
+impl RunMode {
+    pub fn serves_api(self) -> bool {
+        self != Self::Worker
+    }
+
+    pub fn runs_workers(self) -> bool {
+        self != Self::Api
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub run_mode: RunMode,
     pub host: IpAddr,
     pub port: u16,
     pub database: DatabaseConfig,
@@ -163,6 +186,17 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let env = Env(lookup);
         let config = Self {
+            run_mode: match env.optional("RUN_MODE").as_deref() {
+                None | Some("all") => RunMode::All,
+                Some("api") => RunMode::Api,
+                Some("worker") => RunMode::Worker,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "RUN_MODE",
+                        format!("'{other}' is not one of all, api, worker"),
+                    ));
+                }
+            },
             host: env.parse_or("HOST", IpAddr::from([0, 0, 0, 0]), "an IP address")?,
             port: env.parse_port()?,
             database: DatabaseConfig::from_env_with(&env)?,
@@ -185,6 +219,12 @@ impl Config {
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         };
+        if config.run_mode == RunMode::Worker && config.delivery.workers == 0 {
+            return Err(ConfigError::new(
+                "RUN_MODE",
+                "'worker' with DELIVERY_WORKERS=0 would run nothing",
+            ));
+        }
         // One provider call can take two token fetches and two API calls.
         let call = config.connectors.outbound.request_timeout * 4;
         if config.delivery.lease < call + LEASE_MARGIN {
@@ -666,6 +706,29 @@ mod tests {
         let err = Config::from_map(&vars).unwrap_err();
         assert_eq!(err.var, "TOKEN_ENCRYPTION_KEY");
         assert!(err.problem.contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn the_run_mode_is_all_api_or_worker_and_worker_needs_workers() {
+        let config_with = |pairs: &[(&str, &str)]| {
+            let mut vars = base();
+            for (key, value) in pairs {
+                vars.insert((*key).into(), (*value).into());
+            }
+            Config::from_map(&vars)
+        };
+        assert_eq!(config_with(&[]).unwrap().run_mode, RunMode::All);
+        let api = config_with(&[("RUN_MODE", "api")]).unwrap().run_mode;
+        assert!(api.serves_api() && !api.runs_workers());
+        let worker = config_with(&[("RUN_MODE", "worker")]).unwrap().run_mode;
+        assert!(!worker.serves_api() && worker.runs_workers());
+        for bad in [
+            vec![("RUN_MODE", "both")],
+            vec![("RUN_MODE", "worker"), ("DELIVERY_WORKERS", "0")],
+        ] {
+            let err = config_with(&bad).unwrap_err();
+            assert_eq!(err.var, "RUN_MODE", "{err}");
+        }
     }
 
     #[test]

@@ -128,3 +128,21 @@ async fn discovery_names_the_service_and_its_route_groups() {
     assert_eq!(root.body["name"], "impact-in");
     assert_eq!(root.body["routes"]["impactIn"], "/v1/impact-in");
 }
+
+/// `RUN_MODE=worker`: one image deployed as worker pods answers its probes
+/// and nothing of the API.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_worker_process_answers_probes_and_no_api_route(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[("RUN_MODE", "worker")])).await;
+    assert_eq!(
+        app.get("/health/liveness", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.get("/health/readiness", None).await.status,
+        StatusCode::OK
+    );
+    let token = common::token(&[uuid::Uuid::new_v4()], &[common::ADMIN]);
+    let api = app.get("/v1/impact-in/deliveries", Some(&token)).await;
+    api.problem(StatusCode::NOT_FOUND);
+}

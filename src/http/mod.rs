@@ -62,12 +62,17 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
 
-    Router::new()
+    let mut routes = Router::new()
         .route("/", get(discovery))
-        .merge(health::routes())
-        .merge(deliveries::routes())
-        .merge(replay::routes())
-        .merge(stats::routes())
+        .merge(health::routes());
+    // A worker process (RUN_MODE=worker) answers its probes only.
+    if state.config.run_mode.serves_api() {
+        routes = routes
+            .merge(deliveries::routes())
+            .merge(replay::routes())
+            .merge(stats::routes());
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware)
