@@ -1,16 +1,32 @@
 //! The CSR platforms this service delivers to.
 
-use std::{fmt, str::FromStr};
-
 use serde::{Deserialize, Serialize};
 
 /// Ordered as declared (alphabetically), so maps keyed by provider list them
-/// in a stable order.
+/// in a stable order. Its text form (wire, database, logs) is lowercase.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
 )]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownProvider,
+    parse_err_fn = unknown_provider
+)]
 pub enum Provider {
     Benevity,
     Goodera,
@@ -21,17 +37,7 @@ impl Provider {
     pub const ALL: [Provider; 3] = [Self::Benevity, Self::Goodera, Self::Workday];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Benevity => "benevity",
-            Self::Goodera => "goodera",
-            Self::Workday => "workday",
-        }
-    }
-}
-
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -39,13 +45,25 @@ impl fmt::Display for Provider {
 #[error("must be one of benevity, goodera, workday")]
 pub struct UnknownProvider;
 
-impl FromStr for Provider {
-    type Err = UnknownProvider;
+fn unknown_provider(_: &str) -> UnknownProvider {
+    UnknownProvider
+}
 
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.as_str() == raw)
-            .ok_or(UnknownProvider)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_form_is_the_wire_form_both_ways() {
+        for provider in Provider::ALL {
+            let wire = serde_json::to_value(provider).unwrap();
+            assert_eq!(wire, provider.as_str());
+            assert_eq!(provider.to_string(), provider.as_str());
+            assert_eq!(provider.as_str().parse::<Provider>().unwrap(), provider);
+        }
+        assert_eq!(
+            "Benevity".parse::<Provider>().unwrap_err().to_string(),
+            "must be one of benevity, goodera, workday"
+        );
     }
 }

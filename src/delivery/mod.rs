@@ -10,8 +10,6 @@ pub mod stats;
 pub mod store;
 pub mod worker;
 
-use std::{fmt, str::FromStr};
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,9 +19,27 @@ pub use context::DeliveryContext;
 
 use crate::provider::Provider;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
+#[strum(
+    serialize_all = "lowercase",
+    parse_err_ty = UnknownStatus,
+    parse_err_fn = unknown_status
+)]
 pub enum DeliveryStatus {
     Pending,
     Retrying,
@@ -36,18 +52,7 @@ impl DeliveryStatus {
         [Self::Pending, Self::Retrying, Self::Success, Self::Failed];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Retrying => "retrying",
-            Self::Success => "success",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for DeliveryStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -55,15 +60,8 @@ impl fmt::Display for DeliveryStatus {
 #[error("must be one of pending, retrying, success, failed")]
 pub struct UnknownStatus;
 
-impl FromStr for DeliveryStatus {
-    type Err = UnknownStatus;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|s| s.as_str() == raw)
-            .ok_or(UnknownStatus)
-    }
+fn unknown_status(_: &str) -> UnknownStatus {
+    UnknownStatus
 }
 
 /// A row of `impact_deliveries`, serialised in the cockpit's camelCase.
@@ -103,6 +101,18 @@ pub fn payload_hash(payload: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_status_reads_and_prints_as_on_the_wire() {
+        for status in DeliveryStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+            assert_eq!(
+                status.to_string().parse::<DeliveryStatus>().unwrap(),
+                status
+            );
+        }
+        assert!("done".parse::<DeliveryStatus>().is_err());
+    }
 
     #[test]
     fn the_payload_hash_ignores_key_order_and_number_spelling() {

@@ -30,23 +30,14 @@ pub struct Claimed {
     pub next_trigger: Trigger,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Trigger {
     Automatic,
     Replay,
     Scheduled,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Automatic => "automatic",
-            Self::Replay => "replay",
-            Self::Scheduled => "scheduled",
-        }
-    }
 }
 
 const CLAIMED: &str = "id, delivery_id, company_id, provider, payload, payload_hash, \
@@ -328,15 +319,14 @@ impl OutcomeColumns {
     fn push(&mut self, claimed: &Claimed, outcome: &Outcome) {
         self.ids.push(claimed.id);
         self.attempts.push(claimed.attempt_count);
-        self.statuses
-            .push(outcome.status.map(DeliveryStatus::as_str));
+        self.statuses.push(outcome.status.map(Into::into));
         self.retry_secs
             .push(outcome.retry_in.map(seconds).unwrap_or(0.0));
         self.responses.push(outcome.provider_response.clone());
         self.from_cache.push(outcome.from_cache);
         self.last_errors.push(outcome.last_error.clone());
         self.counted.push(outcome.attempt.is_some());
-        self.triggers.push(claimed.next_trigger.as_str());
+        self.triggers.push(claimed.next_trigger.into());
         let attempt = outcome.attempt.as_ref();
         self.started.push(attempt.map(|a| a.started_at));
         self.finished
@@ -348,7 +338,7 @@ impl OutcomeColumns {
         self.http_statuses
             .push(attempt.and_then(|a| a.http_status).map(i32::from));
         self.error_classes
-            .push(attempt.and_then(|a| a.error_class).map(ErrorClass::as_str));
+            .push(attempt.and_then(|a| a.error_class).map(Into::into));
         self.errors.push(attempt.and_then(|a| a.error.clone()));
         self.excerpts
             .push(attempt.and_then(|a| a.response_excerpt.clone()));
@@ -364,7 +354,7 @@ pub struct Attempt {
     pub started_at: DateTime<Utc>,
     pub duration_ms: i32,
     pub http_status: Option<i32>,
-    pub error_class: Option<String>,
+    pub error_class: Option<ErrorClass>,
     #[serde(rename = "error")]
     pub error_message: Option<String>,
     /// The start of what the provider answered, whether or not it could be
