@@ -686,7 +686,7 @@ async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
     .expect("a deep row");
     let cursor = impact_in::delivery::cursor::Cursor {
         created_at: deep.0,
-        id: deep.1,
+        id: deep.1.into(),
     };
     let deep_page = format!("{base}?companyId={company}&limit=20&cursor={cursor}");
 

@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod db;
 pub mod delivery;
 pub mod http;
+pub mod ids;
 pub mod provider;
 pub mod report;
 pub mod sandbox;

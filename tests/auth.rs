@@ -315,7 +315,7 @@ async fn tokens_verify_against_a_public_key_file(pool: PgPool) {
     let company = Uuid::new_v4();
     let claims = impact_in::auth::Claims {
         sub: "issuer-signed".into(),
-        company_id: Some(company),
+        company_id: Some(company.into()),
         company_ids: None,
         roles: vec![ADMIN.into()],
         exp: common::now() + 300,

@@ -938,7 +938,7 @@ async fn a_replay_never_renews_a_lease_another_worker_took_over(pool: PgPool) {
     let replay = queue::claim_failed(
         &pool,
         &impact_in::auth::CompanyScope::All,
-        &[uuid],
+        &[uuid.into()],
         "replay:1",
         lease,
     )
@@ -1195,7 +1195,7 @@ async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(poo
     let claimed = queue::claim_failed(
         &pool,
         &impact_in::auth::CompanyScope::All,
-        &[record_id],
+        &[record_id.into()],
         "replay:1",
         Duration::from_secs(120),
     )
@@ -1203,7 +1203,7 @@ async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(poo
     .unwrap();
     assert_eq!(
         claimed.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![record_id]
+        vec![record_id.into()]
     );
     assert_eq!(p.get(&twin.to_string()).await["status"], "failed");
 }

@@ -7,6 +7,8 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::ids::CompanyId;
+
 use super::{AuthError, Principal, Role};
 use crate::config::{AuthConfig, ConfigError, JwtKeySource};
 
@@ -19,9 +21,9 @@ const LEEWAY_SECS: u64 = 30;
 pub struct Claims {
     pub sub: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company_id: Option<Uuid>,
+    pub company_id: Option<CompanyId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub company_ids: Option<Vec<Uuid>>,
+    pub company_ids: Option<Vec<CompanyId>>,
     #[serde(default)]
     pub roles: Vec<String>,
     pub exp: u64,
@@ -36,7 +38,7 @@ pub struct Claims {
 
 impl Claims {
     fn into_principal(self) -> Principal {
-        let mut companies: Vec<Uuid> = self.company_ids.unwrap_or_default();
+        let mut companies: Vec<CompanyId> = self.company_ids.unwrap_or_default();
         companies.extend(self.company_id);
         companies.sort_unstable();
         companies.dedup();
@@ -155,8 +157,8 @@ impl JwtSigner {
         ttl_secs: u64,
     ) -> String {
         let (company_id, company_ids) = match companies {
-            [one] => (Some(*one), None),
-            many => (None, Some(many.to_vec())),
+            [one] => (Some(CompanyId(*one)), None),
+            many => (None, Some(many.iter().copied().map(CompanyId).collect())),
         };
         let claims = Claims {
             sub: subject.into(),
@@ -207,7 +209,7 @@ mod tests {
             .verify(&token)
             .unwrap();
         assert_eq!(principal.subject, "alice");
-        assert!(principal.can_access(company));
+        assert!(principal.can_access(CompanyId(company)));
         assert!(principal.require_read().is_ok());
         assert!(principal.require_write().is_err());
     }

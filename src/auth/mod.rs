@@ -10,8 +10,6 @@ mod ops_key;
 
 use std::collections::HashSet;
 
-use uuid::Uuid;
-
 pub use jwt::{Claims, JwtSigner, JwtVerifier};
 pub use ops_key::OpsKeys;
 
@@ -34,17 +32,19 @@ impl Role {
     }
 }
 
+use crate::ids::CompanyId;
+
 /// A set of companies: those a principal was granted, and the rows a query
 /// may see (the grant narrowed by an explicit `companyId` filter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CompanyScope {
     All,
-    Only(Vec<Uuid>),
+    Only(Vec<CompanyId>),
 }
 
 impl CompanyScope {
     /// For SQL: `NULL` means every company, otherwise `company_id = ANY($n)`.
-    pub fn as_filter(&self) -> Option<&[Uuid]> {
+    pub fn as_filter(&self) -> Option<&[CompanyId]> {
         match self {
             Self::All => None,
             Self::Only(ids) => Some(ids),
@@ -78,7 +78,7 @@ impl Principal {
         }
     }
 
-    pub fn user(subject: String, companies: Vec<Uuid>, roles: HashSet<Role>) -> Self {
+    pub fn user(subject: String, companies: Vec<CompanyId>, roles: HashSet<Role>) -> Self {
         Self {
             subject,
             companies: CompanyScope::Only(companies),
@@ -109,7 +109,7 @@ impl Principal {
         }
     }
 
-    pub fn can_access(&self, company: Uuid) -> bool {
+    pub fn can_access(&self, company: CompanyId) -> bool {
         match &self.companies {
             CompanyScope::All => true,
             CompanyScope::Only(ids) => ids.contains(&company),
@@ -119,7 +119,7 @@ impl Principal {
     /// The companies a query may cover. An explicit filter outside the
     /// caller's companies is refused (403) rather than silently emptied, so
     /// the cockpit learns its request was wrong.
-    pub fn scope(&self, requested: Option<Uuid>) -> Result<CompanyScope, AuthError> {
+    pub fn scope(&self, requested: Option<CompanyId>) -> Result<CompanyScope, AuthError> {
         match requested {
             Some(company) if self.can_access(company) => Ok(CompanyScope::Only(vec![company])),
             Some(_) => Err(AuthError::Forbidden(
@@ -135,7 +135,7 @@ impl Principal {
             CompanyScope::All => "*".into(),
             CompanyScope::Only(ids) => ids
                 .iter()
-                .map(Uuid::to_string)
+                .map(CompanyId::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
         }
@@ -167,10 +167,12 @@ impl Authenticator {
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
-    fn user(roles: &[Role]) -> (Principal, Uuid) {
-        let company = Uuid::new_v4();
+    fn user(roles: &[Role]) -> (Principal, CompanyId) {
+        let company = CompanyId(Uuid::new_v4());
         let principal = Principal::user("u".into(), vec![company], roles.iter().copied().collect());
         (principal, company)
     }
@@ -198,7 +200,7 @@ mod tests {
             Ok(CompanyScope::Only(vec![company]))
         );
         assert!(matches!(
-            principal.scope(Some(Uuid::new_v4())),
+            principal.scope(Some(CompanyId(Uuid::new_v4()))),
             Err(AuthError::Forbidden(_))
         ));
     }
@@ -207,7 +209,7 @@ mod tests {
     fn ops_principal_sees_every_company_with_every_role() {
         let ops = Principal::ops("abcd");
         assert_eq!(ops.scope(None), Ok(CompanyScope::All));
-        assert!(ops.can_access(Uuid::new_v4()));
+        assert!(ops.can_access(CompanyId(Uuid::new_v4())));
         assert!(ops.require_write().is_ok());
     }
 }

@@ -4,7 +4,8 @@ use std::{fmt, str::FromStr};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, SecondsFormat, Utc};
-use uuid::Uuid;
+
+use crate::ids::RecordId;
 
 use super::Delivery;
 
@@ -14,7 +15,7 @@ use super::Delivery;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
     pub created_at: DateTime<Utc>,
-    pub id: Uuid,
+    pub id: RecordId,
 }
 
 impl From<&Delivery> for Cursor {
@@ -63,7 +64,7 @@ mod tests {
     fn a_cursor_survives_its_text_form_to_the_microsecond() {
         let cursor = Cursor {
             created_at: "2026-03-31T23:30:00.123456Z".parse().unwrap(),
-            id: Uuid::now_v7(),
+            id: RecordId::generate(),
         };
         let text = cursor.to_string();
         assert!(

@@ -13,11 +13,13 @@ pub mod worker;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 pub use context::DeliveryContext;
 
-use crate::provider::Provider;
+use crate::{
+    ids::{CompanyId, DeliveryId, RecordId, ScheduleId},
+    provider::Provider,
+};
 
 #[derive(
     Debug,
@@ -68,9 +70,9 @@ fn unknown_status(_: &str) -> UnknownStatus {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
-    pub id: Uuid,
-    pub delivery_id: Uuid,
-    pub company_id: Uuid,
+    pub id: RecordId,
+    pub delivery_id: DeliveryId,
+    pub company_id: CompanyId,
     pub provider: Provider,
     pub status: DeliveryStatus,
     pub attempt_count: i32,
@@ -79,7 +81,7 @@ pub struct Delivery {
     pub from_cache: bool,
     pub payload: serde_json::Value,
     pub payload_hash: String,
-    pub schedule_id: Option<Uuid>,
+    pub schedule_id: Option<ScheduleId>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,

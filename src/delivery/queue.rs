@@ -9,17 +9,21 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use super::DeliveryStatus;
-use crate::{auth::CompanyScope, connectors::ErrorClass, provider::Provider};
+use crate::{
+    auth::CompanyScope,
+    connectors::ErrorClass,
+    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
+    provider::Provider,
+};
 
 /// A delivery leased to one worker for one attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Claimed {
-    pub id: Uuid,
-    pub delivery_id: Uuid,
-    pub company_id: Uuid,
+    pub id: RecordId,
+    pub delivery_id: DeliveryId,
+    pub company_id: CompanyId,
     pub provider: Provider,
     pub payload: serde_json::Value,
     pub payload_hash: String,
@@ -94,7 +98,7 @@ pub async fn claim(
 pub async fn claim_failed(
     pool: &PgPool,
     scope: &CompanyScope,
-    ids: &[Uuid],
+    keys: &[DeliveryKey],
     worker: &str,
     lease: Duration,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -118,7 +122,7 @@ pub async fn claim_failed(
          RETURNING {CLAIMED}",
         super::store::resolve_key("key")
     )))
-    .bind(ids)
+    .bind(keys)
     .bind(scope.as_filter())
     .bind(worker)
     .bind(seconds(lease))
@@ -156,7 +160,7 @@ pub async fn renew(
 /// since a time) back in the queue as replays; returns how many.
 pub async fn requeue_failed(
     pool: &PgPool,
-    company: Uuid,
+    company: CompanyId,
     provider: Option<Provider>,
     since: Option<DateTime<Utc>>,
 ) -> Result<u64, sqlx::Error> {
@@ -211,7 +215,7 @@ pub struct AttemptRecord {
 pub async fn complete(
     pool: &PgPool,
     finished: &[(&Claimed, &Outcome)],
-) -> Result<Vec<Uuid>, sqlx::Error> {
+) -> Result<Vec<RecordId>, sqlx::Error> {
     let mut columns = OutcomeColumns::default();
     for (claimed, outcome) in finished {
         columns.push(claimed, outcome);
@@ -297,7 +301,7 @@ pub async fn complete(
 /// Outcomes as one array per column, for `unnest`.
 #[derive(Default)]
 struct OutcomeColumns {
-    ids: Vec<Uuid>,
+    ids: Vec<RecordId>,
     attempts: Vec<i32>,
     statuses: Vec<Option<&'static str>>,
     retry_secs: Vec<f64>,
@@ -362,7 +366,7 @@ pub struct Attempt {
     pub response_excerpt: Option<String>,
 }
 
-pub async fn attempts(pool: &PgPool, id: Uuid) -> Result<Vec<Attempt>, sqlx::Error> {
+pub async fn attempts(pool: &PgPool, id: RecordId) -> Result<Vec<Attempt>, sqlx::Error> {
     sqlx::query_as(
         "SELECT attempt_number, trigger, started_at, duration_ms, http_status, error_class,
                 error_message, response_excerpt

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 
 use serde::Serialize;
 use tokio::{sync::Semaphore, time::Instant};
-use uuid::Uuid;
 
 use super::{
     Delivery, DeliveryContext, DeliveryStatus,
@@ -16,7 +15,7 @@ use super::{
     store,
     worker::{self, Recorded},
 };
-use crate::auth::CompanyScope;
+use crate::{auth::CompanyScope, ids::DeliveryKey};
 
 /// What a replay did with one id.
 #[derive(Debug)]
@@ -43,7 +42,7 @@ pub const BULK_LIMIT: usize = 100;
 /// not send a provider a hundred calls in the same instant.
 const CONCURRENCY: usize = 10;
 
-/// Replays the failed deliveries among `ids` (record ids or `deliveryId`s)
+/// Replays the failed deliveries among `keys` (record ids or `deliveryId`s)
 /// that `scope` covers, and answers for each id, in the order given; an id
 /// given twice is replayed once.
 ///
@@ -59,13 +58,13 @@ const CONCURRENCY: usize = 10;
 pub async fn replay(
     ctx: &DeliveryContext,
     scope: &CompanyScope,
-    ids: &[Uuid],
+    keys: &[DeliveryKey],
 ) -> Result<Vec<Replayed>, sqlx::Error> {
     let config = &ctx.config;
     let worker_name = format!("replay:{}", std::process::id());
-    let claimed = queue::claim_failed(&ctx.db, scope, ids, &worker_name, config.lease).await?;
+    let claimed = queue::claim_failed(&ctx.db, scope, keys, &worker_name, config.lease).await?;
     tracing::info!(
-        requested = ids.len(),
+        requested = keys.len(),
         claimed = claimed.len(),
         "failed deliveries claimed for a replay"
     );
@@ -75,7 +74,7 @@ pub async fn replay(
     let attempts: Vec<_> = claimed
         .into_iter()
         .map(|claimed| {
-            let keys = [claimed.id, claimed.delivery_id];
+            let names = (claimed.id, claimed.delivery_id);
             let (ctx, permits, worker_name) = (ctx.clone(), permits.clone(), worker_name.clone());
             let attempt = tokio::spawn(async move {
                 let _permit = permits
@@ -84,13 +83,13 @@ pub async fn replay(
                     .expect("the semaphore is never closed");
                 attempt_if_still_held(&ctx, claimed, &worker_name).await
             });
-            (keys, attempt)
+            (names, attempt)
         })
         .collect();
 
     let deadline = Instant::now() + config.replay_timeout;
     let mut finished = Vec::with_capacity(attempts.len());
-    for (keys, attempt) in attempts {
+    for (names, attempt) in attempts {
         // An attempt done by the deadline counts as finished even when it is
         // looked at later; dropping the handle of one still running leaves
         // it running. One that panicked is left to its lease.
@@ -99,16 +98,16 @@ pub async fn replay(
             Ok(Err(_)) => Some(Recorded::NotRecorded),
             Err(_) => None,
         };
-        finished.push((keys, recorded));
+        finished.push((names, recorded));
     }
 
-    let mut results = Vec::with_capacity(ids.len());
-    for id in ids {
+    let mut results = Vec::with_capacity(keys.len());
+    for key in keys {
         let attempt = finished
             .iter()
-            .find(|(keys, _)| keys.contains(id))
+            .find(|((record, delivery), _)| key.names(*record, *delivery))
             .map(|(_, recorded)| recorded.clone());
-        let Some(delivery) = store::find(&ctx.db, scope, *id).await? else {
+        let Some(delivery) = store::find(&ctx.db, scope, *key).await? else {
             results.push(Replayed::NotFound);
             continue;
         };
@@ -145,7 +144,7 @@ async fn attempt_if_still_held(ctx: &DeliveryContext, claimed: Claimed, worker: 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkResult {
-    pub id: Uuid,
+    pub id: DeliveryKey,
     /// `replayed`, `deferred`, `in_progress`, `not_failed` or `not_found`.
     pub result: &'static str,
     /// The delivery's status after the replay (absent when not found).
@@ -160,7 +159,7 @@ pub struct BulkResult {
 }
 
 impl BulkResult {
-    pub fn new(id: Uuid, replayed: Replayed) -> Self {
+    pub fn new(id: DeliveryKey, replayed: Replayed) -> Self {
         let (result, delivery, reason) = match replayed {
             Replayed::NotFound => ("not_found", None, None),
             Replayed::NotFailed(d) => ("not_failed", Some(d), None),

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
-use uuid::Uuid;
 
 use super::{Delivery, DeliveryStatus, cursor::Cursor, intake::Intake};
-use crate::{auth::CompanyScope, provider::Provider};
+use crate::{
+    auth::CompanyScope,
+    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
+    provider::Provider,
+};
 
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
                        provider_response, from_cache, payload, payload_hash, schedule_id, \
@@ -98,7 +101,7 @@ pub async fn list(
 pub async fn find(
     pool: &PgPool,
     scope: &CompanyScope,
-    id: Uuid,
+    key: DeliveryKey,
 ) -> Result<Option<Delivery>, sqlx::Error> {
     sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM impact_deliveries
@@ -106,7 +109,7 @@ pub async fn find(
            AND ($2::uuid[] IS NULL OR company_id = ANY($2))",
         resolve_key("$1")
     )))
-    .bind(id)
+    .bind(key)
     .bind(scope.as_filter())
     .fetch_optional(pool)
     .await
@@ -179,9 +182,9 @@ pub(super) fn push_filter(
 }
 
 pub struct NewDelivery {
-    pub company_id: Uuid,
+    pub company_id: CompanyId,
     pub provider: Provider,
-    pub delivery_id: Uuid,
+    pub delivery_id: DeliveryId,
     pub idempotency_key: Option<String>,
     pub payload: serde_json::Value,
 }
@@ -198,10 +201,10 @@ pub enum Created {
 
 /// A delivery row about to be written.
 pub struct NewRow {
-    pub id: Uuid,
-    pub company_id: Uuid,
+    pub id: RecordId,
+    pub company_id: CompanyId,
     pub provider: Provider,
-    pub delivery_id: Uuid,
+    pub delivery_id: DeliveryId,
     pub idempotency_key: Option<String>,
     pub payload: serde_json::Value,
     pub payload_hash: String,
@@ -218,7 +221,7 @@ pub async fn insert(
 ) -> Result<Created, sqlx::Error> {
     let hash = super::payload_hash(&new.payload);
     let row = NewRow {
-        id: Uuid::now_v7(),
+        id: RecordId::generate(),
         company_id: new.company_id,
         provider: new.provider,
         delivery_id: new.delivery_id,
@@ -258,7 +261,7 @@ pub async fn insert(
 pub async fn insert_rows(
     pool: &PgPool,
     rows: &[NewRow],
-) -> Result<HashMap<Uuid, Delivery>, sqlx::Error> {
+) -> Result<HashMap<RecordId, Delivery>, sqlx::Error> {
     let inserted: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO impact_deliveries
              (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::{
     connectors::{ConnectorError, DeliveryRequest, ErrorClass, retry::AttemptsMade},
+    ids::RecordId,
     report::ImpactReport,
 };
 
@@ -203,7 +204,7 @@ async fn write_outcomes(ctx: DeliveryContext, mut outcomes: mpsc::Receiver<Finis
 const RECORD_TRIES: u32 = 4;
 
 /// Records outcomes; the record ids whose outcome landed.
-async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<uuid::Uuid> {
+async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<RecordId> {
     let mut pause = Duration::from_millis(200);
     for tries in 1..=RECORD_TRIES {
         match queue::complete(&ctx.db, finished).await {
@@ -373,7 +374,7 @@ async fn deliver(
     })?;
     let connector = ctx
         .connectors
-        .connector(claimed.company_id, claimed.provider)
+        .connector(claimed.company_id.0, claimed.provider)
         .map_err(|err| ConnectorError::Unsendable {
             message: err.to_string(),
         })?;

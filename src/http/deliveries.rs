@@ -9,7 +9,6 @@ use axum::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{
     date::{self, Day},
@@ -23,6 +22,7 @@ use crate::{
         Delivery, queue,
         store::{self, Created, ListFilter, NewDelivery},
     },
+    ids::{CompanyId, DeliveryId, DeliveryKey},
     provider::Provider,
     report::ImpactReport,
 };
@@ -65,7 +65,7 @@ async fn list(
     mut params: QueryParams,
 ) -> Result<Json<Page>, ApiError> {
     principal.require_read()?;
-    let company = params.get::<Uuid>("companyId");
+    let company = params.get::<CompanyId>("companyId");
     let provider = params.get("provider");
     let status = params.get("status");
     let (created_from, created_to) = created_range(&mut params);
@@ -112,10 +112,10 @@ async fn list(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CreateDelivery {
-    company_id: Uuid,
+    company_id: CompanyId,
     provider: Provider,
     payload: ImpactReport,
-    delivery_id: Option<Uuid>,
+    delivery_id: Option<DeliveryId>,
 }
 
 /// The longest `Idempotency-Key` accepted (the IETF draft leaves it open;
@@ -143,7 +143,7 @@ async fn create(
         .into_iter()
         .map(|v| FieldError::new(format!("payload.{}", v.field), v.message))
         .collect();
-    if body.payload.company_id != body.company_id {
+    if body.payload.company_id != body.company_id.0 {
         errors.push(FieldError::new("payload.companyId", "must equal companyId"));
     }
     if !errors.is_empty() {
@@ -152,7 +152,7 @@ async fn create(
     let new = NewDelivery {
         company_id: body.company_id,
         provider: body.provider,
-        delivery_id: body.delivery_id.unwrap_or_else(Uuid::now_v7),
+        delivery_id: body.delivery_id.unwrap_or_else(DeliveryId::generate),
         idempotency_key,
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
     };
@@ -206,8 +206,8 @@ async fn show(
     principal.require_read()?;
     let not_found = || ApiError::NotFound(format!("no delivery {id}"));
     // A malformed id cannot name a delivery; 404 like any unknown one.
-    let uuid: Uuid = id.parse().map_err(|_| not_found())?;
-    let delivery = store::find(&state.db, &principal.scope(None)?, uuid)
+    let key: DeliveryKey = id.parse().map_err(|_| not_found())?;
+    let delivery = store::find(&state.db, &principal.scope(None)?, key)
         .await?
         .ok_or_else(not_found)?;
     let attempts = queue::attempts(&state.db, delivery.id).await?;

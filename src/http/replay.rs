@@ -9,7 +9,6 @@ use axum::{
     routing::post,
 };
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::{
     date::{self, Day},
@@ -23,6 +22,7 @@ use crate::{
         Delivery, queue,
         replay::{self, BULK_LIMIT, Replayed},
     },
+    ids::{CompanyId, DeliveryKey},
     provider::Provider,
 };
 
@@ -47,8 +47,8 @@ async fn replay_one(
 ) -> Result<Response, ApiError> {
     principal.require_write()?;
     let not_found = || ApiError::NotFound(format!("no delivery {id}"));
-    let uuid: Uuid = id.parse().map_err(|_| not_found())?;
-    let replayed = replay::replay(&state.delivery, &principal.scope(None)?, &[uuid])
+    let key: DeliveryKey = id.parse().map_err(|_| not_found())?;
+    let replayed = replay::replay(&state.delivery, &principal.scope(None)?, &[key])
         .await?
         .pop()
         .expect("a replay answers once per id");
@@ -103,7 +103,7 @@ impl ReplayedOne {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BulkReplay {
-    ids: Vec<Uuid>,
+    ids: Vec<DeliveryKey>,
 }
 
 #[derive(Serialize)]
@@ -137,7 +137,7 @@ async fn bulk_replay(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RetryAllFailed {
-    company_id: Uuid,
+    company_id: CompanyId,
     provider: Option<Provider>,
     /// Only deliveries that failed at or after this instant; the same forms
     /// and range as the list's `startDate`.

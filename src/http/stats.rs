@@ -1,7 +1,6 @@
 //! `/v1/impact-in/stats`: delivery statistics for the cockpit's dashboard.
 
 use axum::{Json, Router, extract::State, routing::get};
-use uuid::Uuid;
 
 use super::{deliveries::created_range, error::ApiError, extract::QueryParams};
 use crate::{
@@ -11,6 +10,7 @@ use crate::{
         stats::{self, Stats},
         store::ListFilter,
     },
+    ids::CompanyId,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -25,7 +25,7 @@ async fn show(
     mut params: QueryParams,
 ) -> Result<Json<Stats>, ApiError> {
     principal.require_read()?;
-    let company = params.get::<Uuid>("companyId");
+    let company = params.get::<CompanyId>("companyId");
     let provider = params.get("provider");
     let (created_from, created_to) = created_range(&mut params);
     params.finish()?;
