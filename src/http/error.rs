@@ -307,4 +307,19 @@ mod tests {
             );
         }
     }
+
+    /// docs/api.md is where callers read the table.
+    #[test]
+    fn the_api_docs_list_every_cause() {
+        let docs = include_str!("../../docs/api.md");
+        for cause in Cause::ALL {
+            let row = format!(
+                "| `{}` | {} | {} |",
+                cause.kind(),
+                cause.status().as_u16(),
+                cause.title()
+            );
+            assert!(docs.contains(&row), "docs/api.md lacks {row}");
+        }
+    }
 }
