@@ -25,8 +25,12 @@ async fn seed_delivery(pool: &PgPool, company: Uuid) -> Uuid {
     id
 }
 
+/// A bearer credential refused: 401 with a challenge.
 fn assert_unauthorized(response: &common::TestResponse) {
-    response.problem(StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.problem(StatusCode::UNAUTHORIZED)["type"],
+        "/problems/invalid-token"
+    );
     let challenge = response.headers[header::WWW_AUTHENTICATE].to_str().unwrap();
     assert!(challenge.starts_with("Bearer"), "{challenge}");
 }
@@ -36,7 +40,12 @@ async fn missing_or_unusable_credentials_are_401(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
 
-    assert_unauthorized(&app.get(LIST, None).await);
+    let missing = app.get(LIST, None).await;
+    assert_eq!(
+        missing.problem(StatusCode::UNAUTHORIZED)["type"],
+        "/problems/missing-credentials"
+    );
+    assert!(missing.headers.contains_key(header::WWW_AUTHENTICATE));
     assert_unauthorized(&app.get(LIST, Some("not-a-jwt")).await);
 
     let valid = token(&[company], &[ADMIN]);
@@ -103,14 +112,20 @@ async fn roles_gate_reads_and_writes(pool: PgPool) {
         json!({ "companyId": company, "provider": "goodera", "payload": common::report(company) });
 
     let no_roles = token(&[company], &[]);
-    app.get(LIST, Some(&no_roles))
-        .await
-        .problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(LIST, Some(&no_roles))
+            .await
+            .problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/missing-role"
+    );
 
     let reader = token(&[company], &[ADMIN]);
     assert_eq!(app.get(LIST, Some(&reader)).await.status, StatusCode::OK);
     let denied = app.post(LIST, Some(&reader), body.clone()).await;
-    denied.problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        denied.problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/missing-role"
+    );
     assert!(
         denied.body["detail"]
             .as_str()
@@ -119,9 +134,12 @@ async fn roles_gate_reads_and_writes(pool: PgPool) {
     );
 
     let manager_only = token(&[company], &[MANAGE]);
-    app.post(LIST, Some(&manager_only), body.clone())
-        .await
-        .problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.post(LIST, Some(&manager_only), body.clone())
+            .await
+            .problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/missing-role"
+    );
 
     let writer = token(&[company], &[ADMIN, MANAGE]);
     assert_eq!(
@@ -151,18 +169,27 @@ async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
     let own = app.get(&format!("{LIST}/{my_delivery}"), Some(&me)).await;
     assert_eq!(own.status, StatusCode::OK);
     // Another company's delivery does not exist, as far as this caller knows.
-    app.get(&format!("{LIST}/{their_delivery}"), Some(&me))
-        .await
-        .problem(StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("{LIST}/{their_delivery}"), Some(&me))
+            .await
+            .problem(StatusCode::NOT_FOUND)["type"],
+        "/problems/delivery-not-found"
+    );
 
-    app.get(&format!("{LIST}?companyId={theirs}"), Some(&me))
-        .await
-        .problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(&format!("{LIST}?companyId={theirs}"), Some(&me))
+            .await
+            .problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/company-not-allowed"
+    );
     let create =
         json!({ "companyId": theirs, "provider": "benevity", "payload": common::report(theirs) });
-    app.post(LIST, Some(&me), create)
-        .await
-        .problem(StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.post(LIST, Some(&me), create)
+            .await
+            .problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/company-not-allowed"
+    );
 
     // A token for several companies sees each of them.
     let both = token(&[mine, theirs], &[ADMIN]);
@@ -202,10 +229,9 @@ async fn a_caller_cannot_replay_another_companys_deliveries(pool: PgPool) {
         let single = app
             .post(&format!("{LIST}/{id}/replay"), Some(&me), json!({}))
             .await;
-        assert_eq!(
-            single.problem(StatusCode::NOT_FOUND)["detail"],
-            format!("no delivery {id}")
-        );
+        let problem = single.problem(StatusCode::NOT_FOUND);
+        assert_eq!(problem["type"], "/problems/delivery-not-found");
+        assert_eq!(problem["detail"], format!("no delivery {id}"));
     }
 
     // In the same request our own failed delivery is replayed (its seeded
@@ -242,8 +268,10 @@ async fn a_caller_cannot_replay_another_companys_deliveries(pool: PgPool) {
             json!({"companyId": theirs}),
         )
         .await;
+    let problem = everything.problem(StatusCode::FORBIDDEN);
+    assert_eq!(problem["type"], "/problems/company-not-allowed");
     assert_eq!(
-        everything.problem(StatusCode::FORBIDDEN)["detail"],
+        problem["detail"],
         "forbidden: companyId is outside the companies of this token"
     );
 

@@ -87,12 +87,13 @@ async fn create_then_show_in_camel_case(pool: PgPool) {
         .await;
     assert_eq!(by_delivery_id.body["id"], id);
 
-    app.get(&format!("{LIST}/not-a-uuid"), Some(&writer))
-        .await
-        .problem(StatusCode::NOT_FOUND);
-    app.get(&format!("{LIST}/{}", Uuid::new_v4()), Some(&writer))
-        .await
-        .problem(StatusCode::NOT_FOUND);
+    for unknown in ["not-a-uuid".to_owned(), Uuid::new_v4().to_string()] {
+        let response = app.get(&format!("{LIST}/{unknown}"), Some(&writer)).await;
+        assert_eq!(
+            response.problem(StatusCode::NOT_FOUND)["type"],
+            "/problems/delivery-not-found"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -112,9 +113,12 @@ async fn a_repeated_delivery_id_is_answered_once(pool: PgPool) {
 
     let mut changed = body.clone();
     changed["payload"]["volunteerHours"] = json!(2);
-    app.post(LIST, Some(&writer), changed)
-        .await
-        .problem(StatusCode::CONFLICT);
+    assert_eq!(
+        app.post(LIST, Some(&writer), changed)
+            .await
+            .problem(StatusCode::CONFLICT)["type"],
+        "/problems/idempotency-key-reused"
+    );
 
     // Racing identical requests create one row.
     let racer_id = Uuid::new_v4();
@@ -228,7 +232,10 @@ async fn list_filters_and_pages_newest_first(pool: PgPool) {
         ("companyId=42", "companyId"),
     ] {
         let response = app.get(&query(q), Some(&reader)).await;
-        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.problem(StatusCode::BAD_REQUEST)["type"],
+            "/problems/invalid-query"
+        );
         assert_eq!(response.error_fields(), vec![field], "{q}");
     }
 }
@@ -411,7 +418,10 @@ async fn a_malformed_cursor_or_one_with_page_is_400(pool: PgPool) {
         let response = app
             .get(&format!("{LIST}?cursor={cursor}"), Some(&reader))
             .await;
-        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.problem(StatusCode::BAD_REQUEST)["type"],
+            "/problems/invalid-query"
+        );
         assert_eq!(response.error_fields(), vec!["cursor"], "{cursor}");
     }
 
@@ -419,7 +429,10 @@ async fn a_malformed_cursor_or_one_with_page_is_400(pool: PgPool) {
         let response = app
             .get(&format!("{LIST}?page={page}&cursor={valid}"), Some(&reader))
             .await;
-        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.problem(StatusCode::BAD_REQUEST)["type"],
+            "/problems/invalid-query"
+        );
         assert_eq!(response.error_fields(), vec!["cursor"]);
         assert_eq!(
             response.body["errors"][0]["message"],
@@ -463,12 +476,16 @@ async fn a_cursor_never_crosses_into_another_company(pool: PgPool) {
     assert_eq!(with_their_cursor.body["nextCursor"], Value::Null);
 
     // Naming their company is refused with or without a cursor.
-    app.get(
-        &format!("{LIST}?companyId={theirs}&cursor={their_cursor}"),
-        Some(&reader),
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
+    let response = app
+        .get(
+            &format!("{LIST}?companyId={theirs}&cursor={their_cursor}"),
+            Some(&reader),
+        )
+        .await;
+    assert_eq!(
+        response.problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/company-not-allowed"
+    );
 }
 
 /// Reports no provider can take are refused at the door: text XML 1.0
@@ -495,7 +512,10 @@ async fn undeliverable_reports_are_422s_naming_the_field(pool: PgPool) {
             json!({ "companyId": company, "provider": "workday", "payload": report }),
         )
         .await;
-    response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        response.problem(StatusCode::UNPROCESSABLE_ENTITY)["type"],
+        "/problems/validation"
+    );
     assert_eq!(
         response.error_fields(),
         vec![
@@ -560,7 +580,10 @@ async fn retry_all_failed_takes_the_dates_the_list_takes(pool: PgPool) {
         "yesterday",
     ] {
         let response = retry(since).await;
-        response.problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            response.problem(StatusCode::UNPROCESSABLE_ENTITY)["type"],
+            "/problems/validation"
+        );
         assert_eq!(response.error_fields(), vec!["since"], "{since}");
     }
 }

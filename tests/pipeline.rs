@@ -317,6 +317,7 @@ async fn a_replay_reaches_the_provider_with_the_same_delivery_id(pool: PgPool) {
         )
         .await;
     again.problem(StatusCode::CONFLICT);
+    assert_eq!(again.body["type"], "/problems/delivery-not-failed");
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -662,6 +663,7 @@ async fn the_idempotency_key_answers_repeats_and_refuses_reuse(pool: PgPool) {
     assert_eq!(repeat.body["id"], first.body["id"]);
     let reuse = send(body(p.distinct_report(9))).await;
     reuse.problem(StatusCode::CONFLICT);
+    assert_eq!(reuse.body["type"], "/problems/idempotency-key-reused");
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -1174,6 +1176,7 @@ async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(poo
         )
         .await;
     taken.problem(StatusCode::CONFLICT);
+    assert_eq!(taken.body["type"], "/problems/delivery-id-taken");
 
     p.stop_workers().await;
     let twin = Uuid::now_v7();

@@ -269,20 +269,33 @@ async fn bad_parameters_are_400_and_foreign_companies_403(pool: PgPool) {
         ("startDate=10000-01-01T00:00:00Z", vec!["startDate"]),
     ] {
         let response = app.get(&format!("{STATS}?{query}"), Some(&reader)).await;
-        response.problem(StatusCode::BAD_REQUEST);
+        assert_eq!(
+            response.problem(StatusCode::BAD_REQUEST)["type"],
+            "/problems/invalid-query"
+        );
         assert_eq!(response.error_fields(), fields, "{query}");
     }
 
-    app.get(
-        &format!("{STATS}?companyId={}", Uuid::new_v4()),
-        Some(&reader),
-    )
-    .await
-    .problem(StatusCode::FORBIDDEN);
+    let foreign = app
+        .get(
+            &format!("{STATS}?companyId={}", Uuid::new_v4()),
+            Some(&reader),
+        )
+        .await;
+    assert_eq!(
+        foreign.problem(StatusCode::FORBIDDEN)["type"],
+        "/problems/company-not-allowed"
+    );
     for roles in [&[][..], &[MANAGE]] {
-        app.get(STATS, Some(&token(&[company], roles)))
-            .await
-            .problem(StatusCode::FORBIDDEN);
+        let response = app.get(STATS, Some(&token(&[company], roles))).await;
+        assert_eq!(
+            response.problem(StatusCode::FORBIDDEN)["type"],
+            "/problems/missing-role"
+        );
     }
-    app.get(STATS, None).await.problem(StatusCode::UNAUTHORIZED);
+    let anonymous = app.get(STATS, None).await;
+    assert_eq!(
+        anonymous.problem(StatusCode::UNAUTHORIZED)["type"],
+        "/problems/missing-credentials"
+    );
 }

@@ -65,8 +65,10 @@ pub enum AuthError {
     Missing,
     #[error("invalid credentials: {0}")]
     Invalid(String),
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("the {0} role is missing")]
+    MissingRole(&'static str),
+    #[error("companyId is outside the companies of this token")]
+    CompanyNotAllowed,
 }
 
 impl Principal {
@@ -99,13 +101,10 @@ impl Principal {
     fn require(&self, roles: &[Role]) -> Result<(), AuthError> {
         match roles.iter().find(|role| !self.roles.contains(role)) {
             None => Ok(()),
-            Some(missing) => Err(AuthError::Forbidden(format!(
-                "this action needs the {} role",
-                match missing {
-                    Role::AdminConsole => "ADMIN_CONSOLE",
-                    Role::ManageIntegrations => "MANAGE_INTEGRATIONS",
-                }
-            ))),
+            Some(missing) => Err(AuthError::MissingRole(match missing {
+                Role::AdminConsole => "ADMIN_CONSOLE",
+                Role::ManageIntegrations => "MANAGE_INTEGRATIONS",
+            })),
         }
     }
 
@@ -122,9 +121,7 @@ impl Principal {
     pub fn scope(&self, requested: Option<CompanyId>) -> Result<CompanyScope, AuthError> {
         match requested {
             Some(company) if self.can_access(company) => Ok(CompanyScope::Only(vec![company])),
-            Some(_) => Err(AuthError::Forbidden(
-                "companyId is outside the companies of this token".into(),
-            )),
+            Some(_) => Err(AuthError::CompanyNotAllowed),
             None => Ok(self.companies.clone()),
         }
     }
@@ -201,7 +198,7 @@ mod tests {
         );
         assert!(matches!(
             principal.scope(Some(CompanyId(Uuid::new_v4()))),
-            Err(AuthError::Forbidden(_))
+            Err(AuthError::CompanyNotAllowed)
         ));
     }
 

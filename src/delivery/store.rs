@@ -197,6 +197,8 @@ pub enum Created {
     /// The `deliveryId` or `Idempotency-Key` was already used with a
     /// different request.
     Conflict,
+    /// The `deliveryId` is another delivery's record id.
+    IdTaken,
 }
 
 /// A delivery row about to be written.
@@ -242,7 +244,9 @@ pub async fn insert(
     .fetch_all(pool)
     .await?;
     // Both the id and the key must point at one matching delivery; an id
-    // owned by another company is refused without revealing it.
+    // owned by another company is refused without revealing it. With
+    // neither taken, the row was refused for the one other reason
+    // `insert_rows` has.
     Ok(match existing.as_slice() {
         [d] if d.company_id == new.company_id
             && d.provider == new.provider
@@ -250,6 +254,7 @@ pub async fn insert(
         {
             Created::Existing(d.clone())
         }
+        [] => Created::IdTaken,
         _ => Created::Conflict,
     })
 }

@@ -163,11 +163,8 @@ async fn create(
                 (StatusCode::ACCEPTED, delivery)
             }
             Created::Existing(delivery) => (StatusCode::OK, delivery),
-            Created::Conflict => {
-                return Err(ApiError::Conflict(
-                    "deliveryId or Idempotency-Key was already used for a different request".into(),
-                ));
-            }
+            Created::Conflict => return Err(ApiError::IdempotencyKeyReused),
+            Created::IdTaken => return Err(ApiError::DeliveryIdTaken),
         };
     let location = format!("/v1/impact-in/deliveries/{}", delivery.id);
     Ok((status, [(header::LOCATION, location)], Json(delivery)).into_response())
@@ -182,10 +179,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .ok()
         .map(str::trim)
         .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-            ))
+        .ok_or(ApiError::InvalidIdempotencyKey {
+            max: MAX_IDEMPOTENCY_KEY,
         })?;
     Ok(Some(key.to_owned()))
 }
@@ -204,7 +199,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<DeliveryDetail>, ApiError> {
     principal.require_read()?;
-    let not_found = || ApiError::NotFound(format!("no delivery {id}"));
+    let not_found = || ApiError::DeliveryNotFound(id.clone());
     // A malformed id cannot name a delivery; 404 like any unknown one.
     let key: DeliveryKey = id.parse().map_err(|_| not_found())?;
     let delivery = store::find(&state.db, &principal.scope(None)?, key)

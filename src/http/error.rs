@@ -1,15 +1,89 @@
 //! The one HTTP error type, rendered as RFC 9457 `application/problem+json`.
+//!
+//! Each cause of failure has its own stable `type` URI, which callers (the
+//! cockpit among them) branch on: [`Cause`] is the one table of them, and
+//! `docs/api.md` lists it.
 
 use axum::{
     Json,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Serialize;
 
-use crate::auth::AuthError;
+use crate::{auth::AuthError, delivery::DeliveryStatus};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Declares [`Cause`] from its table, so that [`Cause::ALL`] cannot miss one.
+macro_rules! causes {
+    ($($(#[doc = $doc:literal])* $cause:ident => $status:ident, $kind:literal, $title:literal;)+) => {
+        /// Why a request failed: one stable problem `type` each.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Cause {
+            $($(#[doc = $doc])* $cause,)+
+        }
+
+        impl Cause {
+            pub const ALL: &[Cause] = &[$(Cause::$cause),+];
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(Cause::$cause => StatusCode::$status,)+
+                }
+            }
+
+            /// The problem `type`, a relative URI.
+            pub fn kind(self) -> &'static str {
+                match self {
+                    $(Cause::$cause => $kind,)+
+                }
+            }
+
+            pub fn title(self) -> &'static str {
+                match self {
+                    $(Cause::$cause => $title,)+
+                }
+            }
+        }
+    };
+}
+
+causes! {
+    /// Query parameters that do not parse or are out of range.
+    InvalidQuery => BAD_REQUEST, "/problems/invalid-query", "Invalid Query Parameters";
+    /// A body that is not JSON.
+    MalformedJson => BAD_REQUEST, "/problems/malformed-json", "Malformed JSON";
+    /// A body that could not be read to its end.
+    UnreadableBody => BAD_REQUEST, "/problems/unreadable-body", "Unreadable Body";
+    InvalidIdempotencyKey => BAD_REQUEST, "/problems/invalid-idempotency-key", "Invalid Idempotency-Key";
+    /// A request head that is not HTTP/1.1 (answered by the listener).
+    MalformedRequest => BAD_REQUEST, "/problems/malformed-request", "Malformed Request";
+    MissingCredentials => UNAUTHORIZED, "/problems/missing-credentials", "Missing Credentials";
+    /// Not `Bearer <token>`, or a token that fails verification.
+    InvalidToken => UNAUTHORIZED, "/problems/invalid-token", "Invalid Token";
+    MissingRole => FORBIDDEN, "/problems/missing-role", "Missing Role";
+    /// A `companyId` outside the caller's companies.
+    CompanyNotAllowed => FORBIDDEN, "/problems/company-not-allowed", "Company Not Allowed";
+    DeliveryNotFound => NOT_FOUND, "/problems/delivery-not-found", "Delivery Not Found";
+    RouteNotFound => NOT_FOUND, "/problems/route-not-found", "Route Not Found";
+    MethodNotAllowed => METHOD_NOT_ALLOWED, "/problems/method-not-allowed", "Method Not Allowed";
+    /// A `deliveryId` or `Idempotency-Key` already used for another request.
+    IdempotencyKeyReused => CONFLICT, "/problems/idempotency-key-reused", "Idempotency Key Reused";
+    /// A `deliveryId` that is another delivery's record id.
+    DeliveryIdTaken => CONFLICT, "/problems/delivery-id-taken", "Delivery Id Taken";
+    /// A replay of a delivery that is not `failed`.
+    DeliveryNotFailed => CONFLICT, "/problems/delivery-not-failed", "Delivery Not Failed";
+    PayloadTooLarge => PAYLOAD_TOO_LARGE, "/problems/payload-too-large", "Payload Too Large";
+    UriTooLong => URI_TOO_LONG, "/problems/uri-too-long", "URI Too Long";
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE, "/problems/unsupported-media-type", "Unsupported Media Type";
+    /// A well-formed body (or `since`, `ids`) whose content is wrong.
+    Validation => UNPROCESSABLE_ENTITY, "/problems/validation", "Validation Failed";
+    RequestHeaderFieldsTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "/problems/request-header-fields-too-large", "Request Header Fields Too Large";
+    Internal => INTERNAL_SERVER_ERROR, "/problems/internal", "Internal Server Error";
+    /// The database is unavailable, or the request timed out.
+    Unavailable => SERVICE_UNAVAILABLE, "/problems/unavailable", "Service Unavailable";
+}
 
 /// One field that failed validation, named as the client sent it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -27,30 +101,49 @@ impl FieldError {
     }
 }
 
+/// What handlers and extractors fail with: a cause and what `detail` needs.
+/// The message of each variant is the problem's `detail`.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0}")]
-    BadRequest(String),
     /// Query parameters that cannot be parsed: 400, naming each.
-    #[error("invalid query parameters")]
+    #[error("one or more query parameters are invalid")]
     InvalidQuery(Vec<FieldError>),
+    #[error("the query string is not valid")]
+    MalformedQuery,
+    #[error("malformed JSON at line {line} column {column}")]
+    MalformedJson { line: usize, column: usize },
+    #[error("the request body could not be read")]
+    UnreadableBody,
+    #[error("Idempotency-Key must be 1 to {max} visible ASCII characters")]
+    InvalidIdempotencyKey { max: usize },
     /// A well-formed body whose content is wrong: 422, naming each field.
-    #[error("validation failed")]
+    #[error("the request body failed validation")]
     Validation(Vec<FieldError>),
+    #[error("unauthorized: missing bearer credentials")]
+    MissingCredentials,
     #[error("unauthorized: {0}")]
-    Unauthorized(String),
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    InvalidToken(String),
+    #[error("forbidden: this action needs the {0} role")]
+    MissingRole(&'static str),
+    #[error("forbidden: companyId is outside the companies of this token")]
+    CompanyNotAllowed,
+    /// The id as the caller gave it.
+    #[error("no delivery {0}")]
+    DeliveryNotFound(String),
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: Method, path: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("deliveryId or Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("deliveryId is the id of another delivery")]
+    DeliveryIdTaken,
+    #[error("only failed deliveries can be replayed; this one is {0}")]
+    DeliveryNotFailed(DeliveryStatus),
     #[error("request body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("{0}")]
-    UnsupportedMediaType(String),
+    #[error("expected Content-Type: application/json")]
+    UnsupportedMediaType,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -60,11 +153,46 @@ pub enum ApiError {
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {
-            AuthError::Missing => Self::Unauthorized("missing bearer credentials".into()),
-            AuthError::Invalid(reason) => Self::Unauthorized(reason),
-            AuthError::Forbidden(reason) => Self::Forbidden(reason),
+            AuthError::Missing => Self::MissingCredentials,
+            AuthError::Invalid(reason) => Self::InvalidToken(reason),
+            AuthError::MissingRole(role) => Self::MissingRole(role),
+            AuthError::CompanyNotAllowed => Self::CompanyNotAllowed,
         }
     }
+}
+
+impl ApiError {
+    pub fn cause(&self) -> Cause {
+        match self {
+            Self::InvalidQuery(_) | Self::MalformedQuery => Cause::InvalidQuery,
+            Self::MalformedJson { .. } => Cause::MalformedJson,
+            Self::UnreadableBody => Cause::UnreadableBody,
+            Self::InvalidIdempotencyKey { .. } => Cause::InvalidIdempotencyKey,
+            Self::Validation(_) => Cause::Validation,
+            Self::MissingCredentials => Cause::MissingCredentials,
+            Self::InvalidToken(_) => Cause::InvalidToken,
+            Self::MissingRole(_) => Cause::MissingRole,
+            Self::CompanyNotAllowed => Cause::CompanyNotAllowed,
+            Self::DeliveryNotFound(_) => Cause::DeliveryNotFound,
+            Self::RouteNotFound { .. } => Cause::RouteNotFound,
+            Self::MethodNotAllowed => Cause::MethodNotAllowed,
+            Self::IdempotencyKeyReused => Cause::IdempotencyKeyReused,
+            Self::DeliveryIdTaken => Cause::DeliveryIdTaken,
+            Self::DeliveryNotFailed(_) => Cause::DeliveryNotFailed,
+            Self::PayloadTooLarge { .. } => Cause::PayloadTooLarge,
+            Self::UnsupportedMediaType => Cause::UnsupportedMediaType,
+            Self::Database(err) if is_unavailable(err) => Cause::Unavailable,
+            Self::Database(_) | Self::Internal(_) => Cause::Internal,
+        }
+    }
+}
+
+/// Errors that mean "the database is not there right now" rather than a bug.
+fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
+    )
 }
 
 /// The RFC 9457 body. `type` is a relative URI documented in `docs/api.md`.
@@ -80,35 +208,22 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The generic problem for a status, used for errors raised outside our
-    /// handlers (timeouts, body limits) and for the plain variants below.
-    pub fn for_status(status: StatusCode, detail: impl Into<String>) -> Self {
-        let (kind, title) = match status {
-            StatusCode::BAD_REQUEST => ("/problems/bad-request", "Bad Request"),
-            StatusCode::UNAUTHORIZED => ("/problems/unauthorized", "Unauthorized"),
-            StatusCode::FORBIDDEN => ("/problems/forbidden", "Forbidden"),
-            StatusCode::NOT_FOUND => ("/problems/not-found", "Not Found"),
-            StatusCode::METHOD_NOT_ALLOWED => {
-                ("/problems/method-not-allowed", "Method Not Allowed")
-            }
-            StatusCode::CONFLICT => ("/problems/conflict", "Conflict"),
-            StatusCode::PAYLOAD_TOO_LARGE => ("/problems/payload-too-large", "Payload Too Large"),
-            StatusCode::URI_TOO_LONG => ("/problems/uri-too-long", "URI Too Long"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                ("/problems/unsupported-media-type", "Unsupported Media Type")
-            }
-            StatusCode::UNPROCESSABLE_ENTITY => ("/problems/validation", "Validation Failed"),
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
-                "/problems/request-header-fields-too-large",
-                "Request Header Fields Too Large",
-            ),
-            StatusCode::SERVICE_UNAVAILABLE => ("/problems/unavailable", "Service Unavailable"),
-            s if s.is_server_error() => ("/problems/internal", "Internal Server Error"),
-            _ => ("about:blank", status.canonical_reason().unwrap_or("Error")),
-        };
+    pub fn new(cause: Cause, detail: impl Into<String>) -> Self {
         Self {
-            kind,
-            title,
+            kind: cause.kind(),
+            title: cause.title(),
+            status: cause.status().as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// For an error status raised outside our handlers whose cause we
+    /// cannot know: RFC 9457's `about:blank`, titled by the status.
+    pub fn blank(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
@@ -132,66 +247,79 @@ impl IntoResponse for Problem {
     }
 }
 
-impl ApiError {
-    fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Database(err) if is_unavailable(err) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
-/// Errors that mean "the database is not there right now" rather than a bug.
-fn is_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let problem = match self {
-            Self::InvalidQuery(errors) => {
-                Problem::for_status(status, "one or more query parameters are invalid")
-                    .with_errors(errors)
-            }
-            Self::Validation(errors) => {
-                Problem::for_status(status, "the request body failed validation")
-                    .with_errors(errors)
-            }
-            Self::Database(err) if status == StatusCode::SERVICE_UNAVAILABLE => {
+        let cause = self.cause();
+        let detail = match &self {
+            Self::Database(err) if cause == Cause::Unavailable => {
                 tracing::warn!(error = %err, "database unavailable");
-                Problem::for_status(status, "the database is unavailable; retry later")
+                "the database is unavailable; retry later".to_owned()
             }
             // Internals go to the log, tied to the response by x-request-id.
             Self::Database(err) => {
                 tracing::error!(error = ?err, "database error");
-                Problem::for_status(status, "an internal error occurred")
+                "an internal error occurred".to_owned()
             }
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
-                Problem::for_status(status, "an internal error occurred")
+                "an internal error occurred".to_owned()
             }
-            other => Problem::for_status(status, other.to_string()),
+            other => other.to_string(),
         };
-        let mut response = problem.into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        let errors = match self {
+            Self::InvalidQuery(errors) | Self::Validation(errors) => errors,
+            _ => Vec::new(),
+        };
+        let mut response = Problem::new(cause, detail)
+            .with_errors(errors)
+            .into_response();
+        if cause.status() == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="impact-in""#),
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// Callers branch on `type`: two causes sharing one could not be told
+    /// apart, and each is a documented, stable relative URI.
+    #[test]
+    fn every_cause_has_a_type_of_its_own() {
+        let mut seen = HashSet::new();
+        for cause in Cause::ALL {
+            assert!(
+                seen.insert(cause.kind()),
+                "{cause:?} shares {}",
+                cause.kind()
+            );
+            assert!(cause.kind().starts_with("/problems/"), "{cause:?}");
+            assert!(
+                cause.status().is_client_error() || cause.status().is_server_error(),
+                "{cause:?}"
+            );
+        }
+    }
+
+    /// docs/api.md is where callers read the table.
+    #[test]
+    fn the_api_docs_list_every_cause() {
+        let docs = include_str!("../../docs/api.md");
+        for cause in Cause::ALL {
+            let row = format!(
+                "| `{}` | {} | {} |",
+                cause.kind(),
+                cause.status().as_u16(),
+                cause.title()
+            );
+            assert!(docs.contains(&row), "docs/api.md lacks {row}");
+        }
     }
 }

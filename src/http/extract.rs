@@ -25,9 +25,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(ApiError::UnsupportedMediaType(
-                "expected Content-Type: application/json".into(),
-            ));
+            return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -35,7 +33,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
                     limit: state.config.http.body_limit_bytes,
                 }
             } else {
-                ApiError::BadRequest("the request body could not be read".into())
+                ApiError::UnreadableBody
             }
         })?;
         parse_json(&bytes).map(Json)
@@ -68,11 +66,10 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 fn malformed(err: &serde_json::Error) -> ApiError {
-    ApiError::BadRequest(format!(
-        "malformed JSON at line {} column {}",
-        err.line(),
-        err.column()
-    ))
+    ApiError::MalformedJson {
+        line: err.line(),
+        column: err.column(),
+    }
 }
 
 /// The dotted path of the failing field. serde reports a missing field at its
@@ -110,7 +107,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let Query(raw) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
-            .map_err(|_| ApiError::BadRequest("the query string is not valid".into()))?;
+            .map_err(|_| ApiError::MalformedQuery)?;
         Ok(Self {
             raw,
             errors: Vec::new(),

@@ -20,7 +20,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
-use super::error::{PROBLEM_JSON, Problem};
+use super::error::{Cause, PROBLEM_JSON, Problem};
 
 /// Accepts connections for `axum::serve`.
 pub struct Connections(TcpListener);
@@ -183,14 +183,18 @@ fn problem_answer(head: &[u8]) -> Option<(StatusCode, Vec<u8>)> {
     if !empty {
         return None;
     }
-    let detail = match status {
-        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
-            "the request has more than 100 header fields, or its head is larger than 400 KiB"
+    let problem = match status {
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => Problem::new(
+            Cause::RequestHeaderFieldsTooLarge,
+            "the request has more than 100 header fields, or its head is larger than 400 KiB",
+        ),
+        StatusCode::URI_TOO_LONG => Problem::new(Cause::UriTooLong, "the request URI is too long"),
+        StatusCode::BAD_REQUEST => {
+            Problem::new(Cause::MalformedRequest, "the request is not valid HTTP/1.1")
         }
-        StatusCode::URI_TOO_LONG => "the request URI is too long",
-        _ => "the request is not valid HTTP/1.1",
+        _ => Problem::blank(status, status.canonical_reason().unwrap_or("error")),
     };
-    let body = serde_json::to_string(&Problem::for_status(status, detail)).ok()?;
+    let body = serde_json::to_string(&problem).ok()?;
     let mut answer = format!("{status_line}\r\n");
     for line in kept {
         answer.push_str(line);

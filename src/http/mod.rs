@@ -30,7 +30,7 @@ use tower_http::{
 };
 use tracing::{Level, Span};
 
-use self::error::{ApiError, Problem};
+use self::error::{ApiError, Cause, Problem};
 use crate::app::AppState;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -162,11 +162,16 @@ async fn problem_for_bare_errors(response: Response) -> Response {
     if (status.is_client_error() || status.is_server_error())
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
-        let detail = match status {
-            StatusCode::SERVICE_UNAVAILABLE => "the request did not complete in time",
-            _ => status.canonical_reason().unwrap_or("error"),
+        let reason = status.canonical_reason().unwrap_or("error");
+        let problem = match status {
+            // The timeout layer's answer.
+            StatusCode::SERVICE_UNAVAILABLE => {
+                Problem::new(Cause::Unavailable, "the request did not complete in time")
+            }
+            _ if status.is_server_error() => Problem::new(Cause::Internal, reason),
+            _ => Problem::blank(status, reason),
         };
-        let mut replaced = Problem::for_status(status, detail).into_response();
+        let mut replaced = problem.into_response();
         // Keep headers such as Allow and WWW-Authenticate.
         for (name, value) in response.headers() {
             replaced.headers_mut().entry(name).or_insert(value.clone());
@@ -177,11 +182,10 @@ async fn problem_for_bare_errors(response: Response) -> Response {
 }
 
 async fn not_found(request: Request) -> ApiError {
-    ApiError::NotFound(format!(
-        "no route for {} {}",
-        request.method(),
-        request.uri().path()
-    ))
+    ApiError::RouteNotFound {
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+    }
 }
 
 async fn method_not_allowed() -> ApiError {

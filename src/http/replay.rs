@@ -46,7 +46,7 @@ async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     principal.require_write()?;
-    let not_found = || ApiError::NotFound(format!("no delivery {id}"));
+    let not_found = || ApiError::DeliveryNotFound(id.clone());
     let key: DeliveryKey = id.parse().map_err(|_| not_found())?;
     let replayed = replay::replay(&state.delivery, &principal.scope(None)?, &[key])
         .await?
@@ -54,10 +54,7 @@ async fn replay_one(
         .expect("a replay answers once per id");
     match replayed {
         Replayed::NotFound => Err(not_found()),
-        Replayed::NotFailed(delivery) => Err(ApiError::Conflict(format!(
-            "only failed deliveries can be replayed; this one is {}",
-            delivery.status
-        ))),
+        Replayed::NotFailed(delivery) => Err(ApiError::DeliveryNotFailed(delivery.status)),
         Replayed::Attempted(delivery) => {
             Ok(Json(ReplayedOne::new(delivery, "replayed", None)).into_response())
         }
