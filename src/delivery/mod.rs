@@ -66,9 +66,9 @@ fn unknown_status(_: &str) -> UnknownStatus {
     UnknownStatus
 }
 
-/// A row of `impact_deliveries`, serialised in the cockpit's camelCase.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
+/// A row of `impact_deliveries` (the API shows it as
+/// `http::views::DeliveryView`).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Delivery {
     pub id: RecordId,
     pub delivery_id: DeliveryId,

@@ -349,9 +349,9 @@ impl OutcomeColumns {
     }
 }
 
-/// One attempt as the single-delivery route shows it.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
-#[serde(rename_all = "camelCase")]
+/// A row of `delivery_attempts` (the API shows it as
+/// `http::views::AttemptView`).
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Attempt {
     pub attempt_number: i32,
     pub trigger: Trigger,
@@ -359,7 +359,6 @@ pub struct Attempt {
     pub duration_ms: i32,
     pub http_status: Option<i32>,
     pub error_class: Option<ErrorClass>,
-    #[serde(rename = "error")]
     pub error_message: Option<String>,
     /// The start of what the provider answered, whether or not it could be
     /// used.

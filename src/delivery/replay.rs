@@ -4,13 +4,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
-use serde::Serialize;
 use tokio::{sync::Semaphore, time::Instant};
 
 use super::{
-    Delivery, DeliveryContext, DeliveryStatus,
+    Delivery, DeliveryContext,
     queue::{self, Claimed},
     store,
     worker::{self, Recorded},
@@ -141,44 +138,35 @@ async fn attempt_if_still_held(ctx: &DeliveryContext, claimed: Claimed, worker: 
     }
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BulkResult {
-    pub id: DeliveryKey,
-    /// `replayed`, `deferred`, `in_progress`, `not_failed` or `not_found`.
-    pub result: &'static str,
-    /// The delivery's status after the replay (absent when not found).
-    pub status: Option<DeliveryStatus>,
-    pub last_error: Option<String>,
-    /// Why a `deferred` replay sent nothing.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// When a `deferred` delivery is due again.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<DateTime<Utc>>,
+/// What a replay did with one id, as a word (`docs/api.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BulkOutcome {
+    Replayed,
+    Deferred,
+    InProgress,
+    NotFailed,
+    NotFound,
 }
 
-impl BulkResult {
-    pub fn new(id: DeliveryKey, replayed: Replayed) -> Self {
-        let (result, delivery, reason) = match replayed {
-            Replayed::NotFound => ("not_found", None, None),
-            Replayed::NotFailed(d) => ("not_failed", Some(d), None),
-            Replayed::Attempted(d) => ("replayed", Some(d), None),
-            Replayed::Deferred { delivery, reason } => ("deferred", Some(delivery), Some(reason)),
-            Replayed::InProgress(d) => ("in_progress", Some(d), None),
-        };
-        let next_attempt_at = delivery
-            .as_ref()
-            .filter(|_| reason.is_some())
-            .and_then(|d| d.next_attempt_at);
-        let (status, last_error) = delivery.map(|d| (d.status, d.last_error)).unzip();
-        Self {
-            id,
-            result,
-            status,
-            last_error: last_error.flatten(),
-            reason,
-            next_attempt_at,
+impl Replayed {
+    pub fn outcome(&self) -> BulkOutcome {
+        match self {
+            Self::NotFound => BulkOutcome::NotFound,
+            Self::NotFailed(_) => BulkOutcome::NotFailed,
+            Self::Attempted(_) => BulkOutcome::Replayed,
+            Self::Deferred { .. } => BulkOutcome::Deferred,
+            Self::InProgress(_) => BulkOutcome::InProgress,
+        }
+    }
+
+    /// The delivery as it stands (none when not found), and for a deferred
+    /// replay the reason.
+    pub fn into_parts(self) -> (Option<Delivery>, Option<String>) {
+        match self {
+            Self::NotFound => (None, None),
+            Self::NotFailed(d) | Self::Attempted(d) | Self::InProgress(d) => (Some(d), None),
+            Self::Deferred { delivery, reason } => (Some(delivery), Some(reason)),
         }
     }
 }

@@ -14,12 +14,13 @@ use super::{
     date::{self, Day},
     error::{ApiError, FieldError},
     extract::{self, QueryParams},
+    views::{AttemptView, DeliveryView},
 };
 use crate::{
     app::AppState,
     auth::Principal,
     delivery::{
-        Delivery, queue,
+        queue,
         store::{self, Created, ListFilter, NewDelivery},
     },
     ids::{CompanyId, DeliveryId, DeliveryKey},
@@ -41,7 +42,7 @@ const MAX_PAGE: u64 = 100_000;
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Page {
-    data: Vec<Delivery>,
+    data: Vec<DeliveryView>,
     pagination: Pagination,
     /// Continues after this page; `None` on the last one.
     next_cursor: Option<String>,
@@ -96,7 +97,7 @@ async fn list(
     };
     let list = store::list(&state.db, &filter, limit, start).await?;
     Ok(Json(Page {
-        data: list.rows,
+        data: list.rows.into_iter().map(DeliveryView::from).collect(),
         pagination: Pagination {
             page,
             limit,
@@ -167,7 +168,12 @@ async fn create(
             Created::IdTaken => return Err(ApiError::DeliveryIdTaken),
         };
     let location = format!("/v1/impact-in/deliveries/{}", delivery.id);
-    Ok((status, [(header::LOCATION, location)], Json(delivery)).into_response())
+    Ok((
+        status,
+        [(header::LOCATION, location)],
+        Json(DeliveryView::from(delivery)),
+    )
+        .into_response())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -189,8 +195,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 #[derive(Serialize)]
 struct DeliveryDetail {
     #[serde(flatten)]
-    delivery: Delivery,
-    attempts: Vec<queue::Attempt>,
+    delivery: DeliveryView,
+    attempts: Vec<AttemptView>,
 }
 
 async fn show(
@@ -206,7 +212,10 @@ async fn show(
         .await?
         .ok_or_else(not_found)?;
     let attempts = queue::attempts(&state.db, delivery.id).await?;
-    Ok(Json(DeliveryDetail { delivery, attempts }))
+    Ok(Json(DeliveryDetail {
+        delivery: delivery.into(),
+        attempts: attempts.into_iter().map(AttemptView::from).collect(),
+    }))
 }
 
 /// `startDate` and `endDate`, which bound `created_at` inclusively; an

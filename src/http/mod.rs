@@ -9,6 +9,7 @@ mod health;
 pub mod listener;
 mod replay;
 mod stats;
+pub mod views;
 
 use std::time::Duration;
 

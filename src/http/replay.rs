@@ -14,13 +14,14 @@ use super::{
     date::{self, Day},
     error::{ApiError, FieldError},
     extract,
+    views::{BulkResultView, DeliveryView},
 };
 use crate::{
     app::AppState,
     auth::Principal,
     delivery::{
-        Delivery, queue,
-        replay::{self, BULK_LIMIT, Replayed},
+        queue,
+        replay::{self, BULK_LIMIT, BulkOutcome, Replayed},
     },
     ids::{CompanyId, DeliveryKey},
     provider::Provider,
@@ -52,49 +53,34 @@ async fn replay_one(
         .await?
         .pop()
         .expect("a replay answers once per id");
-    match replayed {
-        Replayed::NotFound => Err(not_found()),
-        Replayed::NotFailed(delivery) => Err(ApiError::DeliveryNotFailed(delivery.status)),
-        Replayed::Attempted(delivery) => {
-            Ok(Json(ReplayedOne::new(delivery, "replayed", None)).into_response())
-        }
-        Replayed::Deferred { delivery, reason } => Ok((
-            StatusCode::ACCEPTED,
-            Json(ReplayedOne::new(delivery, "deferred", Some(reason))),
-        )
-            .into_response()),
-        Replayed::InProgress(delivery) => Ok((
-            StatusCode::ACCEPTED,
-            Json(ReplayedOne::new(delivery, "in_progress", None)),
-        )
-            .into_response()),
-    }
+    let status = match &replayed {
+        Replayed::NotFound => return Err(not_found()),
+        Replayed::NotFailed(delivery) => return Err(ApiError::DeliveryNotFailed(delivery.status)),
+        Replayed::Attempted(_) => StatusCode::OK,
+        Replayed::Deferred { .. } | Replayed::InProgress(_) => StatusCode::ACCEPTED,
+    };
+    let result = replayed.outcome();
+    let (delivery, reason) = replayed.into_parts();
+    let delivery = delivery.map(DeliveryView::from).ok_or_else(not_found)?;
+    let replay = ReplayOutcome { result, reason };
+    Ok((status, Json(ReplayedOne { delivery, replay })).into_response())
 }
 
 /// The delivery as it stands after a replay, and what the replay did.
 #[derive(Serialize)]
 struct ReplayedOne {
     #[serde(flatten)]
-    delivery: Delivery,
+    delivery: DeliveryView,
     replay: ReplayOutcome,
 }
 
 #[derive(Serialize)]
 struct ReplayOutcome {
     /// `replayed`, `deferred` or `in_progress`.
-    result: &'static str,
+    result: BulkOutcome,
     /// Why a `deferred` replay sent nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<String>,
-}
-
-impl ReplayedOne {
-    fn new(delivery: Delivery, result: &'static str, reason: Option<String>) -> Self {
-        Self {
-            delivery,
-            replay: ReplayOutcome { result, reason },
-        }
-    }
 }
 
 #[derive(Deserialize)]
@@ -105,7 +91,7 @@ struct BulkReplay {
 
 #[derive(Serialize)]
 struct BulkReplayed {
-    results: Vec<replay::BulkResult>,
+    results: Vec<BulkResultView>,
 }
 
 async fn bulk_replay(
@@ -126,7 +112,7 @@ async fn bulk_replay(
         .ids
         .iter()
         .zip(replayed)
-        .map(|(&id, replayed)| replay::BulkResult::new(id, replayed))
+        .map(|(&id, replayed)| BulkResultView::new(id, replayed))
         .collect();
     Ok(Json(BulkReplayed { results }))
 }

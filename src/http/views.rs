@@ -1,0 +1,132 @@
+//! What the delivery routes answer: the cockpit's camelCase wire shape,
+//! built from the rows the domain loads. A row can grow a column (a lease,
+//! a counter) without it reaching the API, and a view can mask or leave
+//! out what a caller should not see, in one place.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::{
+    connectors::ErrorClass,
+    delivery::{
+        Delivery, DeliveryStatus,
+        queue::{Attempt, Trigger},
+        replay::{BulkOutcome, Replayed},
+    },
+    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId, ScheduleId},
+    provider::Provider,
+};
+
+/// The delivery object (`docs/api.md`, "The delivery object").
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryView {
+    id: RecordId,
+    delivery_id: DeliveryId,
+    company_id: CompanyId,
+    provider: Provider,
+    status: DeliveryStatus,
+    attempt_count: i32,
+    last_error: Option<String>,
+    provider_response: Option<serde_json::Value>,
+    from_cache: bool,
+    payload: serde_json::Value,
+    payload_hash: String,
+    schedule_id: Option<ScheduleId>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    delivered_at: Option<DateTime<Utc>>,
+    in_flight_since: Option<DateTime<Utc>>,
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl From<Delivery> for DeliveryView {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id,
+            delivery_id: d.delivery_id,
+            company_id: d.company_id,
+            provider: d.provider,
+            status: d.status,
+            attempt_count: d.attempt_count,
+            last_error: d.last_error,
+            provider_response: d.provider_response,
+            from_cache: d.from_cache,
+            payload: d.payload,
+            payload_hash: d.payload_hash,
+            schedule_id: d.schedule_id,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            delivered_at: d.delivered_at,
+            in_flight_since: d.in_flight_since,
+            next_attempt_at: d.next_attempt_at,
+        }
+    }
+}
+
+/// One provider call, as the single-delivery route lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    attempt_number: i32,
+    trigger: Trigger,
+    started_at: DateTime<Utc>,
+    duration_ms: i32,
+    http_status: Option<i32>,
+    error_class: Option<ErrorClass>,
+    error: Option<String>,
+    response_excerpt: Option<String>,
+}
+
+impl From<Attempt> for AttemptView {
+    fn from(a: Attempt) -> Self {
+        Self {
+            attempt_number: a.attempt_number,
+            trigger: a.trigger,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            http_status: a.http_status,
+            error_class: a.error_class,
+            error: a.error_message,
+            response_excerpt: a.response_excerpt,
+        }
+    }
+}
+
+/// One id's line in a bulk replay's answer.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BulkResultView {
+    id: DeliveryKey,
+    /// `replayed`, `deferred`, `in_progress`, `not_failed` or `not_found`.
+    result: BulkOutcome,
+    /// The delivery's status after the replay (absent when not found).
+    status: Option<DeliveryStatus>,
+    last_error: Option<String>,
+    /// Why a `deferred` replay sent nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// When a `deferred` delivery is due again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<DateTime<Utc>>,
+}
+
+impl BulkResultView {
+    pub fn new(id: DeliveryKey, replayed: Replayed) -> Self {
+        let result = replayed.outcome();
+        let (delivery, reason) = replayed.into_parts();
+        let next_attempt_at = delivery
+            .as_ref()
+            .filter(|_| reason.is_some())
+            .and_then(|d| d.next_attempt_at);
+        let (status, last_error) = delivery.map(|d| (d.status, d.last_error)).unzip();
+        Self {
+            id,
+            result,
+            status,
+            last_error: last_error.flatten(),
+            reason,
+            next_attempt_at,
+        }
+    }
+}
