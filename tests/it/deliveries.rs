@@ -1,12 +1,10 @@
 //! The delivery log routes: create, list with filters, pages and cursors,
 //! show, and retry-all-failed's `since`.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
-use common::{ADMIN, MANAGE, TestApp, config, token};
+use crate::common::{ADMIN, MANAGE, TestApp, config, token};
 use impact_in::delivery::worker;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -54,7 +52,7 @@ async fn create_then_show_in_camel_case(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
     let writer = token(&[company], &[ADMIN, MANAGE]);
-    let payload = common::report(company);
+    let payload = crate::common::report(company);
 
     let created = app
         .post(
@@ -102,7 +100,7 @@ async fn a_repeated_delivery_id_is_answered_once(pool: PgPool) {
     let company = Uuid::new_v4();
     let writer = token(&[company], &[ADMIN, MANAGE]);
     let delivery_id = Uuid::new_v4();
-    let body = json!({ "companyId": company, "provider": "benevity", "deliveryId": delivery_id, "payload": common::report(company) });
+    let body = json!({ "companyId": company, "provider": "benevity", "deliveryId": delivery_id, "payload": crate::common::report(company) });
 
     let first = app.post(LIST, Some(&writer), body.clone()).await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
@@ -122,7 +120,7 @@ async fn a_repeated_delivery_id_is_answered_once(pool: PgPool) {
 
     // Racing identical requests create one row.
     let racer_id = Uuid::new_v4();
-    let racer = json!({ "companyId": company, "provider": "workday", "deliveryId": racer_id, "payload": common::report(company) });
+    let racer = json!({ "companyId": company, "provider": "workday", "deliveryId": racer_id, "payload": crate::common::report(company) });
     let responses = futures_join(&app, &writer, racer, 8).await;
     let accepted = responses
         .iter()
@@ -497,7 +495,7 @@ async fn undeliverable_reports_are_422s_naming_the_field(pool: PgPool) {
     let company = Uuid::new_v4();
     let writer = token(&[company], &[ADMIN, MANAGE]);
 
-    let mut report = common::report(company);
+    let mut report = crate::common::report(company);
     report["period"] = json!({ "start": "-0001-01-01", "end": "+100000-01-01" });
     report["outcomeScores"] = json!({ "lang\u{FFFF}": 0.5 });
     report["programmes"][0]["name"] = json!("R&D \u{FFFE}");
@@ -528,7 +526,7 @@ async fn undeliverable_reports_are_422s_naming_the_field(pool: PgPool) {
     );
 
     // Four-digit years, and text XML allows, stay accepted.
-    let mut edge = common::report(company);
+    let mut edge = crate::common::report(company);
     edge["period"] = json!({ "start": "0001-01-01", "end": "9999-12-31" });
     edge["programmes"][0]["name"] = json!("Tab\tand\nbreaks, \u{FFFD} and \u{10FFFF}");
     let response = app
@@ -600,7 +598,7 @@ async fn an_attempt_without_an_answer_shows_http_status_null(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": company, "provider": "benevity", "payload": common::report(company) }),
+            json!({ "companyId": company, "provider": "benevity", "payload": crate::common::report(company) }),
         )
         .await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);

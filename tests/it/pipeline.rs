@@ -4,8 +4,6 @@
 //! queue's backoff does not make the tests wait; waiting here is only for
 //! asynchronous work to finish, never for time to pass.
 
-mod common;
-
 use std::{sync::Arc, time::Duration};
 
 use axum::http::{Method, StatusCode};
@@ -19,7 +17,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use common::{ADMIN, MANAGE, TestApp};
+use crate::common::{ADMIN, MANAGE, TestApp};
 
 struct Pipeline {
     app: TestApp,
@@ -57,14 +55,14 @@ impl Pipeline {
             vars.push(((*k).into(), (*v).into()));
         }
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let app = TestApp::start_with_clock(pool, common::config(&pairs), clock).await;
+        let app = TestApp::start_with_clock(pool, crate::common::config(&pairs), clock).await;
         let company = Uuid::new_v4();
         let mut pipeline = Self {
             app,
             sandbox,
             http: reqwest::Client::new(),
             company,
-            token: common::token(&[company], &[ADMIN, MANAGE]),
+            token: crate::common::token(&[company], &[ADMIN, MANAGE]),
             workers: None,
         };
         pipeline.start_workers();
@@ -186,7 +184,7 @@ impl Pipeline {
     }
 
     fn report(&self) -> Value {
-        common::report(self.company)
+        crate::common::report(self.company)
     }
 
     /// A report distinct from every other one (the idempotency cache
@@ -628,7 +626,7 @@ async fn two_worker_pools_never_attempt_a_delivery_twice(pool: PgPool) {
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn deliveries_flow_while_redis_is_down(pool: PgPool) {
-    let black_hole = common::black_hole().await;
+    let black_hole = crate::common::black_hole().await;
     let redis = format!("redis://{black_hole}");
     let p = Pipeline::start(pool, &[("REDIS_URL", &redis), ("REDIS_TIMEOUT_MS", "50")]).await;
     let created = p.create("goodera", p.report()).await;
@@ -998,7 +996,7 @@ async fn the_idempotency_cache_never_answers_for_another_database(pool: PgPool) 
 
     let mut fresh = Pipeline::start(pool.clone(), &shared_redis).await;
     fresh.company = company;
-    fresh.token = common::token(&[company], &[ADMIN, MANAGE]);
+    fresh.token = crate::common::token(&[company], &[ADMIN, MANAGE]);
     let again = id_of(&fresh.create("benevity", fresh.report()).await);
     let sent = fresh.settled(&again, "success").await;
     assert_eq!(sent["fromCache"], false, "{sent}");

@@ -1,9 +1,7 @@
 //! Probes against real Postgres and Redis, and with each one unreachable.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{TestApp, config, unreachable_pool};
+use crate::common::{TestApp, config, unreachable_pool};
 use sqlx::PgPool;
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -142,7 +140,7 @@ async fn a_worker_process_answers_probes_and_no_api_route(pool: PgPool) {
         app.get("/health/readiness", None).await.status,
         StatusCode::OK
     );
-    let token = common::token(&[uuid::Uuid::new_v4()], &[common::ADMIN]);
+    let token = crate::common::token(&[uuid::Uuid::new_v4()], &[crate::common::ADMIN]);
     let api = app.get("/v1/impact-in/deliveries", Some(&token)).await;
     api.problem(StatusCode::NOT_FOUND);
 }

@@ -2,8 +2,6 @@
 //! persisted in a real (fresh) Postgres database. Time-based behaviour
 //! (token expiry, circuit cool-down) moves a manual clock; nothing sleeps.
 
-mod common;
-
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -73,7 +71,7 @@ impl Harness {
     }
 
     /// Service state over the shared pool and clock; `overrides` as in
-    /// `common::config` (an empty value removes a variable).
+    /// `crate::common::config` (an empty value removes a variable).
     fn state(&self, overrides: &[(&str, &str)]) -> AppState {
         let mut vars = provider_vars(&self.sandbox.url());
         for (key, value) in overrides {
@@ -82,7 +80,7 @@ impl Harness {
         }
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         AppState::with_clock(
-            common::config(&pairs),
+            crate::common::config(&pairs),
             self.pool.clone(),
             self.clock.clone(),
         )
@@ -143,7 +141,7 @@ impl Harness {
 }
 
 fn report(company: Uuid) -> ImpactReport {
-    serde_json::from_value(common::report(company)).unwrap()
+    serde_json::from_value(crate::common::report(company)).unwrap()
 }
 
 async fn deliver(

@@ -1,8 +1,6 @@
 //! The real binary: configuration errors, `token`, `migrate`, graceful
 //! shutdown on SIGTERM, what goes to stdout and stderr, and `scripts/run.sh`.
 
-mod common;
-
 use std::{
     process::{Command, Stdio},
     time::Duration,
@@ -180,7 +178,7 @@ async fn get(port: u16, path: &str) -> std::io::Result<String> {
 /// out its 3 s check timeout.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_refuses_new_ones() {
-    let db_address = common::black_hole().await;
+    let db_address = crate::common::black_hole().await;
     let port = free_port();
     let mut server = tokio::process::Command::from(impact_in(&[
         ("DATABASE_URL", &format!("postgres://x@{db_address}/x")),
@@ -425,7 +423,7 @@ async fn pretty_logs_to_a_pipe_are_plain_skip_probes_and_print_no_options() {
     let company = "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44";
     let delivery_id = "0193a1c2-9b0f-7c2e-a1b2-c3d4e5f60718";
     let mut report: serde_json::Value =
-        serde_json::from_str(include_str!("fixtures/impact_report.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/impact_report.json")).unwrap();
     report["companyId"] = company.into();
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}/v1/impact-in/deliveries");
@@ -528,7 +526,7 @@ async fn run_sh_stops_everything(stop: Stop) {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", &url)
-        .env("REDIS_URL", common::redis_url())
+        .env("REDIS_URL", crate::common::redis_url())
         .env("IMPACT_IN_BIN", BIN)
         .env("PORT_IMPACT_IN", port.to_string())
         .env("SANDBOX_PORT", sandbox_port.to_string())

@@ -1,8 +1,6 @@
 //! The cache over real Redis, its in-process fallback, and reconnection when
 //! Redis comes back (through a TCP proxy the test can cut).
 
-mod common;
-
 use std::{
     sync::{
         Arc,
@@ -18,19 +16,19 @@ use tokio::{net::TcpListener, sync::Mutex, task::JoinHandle};
 const TTL: Duration = Duration::from_secs(60);
 
 fn cache_for(url: &str) -> (Cache, String) {
-    let config = common::config(&[("REDIS_URL", url)]);
+    let config = crate::common::config(&[("REDIS_URL", url)]);
     let prefix = config.redis.key_prefix.clone();
     (Cache::new(&config.redis).unwrap(), prefix)
 }
 
 #[tokio::test]
 async fn values_live_in_redis_under_the_prefix() {
-    let (cache, prefix) = cache_for(&common::redis_url());
+    let (cache, prefix) = cache_for(&crate::common::redis_url());
     assert_eq!(cache.status().await, RedisStatus::Connected);
     cache.set("k", "v", TTL).await;
     assert_eq!(cache.get("k").await.as_deref(), Some("v"));
 
-    let client = redis::Client::open(common::redis_url()).unwrap();
+    let client = redis::Client::open(crate::common::redis_url()).unwrap();
     let mut direct = client.get_multiplexed_async_connection().await.unwrap();
     let stored: Option<String> = direct.get(format!("{prefix}k")).await.unwrap();
     assert_eq!(stored.as_deref(), Some("v"));
@@ -49,7 +47,7 @@ async fn with_redis_down_the_in_process_cache_serves() {
 
 #[tokio::test]
 async fn without_redis_url_the_cache_is_local_and_disabled() {
-    let config = common::config(&[("REDIS_URL", "")]);
+    let config = crate::common::config(&[("REDIS_URL", "")]);
     let cache = Cache::new(&config.redis).unwrap();
     assert_eq!(cache.status().await, RedisStatus::Disabled);
     cache.set("k", "v", TTL).await;
@@ -100,7 +98,7 @@ impl Switch {
 
 #[tokio::test]
 async fn the_cache_reconnects_by_itself_when_redis_returns() {
-    let target = common::redis_url()
+    let target = crate::common::redis_url()
         .trim_start_matches("redis://")
         .trim_end_matches('/')
         .to_owned();

@@ -2,10 +2,8 @@
 //! by hand and compared exactly: rates come rounded to 4 decimals, attempts
 //! and latencies to 2.
 
-mod common;
-
 use axum::http::StatusCode;
-use common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token};
+use crate::common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;

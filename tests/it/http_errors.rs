@@ -1,13 +1,11 @@
 //! Every error leaves as RFC 9457 problem+json, whoever raised it.
 
-mod common;
-
 use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{ADMIN, MANAGE, TestApp, config, token};
+use crate::common::{ADMIN, MANAGE, TestApp, config, token};
 use impact_in::http::{error::Cause, listener::Connections};
 use proptest::{
     prelude::*,
@@ -92,7 +90,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": "not-a-uuid", "provider": "benevity", "payload": common::report(company) }),
+            json!({ "companyId": "not-a-uuid", "provider": "benevity", "payload": crate::common::report(company) }),
         )
         .await;
     wrong_type.problem(StatusCode::UNPROCESSABLE_ENTITY);
@@ -102,7 +100,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .post(
             LIST,
             Some(&writer),
-            json!({ "companyId": company, "provider": "salesforce", "payload": common::report(company) }),
+            json!({ "companyId": company, "provider": "salesforce", "payload": crate::common::report(company) }),
         )
         .await;
     assert_eq!(unknown_provider.error_fields(), vec!["provider"]);
@@ -119,7 +117,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
 
     // Type errors inside the report name their path; rule violations are all
     // reported at once.
-    let mut mistyped = common::report(company);
+    let mut mistyped = crate::common::report(company);
     mistyped["volunteerCount"] = json!("many");
     let response = app
         .post(
@@ -130,7 +128,7 @@ async fn body_errors_have_their_status_and_name_the_problem(pool: PgPool) {
         .await;
     assert_eq!(response.error_fields(), vec!["payload.volunteerCount"]);
 
-    let mut broken = common::report(company);
+    let mut broken = crate::common::report(company);
     broken["period"]["end"] = json!("2025-01-01");
     broken["outcomeScores"]["language"] = json!(1.2);
     broken["companyId"] = json!(Uuid::new_v4());
@@ -184,7 +182,7 @@ async fn routing_errors_are_problems(pool: PgPool) {
 
 #[tokio::test]
 async fn an_unavailable_database_is_a_503_without_internals() {
-    let app = TestApp::unstarted(common::unreachable_pool(), config(&[]));
+    let app = TestApp::unstarted(crate::common::unreachable_pool(), config(&[]));
     let reader = token(&[Uuid::new_v4()], &[ADMIN]);
     let response = app.get(LIST, Some(&reader)).await;
     let problem = response.problem(StatusCode::SERVICE_UNAVAILABLE);
@@ -202,7 +200,7 @@ async fn an_unavailable_database_is_a_503_without_internals() {
 /// 2 s timeout pass without waiting for it.
 #[tokio::test(start_paused = true)]
 async fn a_request_over_the_timeout_is_a_503_problem() {
-    let address = common::black_hole().await;
+    let address = crate::common::black_hole().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_secs(60))
         .connect_lazy(&format!("postgres://postgres@{address}/x"))
@@ -316,7 +314,7 @@ fn date_text() -> impl Strategy<Value = String> {
 /// error: a 4xx must be problem+json naming only fields of `named`.
 fn answered(
     route: &str,
-    response: &common::TestResponse,
+    response: &crate::common::TestResponse,
     named: &[&str],
 ) -> Result<(), TestCaseError> {
     prop_assert!(
@@ -387,7 +385,7 @@ async fn no_date_a_caller_sends_is_a_server_error(pool: PgPool) {
                 answered(&retry, &response, &["since"])?;
 
                 for (at, other) in [("start", ("end", "9999-12-31")), ("end", ("start", "0001-01-01"))] {
-                    let mut report = common::report(company);
+                    let mut report = crate::common::report(company);
                     report["period"][at] = json!(raw);
                     report["period"][other.0] = json!(other.1);
                     let response = app
@@ -500,7 +498,7 @@ async fn header_limits_answer_with_a_problem_over_tcp(pool: PgPool) {
 }
 
 /// An answer read off the wire, as the router's answers are in the tests.
-fn parse_answer(answer: &str) -> common::TestResponse {
+fn parse_answer(answer: &str) -> crate::common::TestResponse {
     let (head, body) = answer.split_once("\r\n\r\n").expect("a whole answer");
     let mut lines = head.split("\r\n");
     let status = lines.next().unwrap()["HTTP/1.1 ".len()..][..3].to_owned();
@@ -513,7 +511,7 @@ fn parse_answer(answer: &str) -> common::TestResponse {
             )
         })
         .collect();
-    common::TestResponse {
+    crate::common::TestResponse {
         status: StatusCode::from_bytes(status.as_bytes()).unwrap(),
         headers,
         body: serde_json::from_str(body).unwrap(),
@@ -532,7 +530,7 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
     let writer = token(&[company], &[ADMIN, MANAGE]);
     let reader = token(&[company], &[ADMIN]);
     let create = |delivery_id: Uuid, volunteer_hours: u32| {
-        let mut report = common::report(company);
+        let mut report = crate::common::report(company);
         report["volunteerHours"] = json!(volunteer_hours);
         json!({ "companyId": company, "provider": "benevity", "deliveryId": delivery_id,
                 "payload": report })
@@ -693,7 +691,7 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
         (
             "/problems/unavailable",
             StatusCode::SERVICE_UNAVAILABLE,
-            TestApp::unstarted(common::unreachable_pool(), config(&[]))
+            TestApp::unstarted(crate::common::unreachable_pool(), config(&[]))
                 .get(LIST, Some(&reader))
                 .await,
         ),

@@ -1,8 +1,6 @@
 //! Shared test harness: the real router over a real (fresh) Postgres database
 //! and real Redis, driven in-process with `tower::ServiceExt::oneshot`.
 
-#![allow(dead_code)] // each test binary uses its own subset of the helpers
-
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{

@@ -1,9 +1,7 @@
 //! The authentication and tenant-isolation matrix over the real router.
 
-mod common;
-
 use axum::http::{StatusCode, header};
-use common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token, token_with};
+use crate::common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token, token_with};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -26,7 +24,7 @@ async fn seed_delivery(pool: &PgPool, company: Uuid) -> Uuid {
 }
 
 /// A bearer credential refused: 401 with a challenge.
-fn assert_unauthorized(response: &common::TestResponse) {
+fn assert_unauthorized(response: &crate::common::TestResponse) {
     assert_eq!(
         response.problem(StatusCode::UNAUTHORIZED)["type"],
         "/problems/invalid-token"
@@ -58,7 +56,7 @@ async fn missing_or_unusable_credentials_are_401(pool: PgPool) {
     let foreign = token_with(&other_secret, &[company], &[ADMIN], 3600);
     assert_unauthorized(&app.get(LIST, Some(&foreign)).await);
 
-    let expired = common::expired_token(company);
+    let expired = crate::common::expired_token(company);
     let response = app.get(LIST, Some(&expired)).await;
     assert_unauthorized(&response);
     assert_eq!(response.body["detail"], "unauthorized: token expired");
@@ -109,7 +107,7 @@ async fn roles_gate_reads_and_writes(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
     let body =
-        json!({ "companyId": company, "provider": "goodera", "payload": common::report(company) });
+        json!({ "companyId": company, "provider": "goodera", "payload": crate::common::report(company) });
 
     let no_roles = token(&[company], &[]);
     assert_eq!(
@@ -183,7 +181,7 @@ async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
         "/problems/company-not-allowed"
     );
     let create =
-        json!({ "companyId": theirs, "provider": "benevity", "payload": common::report(theirs) });
+        json!({ "companyId": theirs, "provider": "benevity", "payload": crate::common::report(theirs) });
     assert_eq!(
         app.post(LIST, Some(&me), create)
             .await
@@ -306,7 +304,7 @@ async fn ops_keys_reach_every_company(pool: PgPool) {
             .status,
         StatusCode::OK
     );
-    let create = json!({ "companyId": a, "provider": "workday", "payload": common::report(a) });
+    let create = json!({ "companyId": a, "provider": "workday", "payload": crate::common::report(a) });
     assert_eq!(
         app.post(LIST, Some(OPS_KEY), create).await.status,
         StatusCode::ACCEPTED
@@ -346,12 +344,12 @@ async fn tokens_verify_against_a_public_key_file(pool: PgPool) {
         company_id: Some(company.into()),
         company_ids: None,
         roles: vec![ADMIN.into()],
-        exp: common::now() + 300,
+        exp: crate::common::now() + 300,
         iat: None,
         iss: None,
         aud: None,
     };
-    let private_key = include_bytes!("fixtures/es256-test-private.pem");
+    let private_key = include_bytes!("../fixtures/es256-test-private.pem");
     let sign = |algorithm| {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(algorithm),
@@ -380,12 +378,12 @@ async fn tokens_verify_against_a_public_key_file(pool: PgPool) {
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn a_token_short_of_a_claim_is_refused_with_the_documented_text(pool: PgPool) {
     let app = TestApp::start(pool, config(&[("JWT_ISSUER", "cockpit")])).await;
-    let key = jsonwebtoken::EncodingKey::from_secret(common::JWT_SECRET.as_bytes());
+    let key = jsonwebtoken::EncodingKey::from_secret(crate::common::JWT_SECRET.as_bytes());
     let sign = |claims: &Value| {
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).unwrap()
     };
     let complete = json!({
-        "sub": "tester", "exp": common::now() + 300, "iss": "cockpit",
+        "sub": "tester", "exp": crate::common::now() + 300, "iss": "cockpit",
         "companyId": Uuid::new_v4(), "roles": [ADMIN],
     });
     assert_eq!(

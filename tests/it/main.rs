@@ -1,0 +1,17 @@
+//! The integration tests, as one binary (compiled and linked once): the
+//! real router, workers and binary over real Postgres (a fresh database per
+//! test), Redis and the provider sandbox over real HTTP. One module per
+//! area; `common` holds the harness they share.
+
+mod common;
+
+mod auth;
+mod binary;
+mod cache;
+mod connectors;
+mod deliveries;
+mod health;
+mod http_errors;
+mod pipeline;
+mod sandbox;
+mod stats;
