@@ -1,7 +1,7 @@
 //! The authentication and tenant-isolation matrix over the real router.
 
-use axum::http::{StatusCode, header};
 use crate::common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token, token_with};
+use axum::http::{StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -106,8 +106,7 @@ async fn issuer_and_audience_are_checked_when_configured(pool: PgPool) {
 async fn roles_gate_reads_and_writes(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let company = Uuid::new_v4();
-    let body =
-        json!({ "companyId": company, "provider": "goodera", "payload": crate::common::report(company) });
+    let body = json!({ "companyId": company, "provider": "goodera", "payload": crate::common::report(company) });
 
     let no_roles = token(&[company], &[]);
     assert_eq!(
@@ -180,8 +179,7 @@ async fn a_caller_only_sees_its_own_companies(pool: PgPool) {
             .problem(StatusCode::FORBIDDEN)["type"],
         "/problems/company-not-allowed"
     );
-    let create =
-        json!({ "companyId": theirs, "provider": "benevity", "payload": crate::common::report(theirs) });
+    let create = json!({ "companyId": theirs, "provider": "benevity", "payload": crate::common::report(theirs) });
     assert_eq!(
         app.post(LIST, Some(&me), create)
             .await
@@ -304,7 +302,8 @@ async fn ops_keys_reach_every_company(pool: PgPool) {
             .status,
         StatusCode::OK
     );
-    let create = json!({ "companyId": a, "provider": "workday", "payload": crate::common::report(a) });
+    let create =
+        json!({ "companyId": a, "provider": "workday", "payload": crate::common::report(a) });
     assert_eq!(
         app.post(LIST, Some(OPS_KEY), create).await.status,
         StatusCode::ACCEPTED

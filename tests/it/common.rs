@@ -234,3 +234,49 @@ pub async fn black_hole() -> std::net::SocketAddr {
     });
     address
 }
+
+/// The provider sandbox's control API, as every test drives it.
+pub mod sandbox_api {
+    use impact_in::sandbox::Sandbox;
+    use reqwest::StatusCode;
+    use serde_json::Value;
+
+    /// `POST /_sandbox/{route}` with `body`; the answer's status.
+    pub async fn control(sandbox: &Sandbox, route: &str, body: Value) -> StatusCode {
+        reqwest::Client::new()
+            .post(format!("{}/_sandbox/{route}", sandbox.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
+    /// `GET /_sandbox/{route}` (with its query), as JSON.
+    pub async fn read(sandbox: &Sandbox, route: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/_sandbox/{route}", sandbox.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// What the sandbox received (`?provider=…` narrows it).
+    pub async fn received(sandbox: &Sandbox, query: &str) -> Vec<Value> {
+        read(sandbox, &format!("received{query}"))
+            .await
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// API requests `provider` has seen, accepted or not.
+    pub async fn requests(sandbox: &Sandbox, provider: &str) -> u64 {
+        read(sandbox, "stats").await["requests"][provider]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}

@@ -22,10 +22,11 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::common::sandbox_api;
+
 /// A sandbox, and the service state pointed at it with `vars`.
 struct Harness {
     sandbox: Sandbox,
-    http: reqwest::Client,
     clock: Arc<ManualClock>,
     pool: PgPool,
 }
@@ -64,7 +65,6 @@ impl Harness {
     async fn with_sandbox(pool: PgPool, config: SandboxConfig) -> Self {
         Self {
             sandbox: Sandbox::start(config).await.unwrap(),
-            http: reqwest::Client::new(),
             clock: Arc::new(ManualClock::new(Utc::now())),
             pool,
         }
@@ -88,43 +88,16 @@ impl Harness {
     }
 
     async fn control(&self, path: &str, body: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_sandbox/{path}", self.sandbox.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
+        let status = sandbox_api::control(&self.sandbox, path, body).await;
+        assert!(status.is_success(), "{path}: {status}");
     }
 
     async fn received(&self, provider: Provider) -> Vec<Value> {
-        self.http
-            .get(format!(
-                "{}/_sandbox/received?provider={provider}",
-                self.sandbox.url()
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sandbox_api::received(&self.sandbox, &format!("?provider={provider}")).await
     }
 
     async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_sandbox/stats", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sandbox_api::read(&self.sandbox, "stats").await
     }
 
     async fn tokens_issued(&self, provider: Provider) -> u64 {

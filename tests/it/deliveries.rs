@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use axum::http::{StatusCode, header};
 use crate::common::{ADMIN, MANAGE, TestApp, config, token};
+use axum::http::{StatusCode, header};
 use impact_in::delivery::worker;
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -1,7 +1,7 @@
 //! Probes against real Postgres and Redis, and with each one unreachable.
 
-use axum::http::StatusCode;
 use crate::common::{TestApp, config, unreachable_pool};
+use axum::http::StatusCode;
 use sqlx::PgPool;
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]

@@ -1,11 +1,11 @@
 //! Every error leaves as RFC 9457 problem+json, whoever raised it.
 
+use crate::common::{ADMIN, MANAGE, TestApp, config, token};
 use axum::{
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use crate::common::{ADMIN, MANAGE, TestApp, config, token};
 use impact_in::http::{error::Cause, listener::Connections};
 use proptest::{
     prelude::*,

@@ -17,12 +17,11 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::common::{ADMIN, MANAGE, TestApp};
+use crate::common::{ADMIN, MANAGE, TestApp, sandbox_api};
 
 struct Pipeline {
     app: TestApp,
     sandbox: Sandbox,
-    http: reqwest::Client,
     company: Uuid,
     token: String,
     workers: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
@@ -60,7 +59,6 @@ impl Pipeline {
         let mut pipeline = Self {
             app,
             sandbox,
-            http: reqwest::Client::new(),
             company,
             token: crate::common::token(&[company], &[ADMIN, MANAGE]),
             workers: None,
@@ -86,39 +84,17 @@ impl Pipeline {
     }
 
     async fn control(&self, path: &str, body: Value) {
-        let response = self
-            .http
-            .post(format!("{}/_sandbox/{path}", self.sandbox.url()))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
+        let status = sandbox_api::control(&self.sandbox, path, body).await;
+        assert!(status.is_success(), "{path}: {status}");
     }
 
     /// API requests the sandbox's Benevity has seen, accepted or not.
     async fn sandbox_requests(&self) -> u64 {
-        let stats: Value = self
-            .http
-            .get(format!("{}/_sandbox/stats", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        stats["requests"]["benevity"].as_u64().unwrap()
+        sandbox_api::requests(&self.sandbox, "benevity").await
     }
 
     async fn received(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/_sandbox/received", self.sandbox.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        sandbox_api::received(&self.sandbox, "").await
     }
 
     async fn create(&self, provider: &str, report: Value) -> Value {
@@ -797,15 +773,7 @@ async fn a_spent_rate_limit_defers_deliveries_in_the_queue_and_starves_no_other_
         "goodera (success, deferred, failed): {tally:?}"
     );
 
-    let stats: Value = p
-        .http
-        .get(format!("{}/_sandbox/stats", p.sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = sandbox_api::read(&p.sandbox, "stats").await;
     assert_eq!(stats["requests"]["goodera"], 10, "{stats}");
     assert_eq!(stats["deliveries"]["goodera"], 10, "{stats}");
     let (uncounted, unlogged, due_within): (i64, i64, bool) = sqlx::query_as(
@@ -1010,16 +978,7 @@ async fn the_idempotency_cache_never_answers_for_another_database(pool: PgPool) 
 
 /// API requests the sandbox's `provider` has seen, accepted or not.
 async fn api_requests(p: &Pipeline, provider: &str) -> u64 {
-    let stats: Value = p
-        .http
-        .get(format!("{}/_sandbox/stats", p.sandbox.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    stats["requests"][provider].as_u64().unwrap()
+    sandbox_api::requests(&p.sandbox, provider).await
 }
 
 /// A redirect is a permanent failure, recorded with its status; the report

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
+use crate::common::sandbox_api;
+
 const COMPANY: &str = "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44";
 const SOAP_REQUEST_XPATH: &str = "/soapenv:Envelope/soapenv:Body/wd:Submit_Impact_Report_Request";
 
@@ -140,33 +142,6 @@ async fn json_of(response: Response) -> Value {
     response.json().await.unwrap()
 }
 
-async fn control(http: &Client, sandbox: &Sandbox, route: &str, body: Value) -> StatusCode {
-    http.post(format!("{}/_sandbox/{route}", sandbox.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
-async fn received(http: &Client, sandbox: &Sandbox) -> Vec<Value> {
-    let response = http
-        .get(format!("{}/_sandbox/received", sandbox.url()))
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await.as_array().unwrap().clone()
-}
-
-async fn stats(http: &Client, sandbox: &Sandbox) -> Value {
-    let response = http
-        .get(format!("{}/_sandbox/stats", sandbox.url()))
-        .send()
-        .await
-        .unwrap();
-    json_of(response).await
-}
-
 /// The Workday SOAP request of `docs/connectors.md`, with `report` as the
 /// content of `wd:Submit_Impact_Report_Request`.
 fn soap_envelope(username: &str, password: &str, report: &str) -> String {
@@ -272,7 +247,7 @@ async fn benevity_accepts_an_api_key_with_a_signature_over_the_exact_bytes() {
     assert_eq!(answer["status"], "accepted");
     assert_eq!(answer["delivery_id"], "d-1");
 
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["provider"], "benevity");
     assert_eq!(received[0]["idempotencyKey"], "d-1");
@@ -336,8 +311,8 @@ async fn benevity_refuses_wrong_or_missing_signatures_and_unknown_keys() {
         assert!(answer["error_description"].is_string(), "{case}");
     }
 
-    assert!(received(&http, &sandbox).await.is_empty());
-    let stats = stats(&http, &sandbox).await;
+    assert!(sandbox_api::received(&sandbox, "").await.is_empty());
+    let stats = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(stats["requests"]["benevity"], 5, "rejected requests count");
 }
 
@@ -461,7 +436,7 @@ async fn tokens_are_issued_used_and_expired() {
     assert_eq!(deliver(None).await.unwrap().status(), StatusCode::CREATED);
 
     assert_eq!(
-        control(&http, &sandbox, "tokens/expire", json!({})).await,
+        sandbox_api::control(&sandbox, "tokens/expire", json!({})).await,
         StatusCode::NO_CONTENT
     );
     let expired = deliver(None).await.unwrap();
@@ -488,7 +463,7 @@ async fn tokens_are_issued_used_and_expired() {
         r#"Bearer error="invalid_token""#
     );
 
-    let stats = stats(&http, &sandbox).await;
+    let stats = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(stats["tokensIssued"]["benevity"], 1);
     assert_eq!(stats["requests"]["benevity"], 5);
 }
@@ -611,7 +586,7 @@ async fn token_endpoints_answer_rfc_6749_errors() {
         .unwrap();
     assert_eq!(delivered.status(), StatusCode::CREATED);
 
-    let stats = stats(&http, &sandbox).await;
+    let stats = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(
         stats["tokensIssued"]["goodera"], 1,
         "only issued tokens count"
@@ -704,7 +679,7 @@ async fn workday_refresh_token_grant_and_tenant_bound_tokens() {
         .unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
 
-    let stats = stats(&http, &sandbox).await;
+    let stats = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(stats["tokensIssued"]["workday"], 2);
 }
 
@@ -768,7 +743,7 @@ async fn goodera_refuses_the_101st_request_of_a_minute_per_client() {
     assert_eq!(other.status(), StatusCode::CREATED);
     assert_eq!(other.headers()["x-ratelimit-remaining"], "99");
 
-    assert_eq!(received(&http, &sandbox).await.len(), 101);
+    assert_eq!(sandbox_api::received(&sandbox, "").await.len(), 101);
 }
 
 #[tokio::test]
@@ -884,7 +859,7 @@ async fn bodies_off_the_schema_are_refused_with_422_naming_the_field() {
     assert_eq!(json_of(response).await["field"], "programmes");
 
     assert!(
-        received(&http, &sandbox).await.is_empty(),
+        sandbox_api::received(&sandbox, "").await.is_empty(),
         "refused bodies are not recorded"
     );
 }
@@ -906,7 +881,7 @@ async fn soap_envelope_with_good_credentials_is_accepted_and_unescaped() {
     assert!(reference.starts_with("wd_"), "{answer}");
     assert!(answer.contains("<wd:Submit_Impact_Report_Response"));
 
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(received.len(), 1);
     assert_eq!(received[0]["provider"], "workday");
     assert_eq!(received[0]["idempotencyKey"], "s-1");
@@ -993,7 +968,7 @@ async fn soap_bad_credentials_answer_an_authentication_fault() {
         element_text(&fault, "faultcode").as_deref(),
         Some("soapenv:VersionMismatch")
     );
-    assert!(received(&http, &sandbox).await.is_empty());
+    assert!(sandbox_api::received(&sandbox, "").await.is_empty());
 }
 
 #[tokio::test]
@@ -1076,7 +1051,7 @@ async fn soap_invalid_data_answers_a_validation_fault_with_message_and_xpath() {
         Some("soapenv:Client.validationError"),
         "an XSD sequence is ordered: {fault}"
     );
-    assert!(received(&http, &sandbox).await.is_empty());
+    assert!(sandbox_api::received(&sandbox, "").await.is_empty());
 }
 
 #[tokio::test]
@@ -1109,14 +1084,14 @@ async fn a_repeated_idempotency_key_answers_the_original_response() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(repeat_soap, first_soap);
 
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(received.len(), 2, "one per provider: {received:?}");
     assert_eq!(received[0]["provider"], "benevity");
     assert_eq!(received[0]["timesReceived"], 2);
     assert_eq!(received[1]["provider"], "workday");
     assert_eq!(received[1]["timesReceived"], 2);
     // Stats count the repeats as requests, and each key once as a delivery.
-    let counters = stats(&http, &sandbox).await;
+    let counters = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(counters["requests"]["benevity"], 2);
     assert_eq!(counters["deliveries"]["benevity"], 1);
     assert_eq!(counters["deliveries"]["workday"], 1);
@@ -1131,15 +1106,17 @@ async fn a_repeated_idempotency_key_answers_the_original_response() {
         .unwrap();
     let only_workday = json_of(only_workday).await;
     assert_eq!(only_workday.as_array().unwrap().len(), 1);
-    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 2);
+    assert_eq!(
+        sandbox_api::read(&sandbox, "stats").await["requests"]["benevity"],
+        2
+    );
 }
 
 #[tokio::test]
 async fn queued_faults_answer_their_status_then_the_provider_recovers() {
     let sandbox = sandbox().await;
     let http = Client::new();
-    let status = control(
-        &http,
+    let status = sandbox_api::control(
         &sandbox,
         "faults",
         json!({ "provider": "goodera", "count": 2, "status": 503, "retryAfterSecs": 7 }),
@@ -1190,18 +1167,20 @@ async fn queued_faults_answer_their_status_then_the_provider_recovers() {
         .unwrap();
     assert_eq!(benevity.status(), StatusCode::CREATED);
 
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(received.len(), 2);
     assert_eq!(received[0]["timesReceived"], 1, "faults are not received");
-    assert_eq!(stats(&http, &sandbox).await["requests"]["goodera"], 3);
+    assert_eq!(
+        sandbox_api::read(&sandbox, "stats").await["requests"]["goodera"],
+        3
+    );
 }
 
 #[tokio::test]
 async fn a_queued_drop_closes_the_connection_without_a_response() {
     let sandbox = sandbox().await;
     let http = Client::new();
-    let status = control(
-        &http,
+    let status = sandbox_api::control(
         &sandbox,
         "drops",
         json!({ "provider": "benevity", "count": 1 }),
@@ -1232,20 +1211,22 @@ async fn a_queued_drop_closes_the_connection_without_a_response() {
         .await
         .unwrap();
     assert_eq!(next.status(), StatusCode::CREATED);
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(
         received[0]["timesReceived"], 1,
         "the dropped request is not received"
     );
-    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 2);
+    assert_eq!(
+        sandbox_api::read(&sandbox, "stats").await["requests"]["benevity"],
+        2
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn latency_delays_every_api_response() {
     let sandbox = sandbox().await;
     let http = Client::new();
-    let status = control(
-        &http,
+    let status = sandbox_api::control(
         &sandbox,
         "latency",
         json!({ "provider": "goodera", "ms": 2500 }),
@@ -1263,7 +1244,7 @@ async fn latency_delays_every_api_response() {
     assert!(started.elapsed() >= Duration::from_millis(2500));
 
     let started = tokio::time::Instant::now();
-    let stats = stats(&http, &sandbox).await;
+    let stats = sandbox_api::read(&sandbox, "stats").await;
     assert!(
         started.elapsed() < Duration::from_millis(2500),
         "the control API is not delayed"
@@ -1296,21 +1277,21 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
     assert_eq!(delivered.status(), StatusCode::CREATED);
     let fault = json!({ "provider": "goodera", "count": 5, "status": 500 });
     assert_eq!(
-        control(&http, &sandbox, "faults", fault).await,
+        sandbox_api::control(&sandbox, "faults", fault).await,
         StatusCode::NO_CONTENT
     );
     let drop = json!({ "provider": "goodera", "count": 1 });
     assert_eq!(
-        control(&http, &sandbox, "drops", drop).await,
+        sandbox_api::control(&sandbox, "drops", drop).await,
         StatusCode::NO_CONTENT
     );
 
     assert_eq!(
-        control(&http, &sandbox, "reset", json!({})).await,
+        sandbox_api::control(&sandbox, "reset", json!({})).await,
         StatusCode::NO_CONTENT
     );
-    assert!(received(&http, &sandbox).await.is_empty());
-    let counters = stats(&http, &sandbox).await;
+    assert!(sandbox_api::received(&sandbox, "").await.is_empty());
+    let counters = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(
         counters,
         json!({
@@ -1335,7 +1316,10 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
         "99",
         "a fresh window"
     );
-    assert_eq!(received(&http, &sandbox).await[0]["timesReceived"], 1);
+    assert_eq!(
+        sandbox_api::received(&sandbox, "").await[0]["timesReceived"],
+        1
+    );
 }
 
 #[tokio::test]
@@ -1356,7 +1340,7 @@ async fn injected_answers_redirect_give_a_chosen_body_or_break_off() {
                 "body": "{\"id\":\"bnv_1\"}", "cutOff": true }),
     ] {
         assert_eq!(
-            control(&http, &sandbox, "faults", fault).await,
+            sandbox_api::control(&sandbox, "faults", fault).await,
             StatusCode::NO_CONTENT
         );
     }
@@ -1395,13 +1379,16 @@ async fn injected_answers_redirect_give_a_chosen_body_or_break_off() {
 
     let accepted = send().await.unwrap();
     assert_eq!(accepted.status(), StatusCode::CREATED, "faults are used up");
-    let received = received(&http, &sandbox).await;
+    let received = sandbox_api::received(&sandbox, "").await;
     assert_eq!(received.len(), 1);
     assert_eq!(
         received[0]["timesReceived"], 1,
         "injected answers, 2xx ones too, are not received"
     );
-    assert_eq!(stats(&http, &sandbox).await["requests"]["benevity"], 4);
+    assert_eq!(
+        sandbox_api::read(&sandbox, "stats").await["requests"]["benevity"],
+        4
+    );
 }
 
 #[tokio::test]
@@ -1438,7 +1425,7 @@ async fn token_endpoint_faults_hit_the_token_endpoint_only() {
         ),
     ] {
         assert_eq!(
-            control(&http, &sandbox, route, fault).await,
+            sandbox_api::control(&sandbox, route, fault).await,
             StatusCode::NO_CONTENT
         );
     }
@@ -1473,7 +1460,7 @@ async fn token_endpoint_faults_hit_the_token_endpoint_only() {
     assert!(dropped.unwrap_err().status().is_none());
     access_token(token(&http, workday_token, client, &grant).await).await;
 
-    let counters = stats(&http, &sandbox).await;
+    let counters = sandbox_api::read(&sandbox, "stats").await;
     assert_eq!(counters["tokensIssued"]["workday"], 1);
     assert_eq!(
         counters["requests"]["workday"], 1,
@@ -1552,8 +1539,7 @@ async fn shutdown_stops_the_server() {
     let sandbox = sandbox().await;
     let addr = sandbox.addr();
     assert_eq!(sandbox.url(), format!("http://127.0.0.1:{}", addr.port()));
-    let http = Client::new();
-    assert!(stats(&http, &sandbox).await.is_object());
+    assert!(sandbox_api::read(&sandbox, "stats").await.is_object());
 
     sandbox.shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());

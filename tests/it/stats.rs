@@ -2,8 +2,8 @@
 //! by hand and compared exactly: rates come rounded to 4 decimals, attempts
 //! and latencies to 2.
 
-use axum::http::StatusCode;
 use crate::common::{ADMIN, MANAGE, OPS_KEY, TestApp, config, token};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
