@@ -144,7 +144,11 @@ started[$server]="impact-in serve"
 wait_listening $server "$local_host" "$port"
 
 company=00000000-0000-4000-8000-000000000001
-cat >&2 <<TXT
+# Composed first and printed by a builtin: a signal sent to this script
+# alone while a foreground child (cat) runs is ignored by bash when that
+# child exits normally, and the test's (or an operator's) kill -INT
+# arrives right after the banner.
+banner=$(cat <<TXT
 
   Impact-In listens on $listens
   Stop it with Ctrl-C (or kill -TERM $$): the server and the sandbox stop with it.
@@ -153,6 +157,8 @@ cat >&2 <<TXT
     curl -s -w '\n' $url/v1/impact-in/deliveries -H "Authorization: Bearer \$TOKEN"
 
 TXT
+)
+printf '%s\n\n' "$banner" >&2
 
 # Until a child exits by itself (or a signal arrives: its trap exits).
 status=0
