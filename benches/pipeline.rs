@@ -351,36 +351,33 @@ impl Service {
         elapsed
     }
 
+    /// `GET /_sandbox/{route}` (with its query), as JSON.
+    async fn sandbox(&self, route: &str) -> Value {
+        self.http
+            .get(format!("{}/_sandbox/{route}", self.sandbox.url()))
+            .send()
+            .await
+            .unwrap_or_else(|err| panic!("sandbox {route}: {err}"))
+            .json()
+            .await
+            .unwrap_or_else(|err| panic!("sandbox {route} JSON: {err}"))
+    }
+
     /// Waits until the sandbox holds `count` distinct deliveries; their
     /// first arrival times by delivery id, and how many arrived more than
     /// once (a repeat after a lost answer; the provider de-duplicates it).
     async fn arrivals(&self, count: usize) -> (HashMap<Uuid, DateTime<Utc>>, usize) {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let stats: Value = self
-                .http
-                .get(format!("{}/_sandbox/stats", self.sandbox.url()))
-                .send()
-                .await
-                .expect("sandbox stats")
-                .json()
-                .await
-                .expect("stats JSON");
+            let stats = self.sandbox("stats").await;
             if stats["deliveries"]["benevity"].as_u64().unwrap_or(0) as usize >= count {
                 break;
             }
             assert!(Instant::now() < deadline, "deliveries stalled: {stats}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let received: Vec<Value> = self
-            .http
-            .get(format!("{}/_sandbox/received", self.sandbox.url()))
-            .send()
-            .await
-            .expect("sandbox received")
-            .json()
-            .await
-            .expect("received JSON");
+        let received = self.sandbox("received").await;
+        let received = received.as_array().expect("a list");
         let repeated = received.iter().filter(|r| r["timesReceived"] != 1).count();
         let arrivals = received
             .iter()
@@ -801,28 +798,14 @@ async fn rate_limit(admin_url: &str, options: &Options) -> Figures {
     .fetch_one(&mut db)
     .await
     .expect("429 count");
-    let stats: Value = service
-        .http
-        .get(format!("{}/_sandbox/stats", service.sandbox.url()))
-        .send()
-        .await
-        .expect("sandbox stats")
-        .json()
-        .await
-        .expect("stats JSON");
-    let received: Vec<Value> = service
-        .http
-        .get(format!(
-            "{}/_sandbox/received?provider=goodera",
-            service.sandbox.url()
-        ))
-        .send()
-        .await
-        .expect("sandbox received")
-        .json()
-        .await
-        .expect("received JSON");
-    let sent_twice = received.iter().filter(|r| r["timesReceived"] != 1).count();
+    let stats = service.sandbox("stats").await;
+    let received = service.sandbox("received?provider=goodera").await;
+    let sent_twice = received
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|r| r["timesReceived"] != 1)
+        .count();
     Arc::into_inner(service)
         .expect("requests done")
         .stop()
