@@ -681,9 +681,9 @@ async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
     .fetch_one(&mut db)
     .await
     .expect("a deep row");
-    let cursor = impact_in::delivery::cursor::Cursor {
-        created_at: deep.0,
-        id: deep.1.into(),
+    let cursor = impact_in::cursor::Cursor {
+        at: deep.0,
+        id: deep.1,
     };
     let deep_page = format!("{base}?companyId={company}&limit=20&cursor={cursor}");
 

@@ -21,6 +21,7 @@ use crate::{
     delivery::DeliveryContext,
     http::listener::Connections,
     provider::Provider,
+    webhooks::WebhookContext,
 };
 
 /// What every handler and background task shares. Cheap to clone.
@@ -34,6 +35,8 @@ pub struct Inner {
     pub lifecycle: Lifecycle,
     /// The delivery domain: what its handlers and workers use.
     pub delivery: DeliveryContext,
+    /// Provider webhooks in.
+    pub webhooks: WebhookContext,
 }
 
 impl std::ops::Deref for AppState {
@@ -91,12 +94,14 @@ impl AppState {
     pub fn with_clock(config: Config, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
         let auth = Authenticator::from_config(&config.auth)?;
         let delivery = DeliveryContext::from_config(&config, db.clone(), clock)?;
+        let webhooks = WebhookContext::new(delivery.clone(), config.webhooks.clone());
         Ok(Self(Arc::new(Inner {
             config,
             db,
             auth,
             lifecycle: Lifecycle::new(),
             delivery,
+            webhooks,
         })))
     }
 

@@ -104,6 +104,15 @@ impl Cache {
         self.local.insert(key, (value.to_owned(), ttl)).await;
     }
 
+    /// Forgets a key, in Redis and in the fallback.
+    pub async fn remove(&self, key: &str) {
+        let key = self.key(key);
+        if let Some(mut redis) = self.redis.clone() {
+            self.bounded(redis.del::<_, ()>(&key)).await;
+        }
+        self.local.invalidate(&key).await;
+    }
+
     pub async fn status(&self) -> RedisStatus {
         let Some(mut redis) = self.redis.clone() else {
             return RedisStatus::Disabled;

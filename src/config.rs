@@ -17,6 +17,7 @@ use crate::{
         tokens::TokenEncryptionKey,
     },
     provider::Provider,
+    webhooks::secrets::WebhookSecrets,
 };
 
 /// A variable that is missing or malformed. Its `Display` is the one line the
@@ -77,6 +78,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub connectors: ConnectorsConfig,
     pub delivery: DeliveryConfig,
+    pub webhooks: WebhookConfig,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
 }
@@ -155,6 +157,15 @@ pub struct DeliveryConfig {
     pub idempotency_ttl: Duration,
 }
 
+/// Provider webhooks in (`/webhooks/*`).
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub secrets: WebhookSecrets,
+    /// How far a signed timestamp may be from now, either way.
+    pub tolerance: Duration,
+    pub body_limit_bytes: usize,
+}
+
 /// The retry policy of each provider (`{PROVIDER}_RETRY_*`).
 #[derive(Debug, Clone)]
 pub struct RetryPolicies([RetryPolicy; 3]);
@@ -185,7 +196,7 @@ impl Config {
         all: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let env = Env(lookup);
-        let config = Self {
+        let mut config = Self {
             run_mode: match env.optional("RUN_MODE").as_deref() {
                 None | Some("all") => RunMode::All,
                 Some("api") => RunMode::Api,
@@ -216,9 +227,16 @@ impl Config {
             },
             connectors: ConnectorsConfig::from_env_with(&env, all)?,
             delivery: DeliveryConfig::from_env_with(&env)?,
+            webhooks: WebhookConfig {
+                // Filled in below, from the provider variables.
+                secrets: WebhookSecrets::default(),
+                tolerance: env.seconds("WEBHOOK_TOLERANCE_SECS", 300)?,
+                body_limit_bytes: env.positive("WEBHOOK_BODY_LIMIT_BYTES", 256 * 1024)?,
+            },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         };
+        config.webhooks.secrets = webhook_secrets(&config.connectors.providers)?;
         if config.run_mode == RunMode::Worker && config.delivery.workers == 0 {
             return Err(ConfigError::new(
                 "RUN_MODE",
@@ -392,6 +410,19 @@ impl ConnectorsConfig {
             sandbox_mode: env.bool_or("SANDBOX_MODE", false)?,
         })
     }
+}
+
+/// Every `*_WEBHOOK_SECRET`, checked: a malformed or placeholder secret
+/// stops start-up, naming its variable.
+fn webhook_secrets(providers: &ProviderSettings) -> Result<WebhookSecrets, ConfigError> {
+    for provider in Provider::ALL {
+        for (var, _, value) in providers.named(provider, "WEBHOOK_SECRET") {
+            if value.expose_secret().split(',').any(is_placeholder) {
+                return Err(placeholder_error(var));
+            }
+        }
+    }
+    WebhookSecrets::from_settings(providers).map_err(|err| ConfigError::new(err.var, err.problem))
 }
 
 /// `{PROVIDER}_RETRY_*`, defaulting to `DELIVERY_MAX_ATTEMPTS` and the

@@ -158,6 +158,34 @@ impl ProviderSettings {
     }
 }
 
+impl ProviderSettings {
+    /// Every variable of `provider` named `key`: the global one
+    /// (`{PROVIDER}_{key}`, tenant `None`) and each tenant's
+    /// (`{PROVIDER}_{TENANT}_{key}`), as (name, tenant, value).
+    pub fn named<'s>(
+        &'s self,
+        provider: Provider,
+        key: &str,
+    ) -> Vec<(&'s str, Option<&'s str>, &'s SecretString)> {
+        let prefix = format!("{}_", provider.as_str().to_ascii_uppercase());
+        let suffix = format!("_{key}");
+        let mut found: Vec<_> = self
+            .vars
+            .iter()
+            .filter_map(|(name, value)| {
+                let middle = name.strip_prefix(&prefix)?;
+                if middle == key {
+                    return Some((name.as_str(), None, value));
+                }
+                let tenant = middle.strip_suffix(&suffix)?;
+                Some((name.as_str(), Some(tenant), value))
+            })
+            .collect();
+        found.sort_by_key(|(name, _, _)| *name);
+        found
+    }
+}
+
 /// `6f1c2a8e-0d5b-…` → `6F1C2A8E_0D5B_…`, usable inside a variable name.
 pub fn tenant_key(company: Uuid) -> String {
     company.to_string().to_ascii_uppercase().replace('-', "_")

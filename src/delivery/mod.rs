@@ -1,7 +1,6 @@
 //! Deliveries: impact reports on their way to a provider, and their log.
 
 pub mod context;
-pub mod cursor;
 pub mod intake;
 pub mod queue;
 pub mod replay;
@@ -66,6 +65,56 @@ fn unknown_status(_: &str) -> UnknownStatus {
     UnknownStatus
 }
 
+/// What the provider later says, by webhook, about a delivery it accepted.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum ProviderStatus {
+    /// The provider has the report and will process it.
+    Received,
+    /// It is trying again on its side.
+    Retrying,
+    /// Processed: the report is in the provider's platform.
+    Processed,
+    /// Refused after acceptance (validation on its side).
+    Rejected,
+}
+
+impl ProviderStatus {
+    pub const ALL: [ProviderStatus; 4] = [
+        Self::Received,
+        Self::Retrying,
+        Self::Processed,
+        Self::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Which of two events with the same time wins: the later stage.
+    pub fn stage(self) -> i32 {
+        match self {
+            Self::Received => 1,
+            Self::Retrying => 2,
+            Self::Processed | Self::Rejected => 3,
+        }
+    }
+}
+
 /// A row of `impact_deliveries` (the API shows it as
 /// `http::views::DeliveryView`).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -90,6 +139,9 @@ pub struct Delivery {
     /// may take it over, should this one have died).
     pub in_flight_since: Option<DateTime<Utc>>,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The provider's own state, from its webhooks.
+    pub provider_status: Option<ProviderStatus>,
+    pub provider_status_at: Option<DateTime<Utc>>,
 }
 
 /// SHA-256 (hex) of the RFC 8785 canonical form of a JSON value: equal for

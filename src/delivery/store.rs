@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 
-use super::{Delivery, DeliveryStatus, cursor::Cursor, intake::Intake};
+use super::{Delivery, DeliveryStatus, intake::Intake};
 use crate::{
     auth::CompanyScope,
+    cursor::{Cursor, Start},
     ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
     provider::Provider,
 };
@@ -16,6 +17,7 @@ use crate::{
 const COLUMNS: &str = "id, delivery_id, company_id, provider, status, attempt_count, last_error, \
                        provider_response, from_cache, payload, payload_hash, schedule_id, \
                        created_at, updated_at, delivered_at, next_attempt_at, \
+                       provider_status, provider_status_at, \
                        CASE WHEN locked_until > now() THEN locked_at END AS in_flight_since";
 
 #[derive(Debug, Clone)]
@@ -25,16 +27,6 @@ pub struct ListFilter {
     pub status: Option<DeliveryStatus>,
     pub created_from: Option<DateTime<Utc>>,
     pub created_to: Option<DateTime<Utc>>,
-}
-
-/// Where a page of the list starts.
-#[derive(Debug, Clone, Copy)]
-pub enum Start {
-    /// After skipping this many rows: page numbers, slower the deeper.
-    Offset(u64),
-    /// Strictly after this row: as fast on any page, since the index seeks
-    /// straight to it.
-    After(Cursor),
 }
 
 pub struct ListPage {
@@ -86,7 +78,10 @@ pub async fn list(
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next = if more {
-        rows.last().map(Cursor::from)
+        rows.last().map(|d| Cursor {
+            at: d.created_at,
+            id: d.id.0,
+        })
     } else {
         None
     };
@@ -174,7 +169,7 @@ pub(super) fn push_filter(
         and(query);
         query
             .push("(created_at, id) < (")
-            .push_bind(cursor.created_at)
+            .push_bind(cursor.at)
             .push(", ")
             .push_bind(cursor.id)
             .push(")");

@@ -21,7 +21,8 @@ use super::{
 };
 use crate::{
     connectors::{ConnectorError, DeliveryRequest, ErrorClass, retry::AttemptsMade},
-    ids::RecordId,
+    ids::{CompanyId, RecordId},
+    provider::Provider,
     report::ImpactReport,
 };
 
@@ -254,22 +255,32 @@ pub async fn attempt_and_record(ctx: &DeliveryContext, claimed: Claimed) -> Reco
     }
 }
 
-/// The idempotency cache's key for a claim: the same report to the same
+/// The idempotency cache's key for a report: the same report to the same
 /// provider for the same company, in this installation only (a fresh
 /// database sharing the Redis of another must not take its answers).
 /// `None` when the installation id cannot be read: the cache is skipped.
-async fn cache_key(ctx: &DeliveryContext, claimed: &Claimed) -> Option<String> {
+pub async fn cache_key(
+    ctx: &DeliveryContext,
+    provider: Provider,
+    company: CompanyId,
+    payload_hash: &str,
+) -> Option<String> {
     let installation = ctx.installation().await?;
     Some(format!(
-        "idempotency:{installation}:{}:{}:{}",
-        claimed.provider, claimed.company_id, claimed.payload_hash
+        "idempotency:{installation}:{provider}:{company}:{payload_hash}"
     ))
 }
 
 async fn attempt(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
     let started_at = ctx.clock.now();
     let timer = Instant::now();
-    let cache_key = cache_key(ctx, claimed).await;
+    let cache_key = cache_key(
+        ctx,
+        claimed.provider,
+        claimed.company_id,
+        &claimed.payload_hash,
+    )
+    .await;
     // An operator's replay always reaches the provider.
     if claimed.next_trigger != Trigger::Replay
         && let Some(key) = &cache_key

@@ -14,7 +14,8 @@ use super::{
     date::{self, Day},
     error::{ApiError, FieldError},
     extract::{self, QueryParams},
-    views::{AttemptView, DeliveryView},
+    paging::{Page, PageRequest},
+    views::{AttemptView, DeliveryView, WebhookEventView},
 };
 use crate::{
     app::AppState,
@@ -26,6 +27,7 @@ use crate::{
     ids::{CompanyId, DeliveryId, DeliveryKey},
     provider::Provider,
     report::ImpactReport,
+    webhooks,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -34,50 +36,17 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/impact-in/deliveries/{id}", get(show))
 }
 
-const DEFAULT_LIMIT: u32 = 20;
-const MAX_LIMIT: u32 = 100;
-/// Deeper pages are cheaper by cursor.
-const MAX_PAGE: u64 = 100_000;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Page {
-    data: Vec<DeliveryView>,
-    pagination: Pagination,
-    /// Continues after this page; `None` on the last one.
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Pagination {
-    /// `None` (null) on a page fetched by cursor, which has no number; the
-    /// cockpit needs the member present either way. So are `total` and
-    /// `totalPages`, which a page by cursor does not count.
-    page: Option<u64>,
-    limit: u32,
-    total: Option<i64>,
-    total_pages: Option<i64>,
-}
-
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
     mut params: QueryParams,
-) -> Result<Json<Page>, ApiError> {
+) -> Result<Json<Page<DeliveryView>>, ApiError> {
     principal.require_read()?;
     let company = params.get::<CompanyId>("companyId");
     let provider = params.get("provider");
     let status = params.get("status");
     let (created_from, created_to) = created_range(&mut params);
-    let page = params.get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE));
-    let cursor = params.get("cursor");
-    let limit = params
-        .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
-        .map_or(DEFAULT_LIMIT, |limit| limit as u32);
-    if page.is_some() && cursor.is_some() {
-        params.reject("cursor", "use either page or cursor");
-    }
+    let request = PageRequest::read(&mut params);
     params.finish()?;
 
     let filter = ListFilter {
@@ -87,27 +56,12 @@ async fn list(
         created_from,
         created_to,
     };
-    let (page, start) = match cursor {
-        Some(cursor) => (None, store::Start::After(cursor)),
-        None => {
-            let page = page.unwrap_or(1);
-            let offset = (page - 1).saturating_mul(u64::from(limit));
-            (Some(page), store::Start::Offset(offset))
-        }
-    };
-    let list = store::list(&state.db, &filter, limit, start).await?;
-    Ok(Json(Page {
-        data: list.rows.into_iter().map(DeliveryView::from).collect(),
-        pagination: Pagination {
-            page,
-            limit,
-            total: list.total,
-            total_pages: list
-                .total
-                .map(|total| (total + i64::from(limit) - 1) / i64::from(limit)),
-        },
-        next_cursor: list.next.map(|cursor| cursor.to_string()),
-    }))
+    let list = store::list(&state.db, &filter, request.limit, request.start).await?;
+    Ok(Json(request.answer(
+        list.rows.into_iter().map(DeliveryView::from).collect(),
+        list.total,
+        list.next,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -191,12 +145,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// A delivery with every attempt made so far.
+/// A delivery with every attempt made so far, and what the provider said
+/// about it since.
 #[derive(Serialize)]
 struct DeliveryDetail {
     #[serde(flatten)]
     delivery: DeliveryView,
     attempts: Vec<AttemptView>,
+    events: Vec<WebhookEventView>,
 }
 
 async fn show(
@@ -211,10 +167,14 @@ async fn show(
     let delivery = store::find(&state.db, &principal.scope(None)?, key)
         .await?
         .ok_or_else(not_found)?;
-    let attempts = queue::attempts(&state.db, delivery.id).await?;
+    let (attempts, events) = tokio::try_join!(
+        queue::attempts(&state.db, delivery.id),
+        webhooks::store::for_delivery(&state.db, delivery.id),
+    )?;
     Ok(Json(DeliveryDetail {
         delivery: delivery.into(),
         attempts: attempts.into_iter().map(AttemptView::from).collect(),
+        events: events.into_iter().map(WebhookEventView::from).collect(),
     }))
 }
 
@@ -231,11 +191,4 @@ pub(super) fn created_range(
         params.reject("endDate", "must not be before startDate");
     }
     (from, to)
-}
-
-fn parse_in_range(raw: &str, min: u64, max: u64) -> Result<u64, String> {
-    raw.parse::<u64>()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
 }

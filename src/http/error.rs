@@ -11,7 +11,12 @@ use axum::{
 };
 use serde::Serialize;
 
-use crate::{auth::AuthError, delivery::DeliveryStatus};
+use crate::{
+    auth::AuthError,
+    delivery::DeliveryStatus,
+    provider::Provider,
+    webhooks::{WebhookError, signature::Refusal},
+};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -80,6 +85,16 @@ causes! {
     /// A well-formed body (or `since`, `ids`) whose content is wrong.
     Validation => UNPROCESSABLE_ENTITY, "/problems/validation", "Validation Failed";
     RequestHeaderFieldsTooLarge => REQUEST_HEADER_FIELDS_TOO_LARGE, "/problems/request-header-fields-too-large", "Request Header Fields Too Large";
+    /// A webhook without the signature headers of its provider's scheme.
+    WebhookMissingSignature => UNAUTHORIZED, "/problems/webhook-missing-signature", "Webhook Signature Missing";
+    /// A webhook timestamp too far from now (`WEBHOOK_TOLERANCE_SECS`).
+    WebhookTimestampOutsideTolerance => UNAUTHORIZED, "/problems/webhook-timestamp-outside-tolerance", "Webhook Timestamp Outside Tolerance";
+    /// No webhook signature matches the body with a configured secret.
+    WebhookSignatureMismatch => UNAUTHORIZED, "/problems/webhook-signature-mismatch", "Webhook Signature Mismatch";
+    /// A verified webhook body that is not an event of the documented shape.
+    MalformedWebhookEvent => BAD_REQUEST, "/problems/malformed-webhook-event", "Malformed Webhook Event";
+    /// No webhook secret is configured for the provider (or the company).
+    WebhookNotConfigured => SERVICE_UNAVAILABLE, "/problems/webhook-not-configured", "Webhook Not Configured";
     Internal => INTERNAL_SERVER_ERROR, "/problems/internal", "Internal Server Error";
     /// The database is unavailable, or the request timed out.
     Unavailable => SERVICE_UNAVAILABLE, "/problems/unavailable", "Service Unavailable";
@@ -145,6 +160,12 @@ pub enum ApiError {
     #[error("expected Content-Type: application/json")]
     UnsupportedMediaType,
     #[error(transparent)]
+    WebhookRefused(Refusal),
+    #[error("the webhook event is malformed: {0}")]
+    MalformedWebhookEvent(String),
+    #[error("no webhook secret is configured for {0}; events cannot be verified")]
+    WebhookNotConfigured(Provider),
+    #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -157,6 +178,17 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid(reason) => Self::InvalidToken(reason),
             AuthError::MissingRole(role) => Self::MissingRole(role),
             AuthError::CompanyNotAllowed => Self::CompanyNotAllowed,
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(err: WebhookError) -> Self {
+        match err {
+            WebhookError::NotConfigured(provider) => Self::WebhookNotConfigured(provider),
+            WebhookError::Refused(refusal) => Self::WebhookRefused(refusal),
+            WebhookError::Malformed(malformed) => Self::MalformedWebhookEvent(malformed.0),
+            WebhookError::Database(err) => Self::Database(err),
         }
     }
 }
@@ -181,6 +213,13 @@ impl ApiError {
             Self::DeliveryNotFailed(_) => Cause::DeliveryNotFailed,
             Self::PayloadTooLarge { .. } => Cause::PayloadTooLarge,
             Self::UnsupportedMediaType => Cause::UnsupportedMediaType,
+            Self::WebhookRefused(Refusal::MissingSignature(_)) => Cause::WebhookMissingSignature,
+            Self::WebhookRefused(Refusal::TimestampOutsideTolerance(_)) => {
+                Cause::WebhookTimestampOutsideTolerance
+            }
+            Self::WebhookRefused(Refusal::SignatureMismatch(_)) => Cause::WebhookSignatureMismatch,
+            Self::MalformedWebhookEvent(_) => Cause::MalformedWebhookEvent,
+            Self::WebhookNotConfigured(_) => Cause::WebhookNotConfigured,
             Self::Database(err) if is_unavailable(err) => Cause::Unavailable,
             Self::Database(_) | Self::Internal(_) => Cause::Internal,
         }
@@ -273,7 +312,13 @@ impl IntoResponse for ApiError {
         let mut response = Problem::new(cause, detail)
             .with_errors(errors)
             .into_response();
-        if cause.status() == StatusCode::UNAUTHORIZED {
+        if cause == Cause::Unavailable {
+            // Webhook senders and clients alike may come back shortly.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if matches!(cause, Cause::MissingCredentials | Cause::InvalidToken) {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static(r#"Bearer realm="impact-in""#),

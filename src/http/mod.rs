@@ -7,9 +7,11 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod listener;
+mod paging;
 mod replay;
 mod stats;
 pub mod views;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -71,7 +73,8 @@ pub fn router(state: AppState) -> Router {
         routes = routes
             .merge(deliveries::routes())
             .merge(replay::routes())
-            .merge(stats::routes());
+            .merge(stats::routes())
+            .merge(webhooks::routes(state.config.webhooks.body_limit_bytes));
     }
     routes
         .fallback(not_found)
@@ -202,6 +205,7 @@ async fn discovery() -> impl IntoResponse {
         "routes": {
             "health": ["/health", "/health/liveness", "/health/readiness", "/health/startup"],
             "impactIn": "/v1/impact-in",
+            "webhooks": ["/webhooks/benevity", "/webhooks/goodera", "/webhooks/workday", "/webhooks/health"],
         },
     }))
 }

@@ -5,16 +5,18 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::{
     connectors::ErrorClass,
     delivery::{
-        Delivery, DeliveryStatus,
+        Delivery, DeliveryStatus, ProviderStatus,
         queue::{Attempt, Trigger},
         replay::{BulkOutcome, Replayed},
     },
     ids::{CompanyId, DeliveryId, DeliveryKey, RecordId, ScheduleId},
     provider::Provider,
+    webhooks::store::{Outcome, StoredEvent},
 };
 
 /// The delivery object (`docs/api.md`, "The delivery object").
@@ -38,6 +40,9 @@ pub struct DeliveryView {
     delivered_at: Option<DateTime<Utc>>,
     in_flight_since: Option<DateTime<Utc>>,
     next_attempt_at: Option<DateTime<Utc>>,
+    /// What the provider said last by webhook, and when it said it.
+    provider_status: Option<ProviderStatus>,
+    provider_status_at: Option<DateTime<Utc>>,
 }
 
 impl From<Delivery> for DeliveryView {
@@ -60,6 +65,8 @@ impl From<Delivery> for DeliveryView {
             delivered_at: d.delivered_at,
             in_flight_since: d.in_flight_since,
             next_attempt_at: d.next_attempt_at,
+            provider_status: d.provider_status,
+            provider_status_at: d.provider_status_at,
         }
     }
 }
@@ -127,6 +134,50 @@ impl BulkResultView {
             last_error: last_error.flatten(),
             reason,
             next_attempt_at,
+        }
+    }
+}
+
+/// A stored webhook event (`GET /v1/impact-in/webhook-events`, and a
+/// delivery's `events`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookEventView {
+    id: Uuid,
+    provider: Provider,
+    event_id: String,
+    event_type: String,
+    provider_status: Option<ProviderStatus>,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    company_id: Option<CompanyId>,
+    /// The record id (`id`) of the delivery it matched.
+    delivery_record_id: Option<RecordId>,
+    matched: bool,
+    outcome: Outcome,
+    /// The delivery's status before and after the event: what it changed.
+    status_before: Option<DeliveryStatus>,
+    status_after: Option<DeliveryStatus>,
+    body: serde_json::Value,
+}
+
+impl From<StoredEvent> for WebhookEventView {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            id: e.id,
+            provider: e.provider,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            provider_status: e.provider_status,
+            occurred_at: e.occurred_at,
+            received_at: e.received_at,
+            company_id: e.company_id,
+            delivery_record_id: e.delivery_record_id,
+            matched: e.matched,
+            outcome: e.outcome,
+            status_before: e.status_before,
+            status_after: e.status_after,
+            body: e.body,
         }
     }
 }

@@ -1,39 +1,39 @@
-//! Keyset positions in the delivery log, handed to clients as opaque text.
+//! Keyset positions in a list ordered newest first (the delivery log, the
+//! webhook events), handed to clients as opaque text.
 
 use std::{fmt, str::FromStr};
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::ids::RecordId;
+use uuid::Uuid;
 
-use super::Delivery;
-
-/// A row's place in list order (`created_at DESC, id DESC`); a page that
+/// A row's place in list order (`<time> DESC, id DESC`); a page that
 /// starts here holds the rows strictly after it. It names a position only,
 /// not a filter or a company: the query's own filter and scope still apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
-    pub created_at: DateTime<Utc>,
-    pub id: RecordId,
-}
-
-impl From<&Delivery> for Cursor {
-    fn from(delivery: &Delivery) -> Self {
-        Self {
-            created_at: delivery.created_at,
-            id: delivery.id,
-        }
-    }
+    pub at: DateTime<Utc>,
+    pub id: Uuid,
 }
 
 /// base64url of `timestamp|id`. Postgres keeps microseconds, so writing
 /// them all makes the position exact.
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let created_at = self.created_at.to_rfc3339_opts(SecondsFormat::Micros, true);
-        f.write_str(&URL_SAFE_NO_PAD.encode(format!("{created_at}|{}", self.id)))
+        let at = self.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+        f.write_str(&URL_SAFE_NO_PAD.encode(format!("{at}|{}", self.id)))
     }
+}
+
+/// Where a page of a list starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// After skipping this many rows: page numbers, slower the deeper.
+    Offset(u64),
+    /// Strictly after this row: as fast on any page, since the index seeks
+    /// straight to it.
+    After(Cursor),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +46,9 @@ impl FromStr for Cursor {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let decoded = URL_SAFE_NO_PAD.decode(raw).map_err(|_| MalformedCursor)?;
         let text = String::from_utf8(decoded).map_err(|_| MalformedCursor)?;
-        let (created_at, id) = text.split_once('|').ok_or(MalformedCursor)?;
+        let (at, id) = text.split_once('|').ok_or(MalformedCursor)?;
         Ok(Self {
-            created_at: DateTime::parse_from_rfc3339(created_at)
+            at: DateTime::parse_from_rfc3339(at)
                 .map_err(|_| MalformedCursor)?
                 .with_timezone(&Utc),
             id: id.parse().map_err(|_| MalformedCursor)?,
@@ -63,8 +63,8 @@ mod tests {
     #[test]
     fn a_cursor_survives_its_text_form_to_the_microsecond() {
         let cursor = Cursor {
-            created_at: "2026-03-31T23:30:00.123456Z".parse().unwrap(),
-            id: RecordId::generate(),
+            at: "2026-03-31T23:30:00.123456Z".parse().unwrap(),
+            id: Uuid::now_v7(),
         };
         let text = cursor.to_string();
         assert!(
