@@ -123,7 +123,9 @@ wait_listening() {
 if [ "${SANDBOX:-1}" != "0" ]; then
   sandbox_port=${SANDBOX_PORT:-3999}
   # Its stdout is the variables set below; its logs go to stderr.
-  "$bin" sandbox --port "$sandbox_port" > /dev/null &
+  # The providers' status webhooks go to this server, signed with the
+  # sandbox's webhook secrets exported below.
+  "$bin" sandbox --port "$sandbox_port" --webhook-url "$url/webhooks" > /dev/null &
   started[$!]="the provider sandbox"
   wait_listening $! 127.0.0.1 "$sandbox_port"
   # The sandbox prints the same variables; these are its documented values.
@@ -135,6 +137,9 @@ if [ "${SANDBOX:-1}" != "0" ]; then
     GOODERA_CLIENT_SECRET=sandbox-goodera-client-secret
   export WORKDAY_API_URL=$sandbox_url WORKDAY_TENANT_ID=sandbox \
     WORKDAY_CLIENT_ID=sandbox-workday-client WORKDAY_CLIENT_SECRET=sandbox-workday-client-secret
+  export BENEVITY_WEBHOOK_SECRET=sandbox-benevity-webhook-secret \
+    GOODERA_WEBHOOK_SECRET=whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE= \
+    WORKDAY_WEBHOOK_SECRET=whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=
   say "provider sandbox on $sandbox_url (SANDBOX=0 to use the providers of .env)"
 fi
 

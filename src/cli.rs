@@ -51,6 +51,11 @@ enum Command {
     Sandbox {
         #[arg(long, default_value_t = 3999)]
         port: u16,
+        /// Post the providers' status webhooks to this base, e.g.
+        /// http://127.0.0.1:3007/webhooks (signed with the sandbox's
+        /// webhook secrets, which the printed variables carry).
+        #[arg(long)]
+        webhook_url: Option<url::Url>,
     },
 }
 
@@ -136,7 +141,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
-        Command::Sandbox { port } => {
+        Command::Sandbox { port, webhook_url } => {
             telemetry::init(&LogConfig::from_env()?);
             let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
                 .await
@@ -153,7 +158,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             for (name, value) in sandbox::credentials::env_vars(&url) {
                 println!("{name}={value}");
             }
-            sandbox::serve(listener, SandboxConfig::default(), shutdown_signal()).await?;
+            let mut config = SandboxConfig::default();
+            if let Some(url) = webhook_url {
+                tracing::info!(%url, "the sandbox posts status webhooks");
+                config = config.with_webhook_url(url.as_str());
+            }
+            sandbox::serve(listener, config, shutdown_signal()).await?;
             Ok(())
         }
     }

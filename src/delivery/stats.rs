@@ -26,6 +26,23 @@ pub struct Stats {
     pub average_latency_ms: Option<f64>,
     /// 95th percentile (interpolated) of the same, to 2 decimals.
     pub p95_latency_ms: Option<f64>,
+    /// Deliveries by the status their provider last reported by webhook.
+    pub by_provider_status: ProviderStatusCounts,
+}
+
+/// Deliveries by `providerStatus`; `none`: no webhook about them yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]
+pub struct ProviderStatusCounts {
+    #[sqlx(rename = "ps_none")]
+    pub none: i64,
+    #[sqlx(rename = "ps_received")]
+    pub received: i64,
+    #[sqlx(rename = "ps_retrying")]
+    pub retrying: i64,
+    #[sqlx(rename = "ps_processed")]
+    pub processed: i64,
+    #[sqlx(rename = "ps_rejected")]
+    pub rejected: i64,
 }
 
 /// A dashboard shows a rate as a percentage with at most two decimals, and
@@ -87,6 +104,8 @@ struct Group {
     provider: Option<Provider>,
     #[sqlx(flatten)]
     counts: StatusCounts,
+    #[sqlx(flatten)]
+    provider_status: ProviderStatusCounts,
     average_attempts: Option<f64>,
     average_latency_ms: Option<f64>,
     p95_latency_ms: Option<f64>,
@@ -100,6 +119,11 @@ const SELECT: &str = "SELECT provider,
          count(*) FILTER (WHERE status = 'retrying') AS retrying,
          count(*) FILTER (WHERE status = 'success') AS success,
          count(*) FILTER (WHERE status = 'failed') AS failed,
+         count(*) FILTER (WHERE provider_status IS NULL) AS ps_none,
+         count(*) FILTER (WHERE provider_status = 'received') AS ps_received,
+         count(*) FILTER (WHERE provider_status = 'retrying') AS ps_retrying,
+         count(*) FILTER (WHERE provider_status = 'processed') AS ps_processed,
+         count(*) FILTER (WHERE provider_status = 'rejected') AS ps_rejected,
          avg(attempt_count) FILTER (WHERE status IN ('success', 'failed'))::float8
              AS average_attempts,
          avg(latency_ms) FILTER (WHERE status = 'success') AS average_latency_ms,
@@ -138,6 +162,7 @@ pub async fn compute(pool: &PgPool, filter: &ListFilter) -> Result<Stats, sqlx::
         average_attempts: all.average_attempts.map(|v| round(v, MEASURE_DECIMALS)),
         average_latency_ms: all.average_latency_ms.map(|v| round(v, MEASURE_DECIMALS)),
         p95_latency_ms: all.p95_latency_ms.map(|v| round(v, MEASURE_DECIMALS)),
+        by_provider_status: all.provider_status,
     })
 }
 

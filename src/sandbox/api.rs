@@ -266,6 +266,12 @@ pub(crate) fn deliver(
         times_received = accepted.times_received,
         "sandbox accepted a delivery"
     );
+    // The provider tells what became of a delivery once, not per repeat.
+    if accepted.times_received == 1 {
+        state
+            .webhooks
+            .accepted(provider, idempotency_key, &accepted.reference);
+    }
     accepted.response.into_response()
 }
 

@@ -19,6 +19,9 @@ pub struct SandboxConfig {
     workday_tenants: Vec<String>,
     workday_clients: Vec<Client>,
     workday_users: Vec<WorkdayUser>,
+    /// Where the providers post their status webhooks (the service's
+    /// `/webhooks` base); `None`: they post none until told where.
+    pub(crate) webhook_url: Option<String>,
 }
 
 #[derive(Clone)]
@@ -70,11 +73,19 @@ impl Default for SandboxConfig {
                 username: credentials::WORKDAY_USERNAME.into(),
                 password: credentials::WORKDAY_PASSWORD.into(),
             }],
+            webhook_url: None,
         }
     }
 }
 
 impl SandboxConfig {
+    /// Post status webhooks to this base (`…/webhooks`), as the providers
+    /// would after accepting a delivery.
+    pub fn with_webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Also accept this Benevity API key, whose requests are signed with
     /// `signature_secret`.
     pub fn with_benevity_api_key(

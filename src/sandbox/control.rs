@@ -17,6 +17,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::{
     api::error,
     state::{Answer, Endpoint, Fault, SandboxState},
+    webhooks::Twist,
 };
 use crate::provider::Provider;
 
@@ -29,6 +30,8 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/received", get(received))
         .route("/_sandbox/stats", get(stats))
+        .route("/_sandbox/webhooks", get(webhooks_sent).post(configure_webhooks))
+        .route("/_sandbox/webhooks/next", post(twist_webhooks))
 }
 
 #[derive(Deserialize)]
@@ -64,9 +67,66 @@ struct LatencyRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct WebhooksRequest {
+    /// The service's webhook base; `null` stops sending. Absent: unchanged.
+    #[serde(default, deserialize_with = "present")]
+    url: Option<Option<String>>,
+    delay_ms: Option<u64>,
+}
+
+/// A member that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct TwistRequest {
+    twist: Twist,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReceivedQuery {
     provider: Option<Provider>,
+}
+
+async fn configure_webhooks(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
+    let request: WebhooksRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    if let Some(Some(url)) = &request.url
+        && url::Url::parse(url).is_err()
+    {
+        return error(StatusCode::BAD_REQUEST, "invalid_request", "url must be an absolute URL");
+    }
+    state
+        .webhooks
+        .configure(request.url, request.delay_ms.map(Duration::from_millis));
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn twist_webhooks(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
+    match parse::<TwistRequest>(&body) {
+        Ok(request) => {
+            state.webhooks.twist_next(request.twist, request.count);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(refused) => refused,
+    }
+}
+
+/// Every webhook posted so far, oldest first, with the service's answer.
+async fn webhooks_sent(State(state): State<Arc<SandboxState>>) -> Response {
+    Json(state.webhooks.sent()).into_response()
 }
 
 async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {

@@ -17,6 +17,14 @@ pub const WORKDAY_REFRESH_TOKEN: &str = "sandbox-workday-refresh-token";
 pub const WORKDAY_USERNAME: &str = "sandbox-integration";
 pub const WORKDAY_PASSWORD: &str = "sandbox-workday-password";
 
+/// What the sandbox signs its webhooks with (Benevity's scheme keys HMAC
+/// with the text; Goodera and Workday use Standard Webhooks `whsec_` keys).
+pub const BENEVITY_WEBHOOK_SECRET: &str = "sandbox-benevity-webhook-secret";
+/// `whsec_` + base64 of `sandbox-goodera-webhook-key-0001`.
+pub const GOODERA_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE=";
+/// `whsec_` + base64 of `sandbox-workday-webhook-key-0001`.
+pub const WORKDAY_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=";
+
 /// The variables that point impact-in at a sandbox serving at `base_url`
 /// (no trailing slash), in `.env` order.
 pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
@@ -30,11 +38,13 @@ pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
         ("BENEVITY_TOKEN_URL", format!("{base_url}/oauth2/token")),
         ("BENEVITY_CLIENT_ID", BENEVITY_CLIENT_ID.into()),
         ("BENEVITY_CLIENT_SECRET", BENEVITY_CLIENT_SECRET.into()),
+        ("BENEVITY_WEBHOOK_SECRET", BENEVITY_WEBHOOK_SECRET.into()),
         ("GOODERA_API_URL", base_url.to_owned()),
         ("GOODERA_TOKEN_URL", format!("{base_url}/oauth/token")),
         ("GOODERA_CLIENT_ID", GOODERA_CLIENT_ID.into()),
         ("GOODERA_CLIENT_SECRET", GOODERA_CLIENT_SECRET.into()),
         ("GOODERA_API_KEY", GOODERA_API_KEY.into()),
+        ("GOODERA_WEBHOOK_SECRET", GOODERA_WEBHOOK_SECRET.into()),
         ("WORKDAY_API_URL", base_url.to_owned()),
         ("WORKDAY_TENANT_ID", WORKDAY_TENANT_ID.into()),
         (
@@ -46,5 +56,6 @@ pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
         ("WORKDAY_REFRESH_TOKEN", WORKDAY_REFRESH_TOKEN.into()),
         ("WORKDAY_USERNAME", WORKDAY_USERNAME.into()),
         ("WORKDAY_PASSWORD", WORKDAY_PASSWORD.into()),
+        ("WORKDAY_WEBHOOK_SECRET", WORKDAY_WEBHOOK_SECRET.into()),
     ]
 }

@@ -21,6 +21,7 @@ mod ratelimit;
 mod schema;
 mod soap;
 mod state;
+mod webhooks;
 mod workday;
 
 use std::{

@@ -4,7 +4,7 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
 
@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::{
     config::SandboxConfig,
     ratelimit::{Decision, FixedWindow},
+    webhooks::WebhookSender,
 };
 use crate::provider::Provider;
 
@@ -30,6 +31,8 @@ const GOODERA_LIMIT_PER_MINUTE: u32 = 100;
 
 pub(crate) struct SandboxState {
     pub(crate) config: SandboxConfig,
+    /// Posts the providers' status webhooks to the service.
+    pub(crate) webhooks: Arc<WebhookSender>,
     inner: Mutex<Inner>,
 }
 
@@ -144,11 +147,14 @@ pub(crate) struct Arrival {
 pub(crate) struct Accepted {
     pub response: StoredResponse,
     pub times_received: u64,
+    /// The provider's reference for the delivery.
+    pub reference: String,
 }
 
 impl SandboxState {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         Self {
+            webhooks: Arc::new(WebhookSender::new(config.webhook_url.clone())),
             config,
             inner: Mutex::new(Inner::new()),
         }
@@ -246,6 +252,7 @@ impl SandboxState {
             return Accepted {
                 response: seen.response.clone(),
                 times_received: seen.times_received,
+                reference: seen.reference.clone(),
             };
         }
         let (reference, response) = respond();
@@ -256,13 +263,14 @@ impl SandboxState {
             idempotency_key: idempotency_key.to_owned(),
             times_received: 1,
             first_received_at: Utc::now(),
-            reference,
+            reference: reference.clone(),
             body,
             response: response.clone(),
         });
         Accepted {
             response,
             times_received: 1,
+            reference,
         }
     }
 
@@ -288,6 +296,7 @@ impl SandboxState {
         let tokens = std::mem::take(&mut inner.tokens);
         *inner = Inner::new();
         inner.tokens = tokens;
+        self.webhooks.reset();
     }
 
     /// Oldest first.
