@@ -35,7 +35,10 @@ pub fn routes(body_limit: usize) -> Router<AppState> {
     Router::new()
         .route("/webhooks/health", get(health))
         .route("/webhooks/{provider}", post(receive_global))
-        .route("/webhooks/{provider}/{company_id}", post(receive_for_company))
+        .route(
+            "/webhooks/{provider}/{company_id}",
+            post(receive_for_company),
+        )
         // Events are small; the general request limit is for reports.
         .layer(DefaultBodyLimit::max(body_limit))
         .route("/v1/impact-in/webhook-events", get(list))
@@ -144,8 +147,11 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         .into_iter()
         .map(|provider| {
             let reading = webhooks.counters.read(provider);
-            let [missing_signature, timestamp_outside_tolerance, signature_mismatch] =
-                reading.refused;
+            let [
+                missing_signature,
+                timestamp_outside_tolerance,
+                signature_mismatch,
+            ] = reading.refused;
             let health = ProviderHealth {
                 configured: secrets.has_global(provider),
                 company_secrets: secrets.company_count(provider),

@@ -30,7 +30,10 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/received", get(received))
         .route("/_sandbox/stats", get(stats))
-        .route("/_sandbox/webhooks", get(webhooks_sent).post(configure_webhooks))
+        .route(
+            "/_sandbox/webhooks",
+            get(webhooks_sent).post(configure_webhooks),
+        )
         .route("/_sandbox/webhooks/next", post(twist_webhooks))
 }
 
@@ -106,7 +109,11 @@ async fn configure_webhooks(State(state): State<Arc<SandboxState>>, body: Bytes)
     if let Some(Some(url)) = &request.url
         && url::Url::parse(url).is_err()
     {
-        return error(StatusCode::BAD_REQUEST, "invalid_request", "url must be an absolute URL");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "url must be an absolute URL",
+        );
     }
     state
         .webhooks

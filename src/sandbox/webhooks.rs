@@ -252,7 +252,11 @@ impl Event {
                     Stage::Processed => "delivery.success",
                     Stage::Rejected => "delivery.failed",
                 };
-                let reasons: Vec<&str> = if stage == Stage::Rejected { vec![reason] } else { vec![] };
+                let reasons: Vec<&str> = if stage == Stage::Rejected {
+                    vec![reason]
+                } else {
+                    vec![]
+                };
                 let body = json!({
                     "event_id": id, "event_type": event_type, "occurred_at": now,
                     "data": {"delivery_id": key, "id": reference, "reasons": reasons},
@@ -282,7 +286,11 @@ impl Event {
                     Stage::Processed => "report.processed",
                     Stage::Rejected => "report.rejected",
                 };
-                let messages: Vec<&str> = if stage == Stage::Rejected { vec![reason] } else { vec![] };
+                let messages: Vec<&str> = if stage == Stage::Rejected {
+                    vec![reason]
+                } else {
+                    vec![]
+                };
                 let body = json!({
                     "type": event_type, "timestamp": now,
                     "data": {"externalReferenceId": key, "id": reference, "messages": messages},

@@ -124,7 +124,14 @@ pub fn parse(
         Provider::Benevity => {
             let e: BenevityEvent = serde_json::from_value(value.clone()).map_err(shape)?;
             let d = e.data;
-            (e.event_id, e.event_type, e.occurred_at, d.delivery_id, d.id, d.reasons)
+            (
+                e.event_id,
+                e.event_type,
+                e.occurred_at,
+                d.delivery_id,
+                d.id,
+                d.reasons,
+            )
         }
         Provider::Goodera => {
             let e: StandardEvent<GooderaData> =
@@ -139,14 +146,28 @@ pub fn parse(
                 })
                 .collect();
             let id = webhook_id.unwrap_or_default().to_owned();
-            (id, e.event_type, e.timestamp, d.idempotency_key, d.submission_id, reasons)
+            (
+                id,
+                e.event_type,
+                e.timestamp,
+                d.idempotency_key,
+                d.submission_id,
+                reasons,
+            )
         }
         Provider::Workday => {
             let e: StandardEvent<WorkdayData> =
                 serde_json::from_value(value.clone()).map_err(shape)?;
             let d = e.data;
             let id = webhook_id.unwrap_or_default().to_owned();
-            (id, e.event_type, e.timestamp, d.external_reference_id, d.id, d.messages)
+            (
+                id,
+                e.event_type,
+                e.timestamp,
+                d.external_reference_id,
+                d.id,
+                d.messages,
+            )
         }
     };
     if event_id.trim().is_empty() || event_id.len() > MAX_EVENT_ID {
@@ -156,9 +177,8 @@ pub fn parse(
     }
     let delivery_id = delivery_id
         .map(|raw| {
-            raw.parse::<DeliveryId>().map_err(|_| {
-                MalformedEvent("the delivery id of the event is not a UUID".into())
-            })
+            raw.parse::<DeliveryId>()
+                .map_err(|_| MalformedEvent("the delivery id of the event is not a UUID".into()))
         })
         .transpose()?;
     let reference = reference.filter(|r| !r.trim().is_empty());
@@ -201,8 +221,18 @@ mod tests {
         });
         let e = parse(Provider::Benevity, None, benevity.to_string().as_bytes()).unwrap();
         assert_eq!(
-            (e.event_id.as_str(), e.status, e.delivery_id, e.reference.as_deref()),
-            ("evt_1", Some(ProviderStatus::Rejected), Some(delivery), Some("bnv_1"))
+            (
+                e.event_id.as_str(),
+                e.status,
+                e.delivery_id,
+                e.reference.as_deref()
+            ),
+            (
+                "evt_1",
+                Some(ProviderStatus::Rejected),
+                Some(delivery),
+                Some("bnv_1")
+            )
         );
         assert_eq!(e.reasons, ["hours must be positive"]);
 
@@ -210,7 +240,12 @@ mod tests {
             "type": "data.failed", "timestamp": "2026-12-06T10:00:00Z",
             "data": {"submission_id": "gdr_1", "errors": [{"code": "E42", "message": "bad"}]}
         });
-        let e = parse(Provider::Goodera, Some("msg_1"), goodera.to_string().as_bytes()).unwrap();
+        let e = parse(
+            Provider::Goodera,
+            Some("msg_1"),
+            goodera.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(e.event_id, "msg_1");
         assert_eq!(e.reasons, ["E42: bad"]);
         assert_eq!(e.delivery_id, None);
@@ -219,7 +254,12 @@ mod tests {
             "type": "report.processed", "timestamp": "2026-12-06T10:00:00+01:00",
             "data": {"externalReferenceId": delivery}
         });
-        let e = parse(Provider::Workday, Some("msg_2"), workday.to_string().as_bytes()).unwrap();
+        let e = parse(
+            Provider::Workday,
+            Some("msg_2"),
+            workday.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(e.status, Some(ProviderStatus::Processed));
         assert_eq!(e.occurred_at.to_rfc3339(), "2026-12-06T09:00:00+00:00");
     }
@@ -227,7 +267,12 @@ mod tests {
     #[test]
     fn an_unknown_type_is_read_but_acts_on_nothing() {
         let body = json!({"type": "data.archived", "timestamp": "2026-12-06T10:00:00Z"});
-        let e = parse(Provider::Goodera, Some("msg_3"), body.to_string().as_bytes()).unwrap();
+        let e = parse(
+            Provider::Goodera,
+            Some("msg_3"),
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
         assert_eq!(e.status, None);
     }
 
@@ -235,7 +280,10 @@ mod tests {
     fn malformed_bodies_say_what_is_wrong() {
         for (provider, body) in [
             (Provider::Benevity, "not json".to_owned()),
-            (Provider::Benevity, json!({"event_type": "delivery.success"}).to_string()),
+            (
+                Provider::Benevity,
+                json!({"event_type": "delivery.success"}).to_string(),
+            ),
             (
                 Provider::Benevity,
                 json!({"event_id": "", "event_type": "x", "occurred_at": "2026-12-06T10:00:00Z"})
@@ -252,9 +300,15 @@ mod tests {
                        "data": {"externalReferenceId": "not-a-uuid"}})
                 .to_string(),
             ),
-            (Provider::Workday, json!({"type": "report.processed", "timestamp": "yesterday"}).to_string()),
+            (
+                Provider::Workday,
+                json!({"type": "report.processed", "timestamp": "yesterday"}).to_string(),
+            ),
         ] {
-            assert!(parse(provider, Some("msg_4"), body.as_bytes()).is_err(), "{body}");
+            assert!(
+                parse(provider, Some("msg_4"), body.as_bytes()).is_err(),
+                "{body}"
+            );
         }
     }
 }

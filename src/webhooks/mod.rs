@@ -80,15 +80,8 @@ pub async fn receive(
     ctx.counters.verified(provider, now);
     let event = event::parse(provider, verified.webhook_id.as_deref(), body)?;
     let rejection = rejection_text(provider, &event);
-    let Some(recorded) = store::record(
-        &ctx.delivery.db,
-        provider,
-        company,
-        &event,
-        now,
-        &rejection,
-    )
-    .await?
+    let Some(recorded) =
+        store::record(&ctx.delivery.db, provider, company, &event, now, &rejection).await?
     else {
         return Ok(Received::Duplicate);
     };
@@ -121,7 +114,10 @@ async fn forget_cached_answer(ctx: &WebhookContext, provider: Provider, recorded
 /// The `lastError` of a delivery the provider rejected after accepting it.
 fn rejection_text(provider: Provider, event: &InboundEvent) -> String {
     if event.reasons.is_empty() {
-        format!("rejected by {provider} after acceptance ({})", event.event_type)
+        format!(
+            "rejected by {provider} after acceptance ({})",
+            event.event_type
+        )
     } else {
         format!(
             "rejected by {provider} after acceptance: {}",

@@ -76,7 +76,10 @@ impl WebhookSecrets {
 
     /// How many companies have a secret of their own for `provider`.
     pub fn company_count(&self, provider: Provider) -> usize {
-        self.companies.keys().filter(|(p, _)| *p == provider).count()
+        self.companies
+            .keys()
+            .filter(|(p, _)| *p == provider)
+            .count()
     }
 }
 
@@ -110,7 +113,10 @@ mod tests {
     fn a_malformed_secret_names_its_variable_but_not_its_value() {
         for (var, value) in [
             ("GOODERA_WEBHOOK_SECRET", "not-whsec-prefixed-secret"),
-            ("WORKDAY_ACME_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            (
+                "WORKDAY_ACME_WEBHOOK_SECRET",
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ),
         ] {
             let err = WebhookSecrets::from_settings(&settings(&[(var, value)])).unwrap_err();
             assert_eq!(err.var, var);

@@ -175,9 +175,9 @@ pub fn verify(
                 .strip_prefix("sha256=")
                 .and_then(|hex_mac| hex::decode(hex_mac).ok());
             let matches = presented.is_some_and(|presented| {
-                keys.0.iter().any(|key| {
-                    same_mac(&key.mac(&[timestamp.as_bytes(), b".", body]), &presented)
-                })
+                keys.0
+                    .iter()
+                    .any(|key| same_mac(&key.mac(&[timestamp.as_bytes(), b".", body]), &presented))
             });
             if !matches {
                 return Err(Refusal::SignatureMismatch(BENEVITY_SIGNATURE));
@@ -339,7 +339,17 @@ mod tests {
             (BENEVITY_SIGNATURE, &signature),
             (BENEVITY_TIMESTAMP, "1700000000"),
         ]);
-        assert!(verify(Scheme::Benevity, &ring, &request, body, at(1_700_000_000), TOLERANCE).is_ok());
+        assert!(
+            verify(
+                Scheme::Benevity,
+                &ring,
+                &request,
+                body,
+                at(1_700_000_000),
+                TOLERANCE
+            )
+            .is_ok()
+        );
     }
 
     const BENEVITY_KAT: &str =
@@ -380,10 +390,21 @@ mod tests {
             let request = headers(&[(BENEVITY_TIMESTAMP, "1700000000")]);
             let mut request = request;
             if !signature.is_empty() {
-                request.insert(BENEVITY_SIGNATURE, HeaderValue::from_str(signature).unwrap());
+                request.insert(
+                    BENEVITY_SIGNATURE,
+                    HeaderValue::from_str(signature).unwrap(),
+                );
             }
             assert!(
-                verify(Scheme::Benevity, &ring, &request, b"{}", at(1_700_000_000), TOLERANCE).is_err(),
+                verify(
+                    Scheme::Benevity,
+                    &ring,
+                    &request,
+                    b"{}",
+                    at(1_700_000_000),
+                    TOLERANCE
+                )
+                .is_err(),
                 "{signature}"
             );
         }
@@ -453,7 +474,15 @@ mod tests {
                 request.insert(WEBHOOK_TIMESTAMP, HeaderValue::from_static(timestamp));
             }
             assert!(
-                verify(Scheme::Standard, &spec_ring(), &request, SPEC_BODY, at(SPEC_TIMESTAMP), TOLERANCE).is_err(),
+                verify(
+                    Scheme::Standard,
+                    &spec_ring(),
+                    &request,
+                    SPEC_BODY,
+                    at(SPEC_TIMESTAMP),
+                    TOLERANCE
+                )
+                .is_err(),
                 "{timestamp}"
             );
         }
@@ -465,7 +494,14 @@ mod tests {
             let mut request = standard(SPEC_SIGNATURE, SPEC_ID, SPEC_TIMESTAMP);
             request.remove(missing);
             assert_eq!(
-                verify(Scheme::Standard, &spec_ring(), &request, SPEC_BODY, at(SPEC_TIMESTAMP), TOLERANCE),
+                verify(
+                    Scheme::Standard,
+                    &spec_ring(),
+                    &request,
+                    SPEC_BODY,
+                    at(SPEC_TIMESTAMP),
+                    TOLERANCE
+                ),
                 Err(Refusal::MissingSignature(missing))
             );
         }

@@ -199,13 +199,10 @@ pub async fn list(
     };
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next = more
-        .then(|| rows.last())
-        .flatten()
-        .map(|e| Cursor {
-            at: e.received_at,
-            id: e.id,
-        });
+    let next = more.then(|| rows.last()).flatten().map(|e| Cursor {
+        at: e.received_at,
+        id: e.id,
+    });
     Ok(EventPage { rows, total, next })
 }
 

@@ -150,6 +150,16 @@ impl TestApp {
         self.send(builder.body(body).unwrap()).await
     }
 
+    /// Also serves the router on a real port of 127.0.0.1, in the
+    /// background, for callers over HTTP (the sandbox's webhooks); its base
+    /// URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, self.router.clone()).into_future());
+        format!("http://{address}")
+    }
+
     pub async fn get(&self, path: &str, bearer: Option<&str>) -> TestResponse {
         self.request(Method::GET, path, bearer, None).await
     }

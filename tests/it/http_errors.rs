@@ -555,6 +555,26 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
     );
     let many_fields: String = (0..101).map(|i| format!("x-field-{i}: 1\r\n")).collect();
 
+    // Webhooks: Benevity's secret only, so Goodera's route is not configured.
+    const HOOK_SECRET: &str = "benevity-webhook-secret-in-http-errors";
+    let hooks = TestApp::start(
+        pool.clone(),
+        config(&[("BENEVITY_WEBHOOK_SECRET", HOOK_SECRET)]),
+    )
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    let signed = |timestamp: i64, body: &[u8]| {
+        impact_in::webhooks::signature::sign_benevity(HOOK_SECRET.as_bytes(), timestamp, body)
+    };
+    let webhook = |headers: &[(&str, &str)]| {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/webhooks/benevity");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(Body::from("{}")).unwrap()
+    };
     let answers = [
         (
             "/problems/invalid-query",
@@ -694,6 +714,46 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
             TestApp::unstarted(crate::common::unreachable_pool(), config(&[]))
                 .get(LIST, Some(&reader))
                 .await,
+        ),
+        (
+            "/problems/webhook-missing-signature",
+            StatusCode::UNAUTHORIZED,
+            hooks.send(webhook(&[])).await,
+        ),
+        (
+            "/problems/webhook-timestamp-outside-tolerance",
+            StatusCode::UNAUTHORIZED,
+            hooks
+                .send(webhook(&[
+                    ("x-benevity-timestamp", "0"),
+                    ("x-benevity-signature", &signed(0, b"{}")),
+                ]))
+                .await,
+        ),
+        (
+            "/problems/webhook-signature-mismatch",
+            StatusCode::UNAUTHORIZED,
+            hooks
+                .send(webhook(&[
+                    ("x-benevity-timestamp", &now.to_string()),
+                    ("x-benevity-signature", "sha256=00"),
+                ]))
+                .await,
+        ),
+        (
+            "/problems/malformed-webhook-event",
+            StatusCode::BAD_REQUEST,
+            hooks
+                .send(webhook(&[
+                    ("x-benevity-timestamp", &now.to_string()),
+                    ("x-benevity-signature", &signed(now, b"{}")),
+                ]))
+                .await,
+        ),
+        (
+            "/problems/webhook-not-configured",
+            StatusCode::SERVICE_UNAVAILABLE,
+            app.send(webhook(&[])).await,
         ),
         ("/problems/internal", StatusCode::INTERNAL_SERVER_ERROR, {
             // A bug, as far as the service can tell: its table is gone.

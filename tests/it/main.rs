@@ -15,3 +15,4 @@ mod http_errors;
 mod pipeline;
 mod sandbox;
 mod stats;
+mod webhooks;

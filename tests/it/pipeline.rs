@@ -1167,3 +1167,109 @@ async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(poo
     );
     assert_eq!(p.get(&twin.to_string()).await["status"], "failed");
 }
+
+/// The loop closed through the sandbox: after accepting a delivery each
+/// provider posts signed `received` and `processed` webhooks to the
+/// service over real HTTP, and the delivery shows `providerStatus:
+/// processed`. The sandbox's twists then make the next final event a
+/// rejection, a duplicate, an expired timestamp, a bad signature.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_sandboxs_webhooks_close_the_loop_on_each_delivery(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    let base = p.app.serve().await;
+    p.control(
+        "webhooks",
+        json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
+    )
+    .await;
+    for (k, provider) in ["benevity", "goodera", "workday"].into_iter().enumerate() {
+        let created = p.create(provider, p.distinct_report(k as u32)).await;
+        let done = p
+            .until(&id_of(&created), |d| d["providerStatus"] == "processed")
+            .await;
+        assert_eq!(done["status"], "success", "{provider}: {done}");
+        let events = done["events"].as_array().unwrap();
+        let statuses: Vec<&Value> = events.iter().map(|e| &e["providerStatus"]).collect();
+        assert_eq!(
+            statuses,
+            [&json!("received"), &json!("processed")],
+            "{provider}"
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e["outcome"] == "applied" && e["matched"] == true)
+        );
+    }
+
+    // A rejection after acceptance: the success becomes a failure that
+    // says why, and can be replayed.
+    p.control("webhooks/next", json!({"twist": "reject"})).await;
+    let created = p.create("goodera", p.distinct_report(10)).await;
+    let rejected = p
+        .until(&id_of(&created), |d| d["providerStatus"] == "rejected")
+        .await;
+    assert_eq!(rejected["status"], "failed");
+    assert!(
+        rejected["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("VALIDATION: sandbox rejection"),
+        "{rejected}"
+    );
+    let events = rejected["events"].as_array().unwrap();
+    assert_eq!(events.last().unwrap()["statusBefore"], "success");
+    assert_eq!(events.last().unwrap()["statusAfter"], "failed");
+
+    // A duplicate is answered 200 and stored once; an expired or badly
+    // signed event is refused with 401 and changes nothing.
+    for (k, twist) in ["duplicate", "expired_timestamp", "bad_signature"]
+        .into_iter()
+        .enumerate()
+    {
+        p.control("webhooks/next", json!({"twist": twist})).await;
+        let created = p.create("benevity", p.distinct_report(20 + k as u32)).await;
+        let id = id_of(&created);
+        p.until(&id, |d| !d["providerStatus"].is_null()).await;
+        let answers = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let sent = sandbox_api::read(&p.sandbox, "webhooks").await;
+                let answers: Vec<Value> = sent
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|s| s["twist"] == twist)
+                    .map(|s| s["answer"].clone())
+                    .collect();
+                let expected = if twist == "duplicate" { 2 } else { 1 };
+                if answers.len() == expected {
+                    return answers;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the sandbox posted the twisted event");
+        let delivery = p.get(&id).await;
+        match twist {
+            "duplicate" => {
+                assert_eq!(answers, [json!(202), json!(200)]);
+                assert_eq!(delivery["providerStatus"], "processed");
+                assert_eq!(delivery["events"].as_array().unwrap().len(), 2);
+            }
+            _ => {
+                assert_eq!(answers, [json!(401)], "{twist}");
+                assert_eq!(delivery["providerStatus"], "received", "{twist}");
+            }
+        }
+    }
+    let health = p.app.get("/webhooks/health", None).await;
+    let benevity = &health.body["providers"]["benevity"];
+    assert_eq!(
+        benevity["refused"]["timestampOutsideTolerance"], 1,
+        "{}",
+        health.body
+    );
+    assert_eq!(benevity["refused"]["signatureMismatch"], 1);
+    assert!(benevity["lastVerifiedAt"].is_string());
+}
