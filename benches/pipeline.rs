@@ -4,7 +4,7 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|all] [--runs 3]
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -50,6 +50,10 @@ struct Options {
     goodera: usize,
     /// Benevity deliveries sent meanwhile, at five a second.
     benevity: usize,
+    /// Webhook events sent closed loop (verified, then refused).
+    events: usize,
+    /// Webhook events a second in the open-loop part.
+    event_rate: u64,
 }
 
 impl Options {
@@ -65,6 +69,8 @@ impl Options {
             requests: 1000,
             goodera: 400,
             benevity: 50,
+            events: 20_000,
+            event_rate: 1000,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -79,6 +85,8 @@ impl Options {
             options.requests = 50;
             options.goodera = 40;
             options.benevity = 10;
+            options.events = 200;
+            options.event_rate = 100;
         }
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -97,9 +105,11 @@ impl Options {
                 "--requests" => options.requests = value("--requests") as usize,
                 "--goodera" => options.goodera = value("--goodera") as usize,
                 "--benevity" => options.benevity = value("--benevity") as usize,
+                "--events" => options.events = value("--events") as usize,
+                "--event-rate" => options.event_rate = value("--event-rate"),
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
-                "throughput" | "latency" | "listing" | "ratelimit" | "all" => {
+                "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "all" => {
                     options.scenario = arg
                 }
                 other => panic!("unknown argument {other}"),
@@ -149,6 +159,20 @@ async fn main() {
             &format!(
                 "ratelimit: {} Goodera deliveries at once (limit 100/min), {} Benevity at 5/s meanwhile",
                 options.goodera, options.benevity
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "webhooks" {
+        let figures = repeat(&options, || webhooks(&admin_url, &options)).await;
+        report(
+            &format!(
+                "webhooks: {} signed Goodera events, {} closed-loop senders; {} bad signatures; open loop {} events/s for {} s",
+                options.events,
+                options.clients,
+                options.events,
+                options.event_rate,
+                options.seconds
             ),
             &figures,
         );
@@ -234,6 +258,11 @@ struct Service {
 
 impl Service {
     async fn start(admin_url: &str) -> Self {
+        Self::start_with(admin_url, &[]).await
+    }
+
+    /// As [`Service::start`], with these variables set as well.
+    async fn start_with(admin_url: &str, extra: &[(&str, &str)]) -> Self {
         let database = format!("impact_in_bench_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(admin_url)
             .await
@@ -278,6 +307,11 @@ impl Service {
                 vars.insert(key, value);
             }
         }
+        vars.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let config = Config::from_map(&vars).expect("bench configuration is valid");
         let child = Command::new(env!("CARGO_BIN_EXE_impact-in"))
             .env_clear()
@@ -827,5 +861,194 @@ async fn rate_limit(admin_url: &str, options: &Options) -> Figures {
         ("goodera 429 answers", answered_429 as f64),
         ("goodera sent twice", sent_twice as f64),
         ("goodera failed", failed as f64),
+    ]
+}
+
+/// A Goodera `data.received` or `data.processed` event for `delivery`,
+/// signed now (Standard Webhooks) with the sandbox's webhook secret, or
+/// with another key when `forged`.
+fn signed_event(delivery: Uuid, n: usize, forged: bool) -> (Vec<(&'static str, String)>, String) {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use impact_in::webhooks::signature::sign_standard;
+    let event_type = if n % 2 == 0 {
+        "data.received"
+    } else {
+        "data.processed"
+    };
+    let body = json!({
+        "type": event_type,
+        "timestamp": Utc::now().to_rfc3339(),
+        "data": {"idempotency_key": delivery},
+    })
+    .to_string();
+    let mut key = STANDARD
+        .decode(credentials::GOODERA_WEBHOOK_SECRET.trim_start_matches("whsec_"))
+        .expect("the sandbox secret is base64");
+    if forged {
+        key.reverse();
+    }
+    let id = format!("msg_{}", Uuid::new_v4().simple());
+    let timestamp = Utc::now().timestamp();
+    let signature = sign_standard(&key, &id, timestamp, body.as_bytes());
+    (
+        vec![
+            ("webhook-id", id),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ],
+        body,
+    )
+}
+
+/// Posts one webhook; its status and how long the answer took.
+async fn post_webhook(
+    service: &Service,
+    headers: &[(&'static str, String)],
+    body: String,
+) -> (u16, f64) {
+    let mut request = service
+        .http
+        .post(format!("{}/webhooks/goodera", service.url))
+        .header("content-type", "application/json")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let started = Instant::now();
+    let status = request
+        .send()
+        .await
+        .expect("webhook answers")
+        .status()
+        .as_u16();
+    (status, millis(started.elapsed()))
+}
+
+/// `events` requests from `clients` closed-loop senders; per second, and
+/// each answer's status and time.
+async fn closed_loop(
+    service: &Arc<Service>,
+    requests: Vec<(Vec<(&'static str, String)>, String)>,
+    clients: usize,
+) -> (f64, Vec<(u16, f64)>) {
+    let total = requests.len();
+    let queue = Arc::new(Mutex::new(requests));
+    let answers = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (service, queue, answers) = (service.clone(), queue.clone(), answers.clone());
+        senders.spawn(async move {
+            loop {
+                let Some((headers, body)) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let answer = post_webhook(&service, &headers, body).await;
+                answers.lock().unwrap().push(answer);
+            }
+        });
+    }
+    senders.join_all().await;
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    (rate, std::mem::take(&mut *answers.lock().unwrap()))
+}
+
+/// Transactions the bench database has committed or rolled back so far,
+/// read from another database so that reading adds none.
+async fn transactions(service: &Service, admin: &mut PgConnection) -> i64 {
+    sqlx::query_scalar(
+        "SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = $1",
+    )
+    .bind(&service.database)
+    .fetch_one(admin)
+    .await
+    .expect("transaction count")
+}
+
+/// Verified webhooks for existing deliveries, closed loop and open loop,
+/// and forged ones, which must cost no database work.
+async fn webhooks(admin_url: &str, options: &Options) -> Figures {
+    // No workers: nothing else touches the database while forgeries are
+    // counted (the deliveries are seeded as already delivered).
+    let service = Arc::new(Service::start_with(admin_url, &[("DELIVERY_WORKERS", "0")]).await);
+    // Deliveries the provider already accepted, one per event pair.
+    let mut db = service.connect().await;
+    let deliveries: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status,
+              attempt_count, delivered_at)
+         SELECT gen_random_uuid(), $1, 'goodera', gen_random_uuid(), '{}', 'seeded',
+                'success', 1, now()
+         FROM generate_series(1, $2)
+         RETURNING delivery_id",
+    )
+    .bind(Uuid::new_v4())
+    .bind(options.events.div_ceil(2) as i64)
+    .fetch_all(&mut db)
+    .await
+    .expect("seed deliveries");
+    let events = |forged| -> Vec<_> {
+        (0..options.events)
+            .map(|n| signed_event(deliveries[n / 2], n, forged))
+            .collect()
+    };
+
+    let (verified_rate, answers) = closed_loop(&service, events(false), options.clients).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 202),
+        "every event accepted"
+    );
+    let mut verified_ms: Vec<f64> = answers.iter().map(|(_, ms)| *ms).collect();
+    verified_ms.sort_by(f64::total_cmp);
+
+    // Backends publish their statistics at most once a second: let those
+    // of the verified events land first.
+    let settle = Duration::from_millis(1500);
+    tokio::time::sleep(settle).await;
+    let mut admin = PgConnection::connect(&service.admin_url)
+        .await
+        .expect("admin");
+    let before = transactions(&service, &mut admin).await;
+    let (refused_rate, answers) = closed_loop(&service, events(true), options.clients).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 401),
+        "every forgery refused"
+    );
+    tokio::time::sleep(settle).await;
+    let refused_transactions = transactions(&service, &mut admin).await - before;
+
+    let total = (options.event_rate * options.seconds) as usize;
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / options.event_rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut requests = tokio::task::JoinSet::new();
+    for n in 0..total {
+        ticker.tick().await;
+        let service = service.clone();
+        let (headers, body) = signed_event(deliveries[n % deliveries.len()], n, false);
+        requests.spawn(async move { post_webhook(&service, &headers, body).await });
+    }
+    let answers = requests.join_all().await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 202),
+        "every event accepted"
+    );
+    let mut open_ms: Vec<f64> = answers.iter().map(|(_, ms)| *ms).collect();
+    open_ms.sort_by(f64::total_cmp);
+
+    let rss = service.peak_rss_mib();
+    Arc::into_inner(service).expect("senders done").stop().await;
+    vec![
+        ("verified events/s", verified_rate),
+        ("verified p50 ms", percentile(&verified_ms, 50.0)),
+        ("verified p99 ms", percentile(&verified_ms, 99.0)),
+        ("refused events/s", refused_rate),
+        (
+            "db transactions while refusing",
+            refused_transactions as f64,
+        ),
+        ("open loop p50 ms", percentile(&open_ms, 50.0)),
+        ("open loop p99 ms", percentile(&open_ms, 99.0)),
+        ("peak RSS MiB", rss),
     ]
 }
