@@ -870,7 +870,7 @@ async fn rate_limit(admin_url: &str, options: &Options) -> Figures {
 fn signed_event(delivery: Uuid, n: usize, forged: bool) -> (Vec<(&'static str, String)>, String) {
     use base64::{Engine, engine::general_purpose::STANDARD};
     use impact_in::webhooks::signature::sign_standard;
-    let event_type = if n % 2 == 0 {
+    let event_type = if n.is_multiple_of(2) {
         "data.received"
     } else {
         "data.processed"

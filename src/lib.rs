@@ -12,6 +12,7 @@ pub mod connectors;
 pub mod cursor;
 pub mod db;
 pub mod delivery;
+pub mod group_commit;
 pub mod http;
 pub mod ids;
 pub mod provider;

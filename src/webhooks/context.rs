@@ -3,8 +3,11 @@
 
 use std::{ops::Deref, sync::Arc};
 
-use super::counters::Counters;
-use crate::{config::WebhookConfig, delivery::DeliveryContext};
+use super::{
+    counters::Counters,
+    store::{self, EventResult, NewEvent},
+};
+use crate::{config::WebhookConfig, delivery::DeliveryContext, group_commit::GroupCommit};
 
 /// Cheap to clone.
 #[derive(Clone)]
@@ -16,6 +19,8 @@ pub struct Inner {
     pub delivery: DeliveryContext,
     pub config: WebhookConfig,
     pub counters: Counters,
+    /// Events arriving together share a transaction.
+    pub events: GroupCommit<NewEvent, EventResult>,
 }
 
 impl Deref for WebhookContext {
@@ -32,6 +37,7 @@ impl WebhookContext {
             delivery,
             config,
             counters: Counters::default(),
+            events: GroupCommit::new("webhook events", store::record_batch),
         }))
     }
 }

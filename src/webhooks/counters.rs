@@ -19,7 +19,14 @@ struct ProviderCounters {
     refused: [AtomicU64; 3],
     /// Unix milliseconds; 0 for none yet.
     last_verified_ms: AtomicI64,
+    /// When a refusal was last logged (Unix ms), and refusals since.
+    last_logged_ms: AtomicI64,
+    unlogged: AtomicU64,
 }
+
+/// Refusals are logged at most this often per provider: a flood of forged
+/// requests must not flood the logs too (the counters count every one).
+const LOG_EVERY_MS: i64 = 1000;
 
 /// A reading of one provider's counters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +61,24 @@ impl Counters {
             .position(|reason| *reason == refusal.reason())
             .expect("every refusal has a reason listed");
         self.of(provider).refused[index].fetch_add(1, Relaxed);
+    }
+
+    /// Whether a refusal at `now` should be logged; if so, how many were
+    /// refused since the last line (this one included).
+    pub fn log_refusal(&self, provider: Provider, now: DateTime<Utc>) -> Option<u64> {
+        let counters = self.of(provider);
+        counters.unlogged.fetch_add(1, Relaxed);
+        let now = now.timestamp_millis();
+        let last = counters.last_logged_ms.load(Relaxed);
+        if now - last < LOG_EVERY_MS
+            || counters
+                .last_logged_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        Some(counters.unlogged.swap(0, Relaxed).max(1))
     }
 
     pub fn read(&self, provider: Provider) -> Reading {

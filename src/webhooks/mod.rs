@@ -18,7 +18,7 @@ pub use context::WebhookContext;
 use self::{
     event::{InboundEvent, MalformedEvent},
     signature::{Refusal, Scheme},
-    store::{Outcome, Recorded},
+    store::{NewEvent, Outcome, Recorded},
 };
 use crate::{
     delivery::{DeliveryStatus, worker},
@@ -75,14 +75,26 @@ pub async fn receive(
     .inspect_err(|refusal| {
         ctx.counters.refused(provider, *refusal);
         // Provider and reason only: never the body, signature or secret.
-        tracing::warn!(%provider, reason = refusal.reason(), "webhook refused");
+        if let Some(refused) = ctx.counters.log_refusal(provider, now) {
+            tracing::warn!(
+                %provider,
+                reason = refusal.reason(),
+                refused_since_last_line = refused,
+                "webhook refused"
+            );
+        }
     })?;
     ctx.counters.verified(provider, now);
     let event = event::parse(provider, verified.webhook_id.as_deref(), body)?;
     let rejection = rejection_text(provider, &event);
-    let Some(recorded) =
-        store::record(&ctx.delivery.db, provider, company, &event, now, &rejection).await?
-    else {
+    let new = NewEvent {
+        provider,
+        route_company: company,
+        event,
+        received_at: now,
+        rejection,
+    };
+    let Some(recorded) = ctx.events.submit(&ctx.delivery.db, new).await?? else {
         return Ok(Received::Duplicate);
     };
     if recorded.outcome == Outcome::Applied

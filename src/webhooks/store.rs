@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, QueryBuilder};
+
+use crate::group_commit::BatchFuture;
 use uuid::Uuid;
 
 use super::event::InboundEvent;
@@ -42,93 +44,279 @@ pub struct Recorded {
     pub payload_hash: Option<String>,
 }
 
-/// Stores `event` unless its id was already stored for this provider and
-/// route (`None`: a repeat, nothing changed), and applies it to the
-/// delivery it names, in one statement. The delivery row is locked while
-/// the event is decided, so concurrent events for one delivery apply one
-/// after the other, each against the state the previous one left.
+/// A verified event on its way to the database.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub provider: Provider,
+    /// The company of a per-company route.
+    pub route_company: Option<CompanyId>,
+    pub event: InboundEvent,
+    pub received_at: DateTime<Utc>,
+    /// The delivery's `lastError` should the event turn a success into a
+    /// failure.
+    pub rejection: String,
+}
+
+/// What one event came to: `None` when its id was already stored for this
+/// provider and route (a repeat: nothing changed).
+pub type EventResult = Result<Option<Recorded>, sqlx::Error>;
+
+/// Records a batch of events in one transaction (see
+/// [`crate::group_commit`]); should the transaction fail, each event is
+/// tried again in one of its own, so that one event's failure is only its
+/// own.
+pub fn record_batch(db: PgPool, events: Vec<NewEvent>) -> BatchFuture<EventResult> {
+    Box::pin(async move {
+        match record(&db, &events).await {
+            Ok(recorded) => Ok(recorded.into_iter().map(Ok).collect()),
+            Err(err) if events.len() == 1 => Ok(vec![Err(err)]),
+            Err(err) => {
+                tracing::debug!(error = %err, events = events.len(), "recording one by one");
+                let mut results = Vec::with_capacity(events.len());
+                for event in events {
+                    results.push(
+                        record(&db, std::slice::from_ref(&event))
+                            .await
+                            .map(|mut recorded| recorded.pop().expect("one result per event")),
+                    );
+                }
+                Ok(results)
+            }
+        }
+    })
+}
+
+/// Stores each event unless its id was already stored for its provider and
+/// route, and applies it to the delivery it names, in one transaction:
+///
+/// 1. find each event's delivery (by `deliveryId` or provider reference,
+///    of its provider, and of the route's company when there is one);
+/// 2. lock those deliveries, in id order (so concurrent batches cannot
+///    deadlock on them);
+/// 3. store and apply the events in rounds, each round naming a delivery
+///    at most once, so events for one delivery apply one after the other,
+///    each against the state the previous one left.
 ///
 /// A status is applied only if it is newer than the one held (later time,
 /// or the same time and a later stage). Applied, `processed` turns a
 /// `failed` delivery into `success` (it timed out on our side, but the
 /// provider has it) and `rejected` turns a `success` into `failed`, with
-/// `rejection` as its `lastError`.
-pub async fn record(
-    pool: &PgPool,
-    provider: Provider,
-    route_company: Option<CompanyId>,
-    event: &InboundEvent,
-    received_at: DateTime<Utc>,
-    rejection: &str,
-) -> Result<Option<Recorded>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH target AS (
-             SELECT id, company_id, status, payload_hash,
-                    (provider_status_at IS NULL OR $8 > provider_status_at
-                     OR ($8 = provider_status_at
-                         AND $7 > CASE provider_status WHEN 'received' THEN 1
-                                                       WHEN 'retrying' THEN 2 ELSE 3 END))
-                        AS newer
-             FROM impact_deliveries
-             WHERE provider = $2
-               AND (delivery_id = $9 OR provider_response ->> 'reference' = $10)
-               AND ($3::uuid IS NULL OR company_id = $3)
+/// the event's rejection text as its `lastError`.
+async fn record(db: &PgPool, events: &[NewEvent]) -> Result<Vec<Option<Recorded>>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let found: Vec<(i32, Uuid)> = sqlx::query_as(
+        "SELECT i.n, d.id
+         FROM unnest($1::int4[], $2::text[], $3::uuid[], $4::uuid[], $5::text[])
+             AS i (n, provider, route_company, delivery_id, reference)
+         CROSS JOIN LATERAL (
+             SELECT id FROM impact_deliveries
+             WHERE provider = i.provider
+               AND (delivery_id = i.delivery_id OR provider_response ->> 'reference' = i.reference)
+               AND (i.route_company IS NULL OR company_id = i.route_company)
              ORDER BY created_at DESC
              LIMIT 1
-             FOR UPDATE
+         ) AS d",
+    )
+    .bind((0..events.len() as i32).collect::<Vec<_>>())
+    .bind(
+        events
+            .iter()
+            .map(|e| e.provider.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.route_company.map(|c| c.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.event.delivery_id.map(|d| d.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.event.reference.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut targets: Vec<Option<Uuid>> = vec![None; events.len()];
+    for (n, id) in &found {
+        targets[*n as usize] = Some(*id);
+    }
+    let mut locked: Vec<Uuid> = found.iter().map(|(_, id)| *id).collect();
+    locked.sort_unstable();
+    locked.dedup();
+    if !locked.is_empty() {
+        sqlx::query("SELECT id FROM impact_deliveries WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&locked)
+            .fetch_all(&mut *tx)
+            .await?;
+    }
+
+    // Round k holds each delivery's k-th event (unmatched ones go first).
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for (n, target) in targets.iter().enumerate() {
+        let round = match target {
+            Some(id) => {
+                let count = seen.entry(*id).or_default();
+                *count += 1;
+                *count - 1
+            }
+            None => 0,
+        };
+        if rounds.len() <= round {
+            rounds.resize_with(round + 1, Vec::new);
+        }
+        rounds[round].push(n);
+    }
+
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let mut recorded: std::collections::HashMap<Uuid, Recorded> = std::collections::HashMap::new();
+    for round in rounds {
+        let rows: Vec<Recorded> = apply_round(&mut tx, &round, events, &targets, &ids).await?;
+        recorded.extend(rows.into_iter().map(|r| (r.id, r)));
+    }
+    tx.commit().await?;
+    Ok(ids.iter().map(|id| recorded.remove(id)).collect())
+}
+
+async fn apply_round(
+    tx: &mut sqlx::PgConnection,
+    round: &[usize],
+    events: &[NewEvent],
+    targets: &[Option<Uuid>],
+    ids: &[Uuid],
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let pick = |n: &&usize| &events[**n];
+    sqlx::query_as(
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+                                  $6::text[], $7::int4[], $8::timestamptz[], $9::timestamptz[],
+                                  $10::jsonb[], $11::text[], $12::uuid[])
+                 AS i (id, provider, route_company_id, event_id, event_type, provider_status,
+                       stage, occurred_at, received_at, body, rejection, target)
+         ), found AS (
+             SELECT i.*, d.company_id, d.status AS status_before, d.payload_hash,
+                    CASE WHEN i.provider_status IS NULL THEN 'ignored'
+                         WHEN d.id IS NULL THEN 'unmatched'
+                         WHEN d.provider_status_at IS NULL OR i.occurred_at > d.provider_status_at
+                              OR (i.occurred_at = d.provider_status_at
+                                  AND i.stage > CASE d.provider_status WHEN 'received' THEN 1
+                                                                       WHEN 'retrying' THEN 2
+                                                                       ELSE 3 END)
+                         THEN 'applied' ELSE 'stale' END AS outcome
+             FROM input i LEFT JOIN impact_deliveries d ON d.id = i.target
          ), decided AS (
-             SELECT id, company_id, status, payload_hash,
-                    CASE WHEN $6::text IS NULL THEN 'ignored'
-                         WHEN newer THEN 'applied' ELSE 'stale' END AS outcome,
-                    CASE WHEN NOT newer OR $6::text IS NULL THEN status
-                         WHEN $6 = 'processed' AND status = 'failed' THEN 'success'
-                         WHEN $6 = 'rejected' AND status = 'success' THEN 'failed'
-                         ELSE status END AS new_status
-             FROM target
+             SELECT *,
+                    CASE WHEN outcome <> 'applied' THEN status_before
+                         WHEN provider_status = 'processed' AND status_before = 'failed'
+                             THEN 'success'
+                         WHEN provider_status = 'rejected' AND status_before = 'success'
+                             THEN 'failed'
+                         ELSE status_before END AS status_after
+             FROM found
          ), event AS (
              INSERT INTO impact_webhook_events
                  (id, provider, route_company_id, event_id, event_type, provider_status,
                   occurred_at, received_at, company_id, delivery_record_id, matched, outcome,
                   status_before, status_after, body)
-             SELECT $1, $2, $3, $4, $5, $6, $8, $11, COALESCE(d.company_id, $3), d.id,
-                    d.id IS NOT NULL,
-                    COALESCE(d.outcome, CASE WHEN $6::text IS NULL THEN 'ignored'
-                                             ELSE 'unmatched' END),
-                    d.status, d.new_status, $12
-             FROM (VALUES (1)) AS one (x) LEFT JOIN decided d ON true
+             SELECT id, provider, route_company_id, event_id, event_type, provider_status,
+                    occurred_at, received_at, COALESCE(company_id, route_company_id), target,
+                    target IS NOT NULL, outcome, status_before, status_after, body
+             FROM decided
              ON CONFLICT DO NOTHING
-             RETURNING id, outcome, delivery_record_id, company_id, status_before, status_after
+             RETURNING id
          ), applied AS (
              UPDATE impact_deliveries x
-             SET provider_status = $6, provider_status_at = $8, status = d.new_status,
-                 last_error = CASE WHEN d.new_status = 'failed' AND d.status = 'success' THEN $13
-                                   WHEN d.new_status = 'success' AND d.status = 'failed' THEN NULL
+             SET provider_status = d.provider_status, provider_status_at = d.occurred_at,
+                 status = d.status_after,
+                 last_error = CASE WHEN d.status_after = 'failed' AND d.status_before = 'success'
+                                   THEN d.rejection
+                                   WHEN d.status_after = 'success' AND d.status_before = 'failed'
+                                   THEN NULL
                                    ELSE x.last_error END,
-                 delivered_at = CASE WHEN d.new_status = 'success' AND d.status = 'failed'
-                                     THEN COALESCE(x.delivered_at, $8) ELSE x.delivered_at END,
+                 delivered_at = CASE WHEN d.status_after = 'success' AND d.status_before = 'failed'
+                                     THEN COALESCE(x.delivered_at, d.occurred_at)
+                                     ELSE x.delivered_at END,
                  updated_at = now()
-             FROM event e, decided d
-             WHERE x.id = e.delivery_record_id AND x.id = d.id AND e.outcome = 'applied'
+             FROM event e JOIN decided d ON d.id = e.id
+             WHERE x.id = d.target AND d.outcome = 'applied'
              RETURNING x.id
          )
-         SELECT e.id, e.outcome, e.delivery_record_id, e.company_id, e.status_before,
-                e.status_after, d.payload_hash
-         FROM event e LEFT JOIN decided d ON true",
+         SELECT d.id, d.outcome, d.target AS delivery_record_id,
+                COALESCE(d.company_id, d.route_company_id) AS company_id, d.status_before,
+                d.status_after, d.payload_hash
+         FROM event e JOIN decided d ON d.id = e.id",
     )
-    .bind(Uuid::now_v7())
-    .bind(provider)
-    .bind(route_company)
-    .bind(&event.event_id)
-    .bind(&event.event_type)
-    .bind(event.status)
-    .bind(event.status.map_or(0, ProviderStatus::stage))
-    .bind(event.occurred_at)
-    .bind(event.delivery_id)
-    .bind(&event.reference)
-    .bind(received_at)
-    .bind(&event.body)
-    .bind(rejection)
-    .fetch_optional(pool)
+    .bind(round.iter().map(|n| ids[*n]).collect::<Vec<_>>())
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).provider.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).route_company.map(|c| c.0))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).event.event_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).event.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).event.status.map(ProviderStatus::as_str))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).event.status.map_or(0, ProviderStatus::stage))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).event.occurred_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).received_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| &pick(&n).event.body)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        round
+            .iter()
+            .map(|n| pick(&n).rejection.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(round.iter().map(|n| targets[*n]).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
     .await
 }
 

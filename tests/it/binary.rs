@@ -638,3 +638,121 @@ async fn run_sh_stops_the_server_and_sandbox_on_sighup() {
 async fn run_sh_stops_the_sandbox_when_the_server_exits() {
     run_sh_stops_everything(Stop::ServerExits).await;
 }
+
+/// The logs of the real process, at debug, after a verified and two
+/// refused webhooks: they say a webhook was refused and why, and hold no
+/// secret, no signature and nothing of the bodies.
+#[tokio::test]
+async fn webhook_logs_hold_no_secret_signature_or_body() {
+    use impact_in::webhooks::signature::{sign_benevity, sign_standard};
+    let url = fresh_database_url("webhook_logs");
+    succeeded(
+        impact_in(&[("DATABASE_URL", &url)])
+            .arg("migrate")
+            .output()
+            .unwrap(),
+    );
+    let benevity_secret = "binary-test-benevity-webhook-secret";
+    let goodera_secret = "whsec_YmluYXJ5LXRlc3QtZ29vZGVyYS13ZWJob29rLWtleQ==";
+    let port = free_port();
+    let mut server = tokio::process::Command::from(impact_in(&[
+        ("DATABASE_URL", &url),
+        ("JWT_SECRET", JWT_SECRET),
+        ("TOKEN_ENCRYPTION_KEY", TOKEN_KEY),
+        ("HOST", "127.0.0.1"),
+        ("PORT_IMPACT_IN", &port.to_string()),
+        ("LOG_LEVEL", "debug"),
+        ("BENEVITY_WEBHOOK_SECRET", benevity_secret),
+        ("GOODERA_WEBHOOK_SECRET", goodera_secret),
+    ]))
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true)
+    .spawn()
+    .unwrap();
+    let stderr = tokio::spawn(read_all(server.stderr.take().unwrap()));
+    until_ok(port, "/health/readiness").await;
+
+    let body = serde_json::json!({
+        "event_id": "evt_binary_logged", "event_type": "delivery.failed",
+        "occurred_at": "2026-12-06T11:00:00Z",
+        "data": {"delivery_id": "0193a1c2-9b0f-7c2e-a1b2-c3d4e5f60718",
+                 "reasons": ["a reason only the body holds"]},
+    })
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+    let good = sign_benevity(benevity_secret.as_bytes(), now, body.as_bytes());
+    let bad = sign_benevity(b"not-the-benevity-webhook-secret", now, body.as_bytes());
+    let forged = sign_standard(&[7; 32], "msg_binary_logged", now, body.as_bytes());
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let mut request = client
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json")
+            .body(body.clone());
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.send()
+    };
+    let answers = [
+        post(
+            "/webhooks/benevity",
+            vec![
+                ("x-benevity-timestamp", now.to_string()),
+                ("x-benevity-signature", good.clone()),
+            ],
+        )
+        .await
+        .unwrap()
+        .status(),
+        post(
+            "/webhooks/benevity",
+            vec![
+                ("x-benevity-timestamp", now.to_string()),
+                ("x-benevity-signature", bad.clone()),
+            ],
+        )
+        .await
+        .unwrap()
+        .status(),
+        post(
+            "/webhooks/goodera",
+            vec![
+                ("webhook-id", "msg_binary_logged".into()),
+                ("webhook-timestamp", now.to_string()),
+                ("webhook-signature", forged.clone()),
+            ],
+        )
+        .await
+        .unwrap()
+        .status(),
+    ];
+    assert_eq!(answers.map(|s| s.as_u16()), [202, 401, 401]);
+
+    terminate(server.id().unwrap());
+    let status = tokio::time::timeout(Duration::from_secs(20), server.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let log = stderr.await.unwrap();
+    assert!(
+        log.contains("webhook refused") && log.contains("signature_mismatch"),
+        "{log}"
+    );
+    for secret in [
+        benevity_secret,
+        goodera_secret,
+        &goodera_secret[6..],
+        &good[7..],
+        &bad[7..],
+        &forged[3..],
+        "a reason only the body holds",
+        "evt_binary_logged",
+    ] {
+        assert!(!log.contains(secret), "the logs hold {secret}:\n{log}");
+    }
+    use sqlx::{Postgres, migrate::MigrateDatabase};
+    let _ = Postgres::drop_database(&url).await;
+}
