@@ -36,6 +36,34 @@ pub enum Start {
     After(Cursor),
 }
 
+impl Start {
+    /// The position to continue after, and the rows to skip.
+    pub fn split(self) -> (Option<Cursor>, u64) {
+        match self {
+            Self::Offset(offset) => (None, offset),
+            Self::After(cursor) => (Some(cursor), 0),
+        }
+    }
+}
+
+/// A page from `rows`, fetched with one row beyond `limit`: that row tells
+/// whether another page follows, without trusting a count taken by another
+/// statement. The page, and the position to continue after when one does.
+pub fn page<T>(
+    mut rows: Vec<T>,
+    limit: u32,
+    position: impl Fn(&T) -> Cursor,
+) -> (Vec<T>, Option<Cursor>) {
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(position)
+    } else {
+        None
+    };
+    (rows, next)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("must be a nextCursor value returned by this API")]
 pub struct MalformedCursor;

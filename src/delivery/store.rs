@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 use super::{Delivery, DeliveryStatus, intake::Intake};
 use crate::{
     auth::CompanyScope,
-    cursor::{Cursor, Start},
+    cursor::{self, Cursor, Start},
     ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
     provider::Provider,
 };
@@ -48,10 +48,7 @@ pub async fn list(
     limit: u32,
     start: Start,
 ) -> Result<ListPage, sqlx::Error> {
-    let (after, offset) = match start {
-        Start::Offset(offset) => (None, offset),
-        Start::After(cursor) => (Some(cursor), 0),
-    };
+    let (after, offset) = start.split();
     let mut page = QueryBuilder::new(format!("SELECT {COLUMNS} FROM impact_deliveries"));
     push_filter(&mut page, filter, after);
     // One row beyond the page tells whether another page follows, without
@@ -61,7 +58,7 @@ pub async fn list(
         .push(" OFFSET ")
         .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
 
-    let (mut rows, total) = if after.is_some() {
+    let (rows, total) = if after.is_some() {
         (
             page.build_query_as::<Delivery>().fetch_all(pool).await?,
             None,
@@ -75,16 +72,10 @@ pub async fn list(
         )?;
         (rows, Some(total))
     };
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = if more {
-        rows.last().map(|d| Cursor {
-            at: d.created_at,
-            id: d.id.0,
-        })
-    } else {
-        None
-    };
+    let (rows, next) = cursor::page(rows, limit, |d| Cursor {
+        at: d.created_at,
+        id: d.id.0,
+    });
     Ok(ListPage { rows, total, next })
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::event::InboundEvent;
 use crate::{
     auth::CompanyScope,
-    cursor::{Cursor, Start},
+    cursor::{self, Cursor, Start},
     delivery::{DeliveryStatus, ProviderStatus},
     ids::{CompanyId, RecordId},
     provider::Provider,
@@ -366,17 +366,14 @@ pub async fn list(
     limit: u32,
     start: Start,
 ) -> Result<EventPage, sqlx::Error> {
-    let (after, offset) = match start {
-        Start::Offset(offset) => (None, offset),
-        Start::After(cursor) => (Some(cursor), 0),
-    };
+    let (after, offset) = start.split();
     let mut page = QueryBuilder::new(format!("SELECT {COLUMNS} FROM impact_webhook_events"));
     push_filter(&mut page, filter, after);
     page.push(" ORDER BY received_at DESC, id DESC LIMIT ")
         .push_bind(i64::from(limit) + 1)
         .push(" OFFSET ")
         .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
-    let mut rows: Vec<StoredEvent> = page.build_query_as().fetch_all(pool).await?;
+    let rows: Vec<StoredEvent> = page.build_query_as().fetch_all(pool).await?;
     let total = match after {
         Some(_) => None,
         None => {
@@ -385,9 +382,7 @@ pub async fn list(
             Some(count.build_query_scalar().fetch_one(pool).await?)
         }
     };
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = more.then(|| rows.last()).flatten().map(|e| Cursor {
+    let (rows, next) = cursor::page(rows, limit, |e| Cursor {
         at: e.received_at,
         id: e.id,
     });

@@ -122,6 +122,23 @@ fn standard(path: &str, id: &str, body: &[u8], key: &[u8], timestamp: i64) -> Re
         .unwrap()
 }
 
+/// Posts Benevity's event `body`, signed with `secret` at the clock's now.
+async fn send_benevity(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    secret: &str,
+    clock: &ManualClock,
+) -> TestResponse {
+    app.send(benevity(
+        path,
+        body.to_string().as_bytes(),
+        secret,
+        now(clock),
+    ))
+    .await
+}
+
 fn now(clock: &ManualClock) -> i64 {
     use impact_in::clock::Clock;
     clock.now().timestamp()
@@ -211,14 +228,7 @@ async fn both_secrets_of_a_rotation_verify(pool: PgPool) {
             delivery_id,
             "2026-12-06T11:00:00Z",
         );
-        let response = app
-            .send(benevity(
-                "/webhooks/benevity",
-                body.to_string().as_bytes(),
-                secret,
-                now(&clock),
-            ))
-            .await;
+        let response = send_benevity(&app, "/webhooks/benevity", &body, secret, &clock).await;
         assert_eq!(response.status, StatusCode::ACCEPTED, "{secret}");
     }
     let body = benevity_event(
@@ -227,14 +237,14 @@ async fn both_secrets_of_a_rotation_verify(pool: PgPool) {
         delivery_id,
         "2026-12-06T11:00:00Z",
     );
-    let response = app
-        .send(benevity(
-            "/webhooks/benevity",
-            body.to_string().as_bytes(),
-            "a-secret-nobody-configured",
-            now(&clock),
-        ))
-        .await;
+    let response = send_benevity(
+        &app,
+        "/webhooks/benevity",
+        &body,
+        "a-secret-nobody-configured",
+        &clock,
+    )
+    .await;
     assert_refused(&response, "/problems/webhook-signature-mismatch");
 }
 
@@ -295,39 +305,26 @@ async fn every_refusal_says_why_is_counted_and_stores_nothing(pool: PgPool) {
             .contains("webhook-id")
     );
 
-    // An empty signature entry: `v1,` must not verify.
-    let mut empty = standard(
-        "/webhooks/workday",
-        "msg_1",
-        body.as_bytes(),
-        &WORKDAY_KEY,
-        ts,
-    );
-    empty
-        .headers_mut()
-        .insert("webhook-signature", "v1,".parse().unwrap());
-    assert_refused(
-        &app.send(empty).await,
-        "/problems/webhook-signature-mismatch",
-    );
-
-    // A captured request replayed with a fresh id: the id is signed, so
-    // the signature no longer matches (an unsigned id would let it pass
-    // de-duplication as a new event).
-    let mut renamed = standard(
-        "/webhooks/workday",
-        "msg_1",
-        body.as_bytes(),
-        &WORKDAY_KEY,
-        ts,
-    );
-    renamed
-        .headers_mut()
-        .insert("webhook-id", "msg_2".parse().unwrap());
-    assert_refused(
-        &app.send(renamed).await,
-        "/problems/webhook-signature-mismatch",
-    );
+    // An empty signature entry (`v1,` must not verify), and a captured
+    // request replayed with a fresh id: the id is signed, so the signature
+    // no longer matches (an unsigned id would let it pass de-duplication
+    // as a new event).
+    for (header, value) in [("webhook-signature", "v1,"), ("webhook-id", "msg_2")] {
+        let mut tampered = standard(
+            "/webhooks/workday",
+            "msg_1",
+            body.as_bytes(),
+            &WORKDAY_KEY,
+            ts,
+        );
+        tampered
+            .headers_mut()
+            .insert(header, value.parse().unwrap());
+        assert_refused(
+            &app.send(tampered).await,
+            "/problems/webhook-signature-mismatch",
+        );
+    }
 
     // Goodera's key on Workday's route.
     let crossed = standard(
@@ -504,13 +501,7 @@ async fn processed_after_our_failure_succeeds_and_rejected_after_our_success_fai
         accepted_key,
         "2026-12-06T11:31:00Z",
     );
-    app.send(benevity(
-        "/webhooks/benevity",
-        body.to_string().as_bytes(),
-        BENEVITY_SECRET,
-        now(&clock),
-    ))
-    .await;
+    send_benevity(&app, "/webhooks/benevity", &body, BENEVITY_SECRET, &clock).await;
     let now_failed = delivery(&app, accepted).await;
     assert_eq!(now_failed["status"], "failed");
     assert_eq!(
@@ -565,14 +556,7 @@ async fn unknown_and_foreign_deliveries_are_stored_unmatched_for_ops(pool: PgPoo
         Uuid::new_v4(),
         "2026-12-06T11:00:00Z",
     );
-    let response = app
-        .send(benevity(
-            "/webhooks/benevity",
-            body.to_string().as_bytes(),
-            BENEVITY_SECRET,
-            now(&clock),
-        ))
-        .await;
+    let response = send_benevity(&app, "/webhooks/benevity", &body, BENEVITY_SECRET, &clock).await;
     assert_eq!(response.status, StatusCode::ACCEPTED);
     assert_eq!(response.body["matched"], false);
 
@@ -585,26 +569,12 @@ async fn unknown_and_foreign_deliveries_are_stored_unmatched_for_ops(pool: PgPoo
         "2026-12-06T11:00:00Z",
     );
     let path = format!("/webhooks/benevity/{ours}");
-    let global_secret_refused = app
-        .send(benevity(
-            &path,
-            body.to_string().as_bytes(),
-            BENEVITY_SECRET,
-            now(&clock),
-        ))
-        .await;
+    let global_secret_refused = send_benevity(&app, &path, &body, BENEVITY_SECRET, &clock).await;
     assert_refused(
         &global_secret_refused,
         "/problems/webhook-signature-mismatch",
     );
-    let response = app
-        .send(benevity(
-            &path,
-            body.to_string().as_bytes(),
-            company_secret,
-            now(&clock),
-        ))
-        .await;
+    let response = send_benevity(&app, &path, &body, company_secret, &clock).await;
     assert_eq!(response.status, StatusCode::ACCEPTED);
     assert_eq!(response.body["outcome"], "unmatched");
     assert_eq!(delivery(&app, their_delivery).await["status"], "success");
