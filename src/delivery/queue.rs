@@ -215,7 +215,7 @@ pub struct AttemptRecord {
 pub async fn complete(
     pool: &PgPool,
     finished: &[(&Claimed, &Outcome)],
-) -> Result<Vec<RecordId>, sqlx::Error> {
+) -> Result<Vec<(RecordId, DeliveryStatus)>, sqlx::Error> {
     let mut columns = OutcomeColumns::default();
     for (claimed, outcome) in finished {
         columns.push(claimed, outcome);
@@ -238,7 +238,7 @@ pub async fn complete(
         errors,
         excerpts,
     } = columns;
-    sqlx::query_scalar(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH outcome AS (
              SELECT * FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::float8[], $5::jsonb[],
                                   $6::bool[], $7::text[], $8::bool[], $9::text[],
@@ -249,13 +249,21 @@ pub async fn complete(
                       error_class, error_message, response_excerpt)
          ), done AS (
              UPDATE impact_deliveries d
-             SET status = COALESCE(o.status, d.status),
-                 next_attempt_at = CASE WHEN COALESCE(o.status, 'retrying') = 'retrying'
+             SET status = CASE WHEN {REJECTED_MEANWHILE} THEN 'failed'
+                               WHEN {PROCESSED_MEANWHILE} THEN 'success'
+                               ELSE COALESCE(o.status, d.status) END,
+                 next_attempt_at = CASE WHEN {PROCESSED_MEANWHILE} THEN NULL
+                                        WHEN COALESCE(o.status, 'retrying') = 'retrying'
                                         THEN now() + make_interval(secs => o.retry_secs) END,
                  provider_response = COALESCE(o.response, d.provider_response),
                  from_cache = o.from_cache,
-                 last_error = o.last_error,
-                 delivered_at = CASE WHEN o.status = 'success' THEN now() ELSE d.delivered_at END,
+                 last_error = CASE WHEN {REJECTED_MEANWHILE}
+                                   THEN 'rejected by ' || d.provider
+                                        || ' after acceptance (see the delivery''s events)'
+                                   WHEN {PROCESSED_MEANWHILE} THEN NULL
+                                   ELSE o.last_error END,
+                 delivered_at = CASE WHEN o.status = 'success' OR {PROCESSED_MEANWHILE} THEN now()
+                                     ELSE d.delivered_at END,
                  -- the claim counted an attempt; only a provider call is one
                  attempt_count = d.attempt_count - CASE WHEN o.counted THEN 0 ELSE 1 END,
                  rate_limited_count = d.rate_limited_count
@@ -265,9 +273,9 @@ pub async fn complete(
                  locked_by = NULL, locked_at = NULL, locked_until = NULL, updated_at = now()
              FROM outcome o
              WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
-             RETURNING d.id, o.attempt, o.counted, o.trigger, o.started_at, o.finished_at,
-                       o.duration_ms, o.http_status, o.error_class, o.error_message,
-                       o.response_excerpt
+             RETURNING d.id, d.status, o.attempt, o.counted, o.trigger, o.started_at,
+                       o.finished_at, o.duration_ms, o.http_status, o.error_class,
+                       o.error_message, o.response_excerpt
          ), logged AS (
              INSERT INTO delivery_attempts
                  (delivery_id, attempt_number, trigger, started_at, finished_at, duration_ms,
@@ -276,8 +284,8 @@ pub async fn complete(
                     error_class, error_message, response_excerpt
              FROM done WHERE counted
          )
-         SELECT id FROM done",
-    )
+         SELECT id, status FROM done"
+    )))
     .bind(ids)
     .bind(attempts)
     .bind(statuses)
@@ -297,6 +305,19 @@ pub async fn complete(
     .fetch_all(pool)
     .await
 }
+
+/// A webhook applied while the attempt was in flight (after its lease
+/// began) said the provider rejected what it had accepted: the attempt's
+/// success is recorded as a failure. The target row's own columns are
+/// read, so a webhook that committed while this statement waited for the
+/// row is seen.
+const REJECTED_MEANWHILE: &str = "(o.status = 'success' AND d.provider_status = 'rejected' \
+                                  AND d.provider_status_seen_at >= d.locked_at)";
+/// The provider said it processed the delivery while our attempt at it
+/// failed (a timeout, say): it is delivered.
+const PROCESSED_MEANWHILE: &str = "(o.status IN ('failed', 'retrying') \
+                                   AND d.provider_status = 'processed' \
+                                   AND d.provider_status_seen_at >= d.locked_at)";
 
 /// Outcomes as one array per column, for `unnest`.
 #[derive(Default)]

@@ -204,14 +204,39 @@ async fn write_outcomes(ctx: DeliveryContext, mut outcomes: mpsc::Receiver<Finis
 /// delivery id, which the provider de-duplicates.
 const RECORD_TRIES: u32 = 4;
 
-/// Records outcomes; the record ids whose outcome landed.
-async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<RecordId> {
+/// Records outcomes; the record ids whose outcome landed, with the status
+/// each delivery has now.
+async fn record(
+    ctx: &DeliveryContext,
+    finished: &[(&Claimed, &Outcome)],
+) -> Vec<(RecordId, DeliveryStatus)> {
     let mut pause = Duration::from_millis(200);
     for tries in 1..=RECORD_TRIES {
         match queue::complete(&ctx.db, finished).await {
             Ok(landed) => {
-                for (claimed, _) in finished.iter().filter(|(c, _)| !landed.contains(&c.id)) {
-                    tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
+                for (claimed, outcome) in finished {
+                    match landed.iter().find(|(id, _)| *id == claimed.id) {
+                        None => {
+                            tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
+                        }
+                        // The provider rejected it by webhook while the
+                        // attempt was in flight: forget the acceptance the
+                        // attempt cached.
+                        Some((_, DeliveryStatus::Failed))
+                            if outcome.status == Some(DeliveryStatus::Success) =>
+                        {
+                            let key = cache_key(
+                                ctx,
+                                claimed.provider,
+                                claimed.company_id,
+                                &claimed.payload_hash,
+                            );
+                            if let Some(key) = key.await {
+                                ctx.cache.remove(&key).await;
+                            }
+                        }
+                        Some(_) => {}
+                    }
                 }
                 return landed;
             }
@@ -246,11 +271,12 @@ pub enum Recorded {
 /// One attempt, recorded on its own (an operator's replay).
 pub async fn attempt_and_record(ctx: &DeliveryContext, claimed: Claimed) -> Recorded {
     let outcome = attempt(ctx, &claimed).await;
-    if record(ctx, &[(&claimed, &outcome)]).await.is_empty() {
+    let Some((_, now)) = record(ctx, &[(&claimed, &outcome)]).await.pop() else {
         return Recorded::NotRecorded;
-    }
+    };
     match (outcome.status, outcome.last_error) {
-        (Some(status), _) => Recorded::Attempted(status),
+        // What was recorded: a webhook may have settled it otherwise.
+        (Some(_), _) => Recorded::Attempted(now),
         (None, reason) => Recorded::Deferred(reason.unwrap_or_default()),
     }
 }

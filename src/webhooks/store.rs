@@ -235,7 +235,7 @@ async fn apply_round(
          ), applied AS (
              UPDATE impact_deliveries x
              SET provider_status = d.provider_status, provider_status_at = d.occurred_at,
-                 status = d.status_after,
+                 provider_status_seen_at = now(), status = d.status_after,
                  last_error = CASE WHEN d.status_after = 'failed' AND d.status_before = 'success'
                                    THEN d.rejection
                                    WHEN d.status_after = 'success' AND d.status_before = 'failed'

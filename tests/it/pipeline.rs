@@ -1273,3 +1273,100 @@ async fn the_sandboxs_webhooks_close_the_loop_on_each_delivery(pool: PgPool) {
     assert_eq!(benevity["refused"]["signatureMismatch"], 1);
     assert!(benevity["lastVerifiedAt"].is_string());
 }
+
+/// A webhook can overtake the outcome of the attempt it is about: the
+/// provider accepts, rejects by webhook at once, and only then does our
+/// worker record its success; or our call times out while the provider
+/// processed it. The outcome is reconciled with what the provider said
+/// during the attempt, whichever commits first.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_webhook_that_overtakes_the_attempts_outcome_settles_it(pool: PgPool) {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+    use impact_in::webhooks::signature::sign_standard;
+    let mut p = Pipeline::start(pool.clone(), &[]).await;
+    p.stop_workers().await;
+    let key = STANDARD
+        .decode(credentials::GOODERA_WEBHOOK_SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let webhook = |delivery_id: &Value, event_type: &str, id: &str| {
+        let body = json!({"type": event_type, "timestamp": chrono::Utc::now(),
+                          "data": {"idempotency_key": delivery_id,
+                                   "errors": [{"message": "rejected on arrival"}]}})
+        .to_string();
+        let now = chrono::Utc::now().timestamp();
+        axum::http::Request::builder()
+            .method(Method::POST)
+            .uri("/webhooks/goodera")
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.to_string())
+            .header(
+                "webhook-signature",
+                sign_standard(&key, id, now, body.as_bytes()),
+            )
+            .body(axum::body::Body::from(body))
+            .unwrap()
+    };
+    let lease = Duration::from_secs(120);
+
+    // Rejected while in flight, then our attempt succeeds.
+    let created = p.create("goodera", p.distinct_report(1)).await;
+    let held = queue::claim(&pool, "racing-worker", 10, lease)
+        .await
+        .unwrap();
+    let answer = p
+        .app
+        .send(webhook(&created["deliveryId"], "data.failed", "msg_race_1"))
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    let recorded = worker::attempt_and_record(&p.app.state.delivery, held[0].clone()).await;
+    assert_eq!(
+        recorded,
+        worker::Recorded::Attempted(impact_in::delivery::DeliveryStatus::Failed)
+    );
+    let settled = p.get(&id_of(&created)).await;
+    assert_eq!(settled["status"], "failed", "{settled}");
+    assert_eq!(settled["providerStatus"], "rejected");
+    assert!(
+        settled["lastError"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected by goodera after acceptance"),
+        "{settled}"
+    );
+    // Its report is not answered from the idempotency cache either: the
+    // same payload again reaches the provider.
+    let again = p.create("goodera", p.distinct_report(1)).await;
+    p.start_workers();
+    let resent = p.settled(&id_of(&again), "success").await;
+    assert_eq!(resent["fromCache"], false, "{resent}");
+    p.stop_workers().await;
+
+    // Processed while our call failed: delivered.
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 1, "status": 503}),
+    )
+    .await;
+    let created = p.create("goodera", p.distinct_report(2)).await;
+    let held = queue::claim(&pool, "racing-worker", 10, lease)
+        .await
+        .unwrap();
+    p.app
+        .send(webhook(
+            &created["deliveryId"],
+            "data.processed",
+            "msg_race_2",
+        ))
+        .await;
+    let recorded = worker::attempt_and_record(&p.app.state.delivery, held[0].clone()).await;
+    assert_eq!(
+        recorded,
+        worker::Recorded::Attempted(impact_in::delivery::DeliveryStatus::Success)
+    );
+    let settled = p.get(&id_of(&created)).await;
+    assert_eq!(settled["status"], "success", "{settled}");
+    assert_eq!(settled["nextAttemptAt"], Value::Null);
+    assert!(settled["deliveredAt"].is_string());
+    assert_eq!(settled["attempts"][0]["httpStatus"], 503);
+}
