@@ -73,6 +73,11 @@ ensure_redis() {
   export REDIS_URL="redis://127.0.0.1:6379"
 }
 
+# promtool checks the alert rules (deploy/prometheus/alerts.yml).
+ensure_promtool() {
+  command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+}
+
 ensure_cargo() {
   if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
     export PATH="$HOME/.cargo/bin:$PATH"

@@ -10,6 +10,10 @@ ensure_cargo
 IMPACT_IN_DB=postgres ensure_postgres
 ensure_redis
 
+ensure_promtool
+
+say "promtool check rules"
+promtool check rules deploy/prometheus/alerts.yml
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy"

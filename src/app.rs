@@ -37,6 +37,8 @@ pub struct Inner {
     pub delivery: DeliveryContext,
     /// Provider webhooks in.
     pub webhooks: WebhookContext,
+    /// Renders the process's metrics.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl std::ops::Deref for AppState {
@@ -102,6 +104,7 @@ impl AppState {
             lifecycle: Lifecycle::new(),
             delivery,
             webhooks,
+            metrics: crate::metrics::install(),
         })))
     }
 

@@ -79,6 +79,8 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     pub delivery: DeliveryConfig,
     pub webhooks: WebhookConfig,
+    /// `METRICS_BEARER_TOKEN`: when set, `/metrics` requires it.
+    pub metrics_token: Option<SecretString>,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
 }
@@ -233,6 +235,7 @@ impl Config {
                 tolerance: env.seconds("WEBHOOK_TOLERANCE_SECS", 300)?,
                 body_limit_bytes: env.positive("WEBHOOK_BODY_LIMIT_BYTES", 256 * 1024)?,
             },
+            metrics_token: env.secret("METRICS_BEARER_TOKEN")?.map(SecretString::from),
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         };

@@ -22,7 +22,7 @@ use super::{
     settings::OAuthCredentials,
     tokens::{AccessToken, TokenKey, TokenStore},
 };
-use crate::{clock::SharedClock, provider::Provider};
+use crate::{clock::SharedClock, metrics, provider::Provider};
 
 /// A token this close to expiry is replaced before use, so it cannot expire
 /// in flight.
@@ -74,6 +74,7 @@ impl TokenSource {
         }
         match self.store.load(self.key()).await {
             Ok(Some(stored)) if self.fresh(&stored) => {
+                metrics::token_expiry(self.provider, &self.fingerprint, stored.expires_at);
                 let secret = stored.secret.clone();
                 *current = Some(stored);
                 return Ok(secret);
@@ -108,6 +109,7 @@ impl TokenSource {
             // The token still works from memory; only sharing it is lost.
             tracing::warn!(provider = %self.provider, error = %err, "could not persist access token");
         }
+        metrics::token_expiry(self.provider, &self.fingerprint, token.expires_at);
         let secret = token.secret.clone();
         *current = Some(token);
         Ok(secret)

@@ -215,7 +215,7 @@ pub struct AttemptRecord {
 pub async fn complete(
     pool: &PgPool,
     finished: &[(&Claimed, &Outcome)],
-) -> Result<Vec<(RecordId, DeliveryStatus)>, sqlx::Error> {
+) -> Result<Vec<Landed>, sqlx::Error> {
     let mut columns = OutcomeColumns::default();
     for (claimed, outcome) in finished {
         columns.push(claimed, outcome);
@@ -273,7 +273,9 @@ pub async fn complete(
                  locked_by = NULL, locked_at = NULL, locked_until = NULL, updated_at = now()
              FROM outcome o
              WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
-             RETURNING d.id, d.status, o.attempt, o.counted, o.trigger, o.started_at,
+             RETURNING d.id, d.status,
+                       extract(epoch FROM now() - d.created_at)::float8 AS age_secs,
+                       o.attempt, o.counted, o.trigger, o.started_at,
                        o.finished_at, o.duration_ms, o.http_status, o.error_class,
                        o.error_message, o.response_excerpt
          ), logged AS (
@@ -284,7 +286,7 @@ pub async fn complete(
                     error_class, error_message, response_excerpt
              FROM done WHERE counted
          )
-         SELECT id, status FROM done"
+         SELECT id, status, age_secs FROM done"
     )))
     .bind(ids)
     .bind(attempts)
@@ -304,6 +306,29 @@ pub async fn complete(
     .bind(excerpts)
     .fetch_all(pool)
     .await
+}
+
+/// Deliveries waiting (pending or retrying, in flight included), and how
+/// many seconds the oldest due one has been due (`None`: none is due).
+/// Reads the partial due index only, which finished deliveries leave.
+pub async fn depth(pool: &PgPool) -> Result<(i64, Option<f64>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*),
+                extract(epoch FROM now() - min(next_attempt_at)
+                                   FILTER (WHERE next_attempt_at <= now()))::float8
+         FROM impact_deliveries WHERE status IN ('pending', 'retrying')",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+/// An outcome that landed: the delivery's status now, and its age.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Landed {
+    pub id: RecordId,
+    pub status: DeliveryStatus,
+    /// Seconds since the delivery was created.
+    pub age_secs: f64,
 }
 
 /// A webhook applied while the attempt was in flight (after its lease

@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     DeliveryContext, DeliveryStatus,
-    queue::{self, AttemptRecord, Claimed, Outcome, Trigger},
+    queue::{self, AttemptRecord, Claimed, Landed, Outcome, Trigger},
     signal,
 };
 use crate::{
     connectors::{ConnectorError, DeliveryRequest, ErrorClass, retry::AttemptsMade},
-    ids::{CompanyId, RecordId},
+    ids::CompanyId,
+    metrics,
     provider::Provider,
     report::ImpactReport,
 };
@@ -204,25 +205,26 @@ async fn write_outcomes(ctx: DeliveryContext, mut outcomes: mpsc::Receiver<Finis
 /// delivery id, which the provider de-duplicates.
 const RECORD_TRIES: u32 = 4;
 
-/// Records outcomes; the record ids whose outcome landed, with the status
-/// each delivery has now.
-async fn record(
-    ctx: &DeliveryContext,
-    finished: &[(&Claimed, &Outcome)],
-) -> Vec<(RecordId, DeliveryStatus)> {
+/// Records outcomes; those that landed, with the status each delivery has
+/// now.
+async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<Landed> {
     let mut pause = Duration::from_millis(200);
     for tries in 1..=RECORD_TRIES {
         match queue::complete(&ctx.db, finished).await {
             Ok(landed) => {
                 for (claimed, outcome) in finished {
-                    match landed.iter().find(|(id, _)| *id == claimed.id) {
+                    let landed = landed.iter().find(|l| l.id == claimed.id);
+                    if let Some(landed) = landed {
+                        count(claimed, outcome, landed);
+                    }
+                    match landed.map(|l| l.status) {
                         None => {
                             tracing::warn!(delivery_id = %claimed.delivery_id, "lease lost before the outcome was recorded; another worker owns the delivery now");
                         }
                         // The provider rejected it by webhook while the
                         // attempt was in flight: forget the acceptance the
                         // attempt cached.
-                        Some((_, DeliveryStatus::Failed))
+                        Some(DeliveryStatus::Failed)
                             if outcome.status == Some(DeliveryStatus::Success) =>
                         {
                             let key = cache_key(
@@ -253,6 +255,19 @@ async fn record(
     Vec::new()
 }
 
+/// The metrics of an outcome that landed: a final one, or a retry.
+fn count(claimed: &Claimed, outcome: &Outcome, landed: &Landed) {
+    match landed.status {
+        DeliveryStatus::Success | DeliveryStatus::Failed => metrics::delivery_finished(
+            claimed.provider,
+            landed.status == DeliveryStatus::Success,
+            Duration::from_secs_f64(landed.age_secs.max(0.0)),
+        ),
+        DeliveryStatus::Retrying if outcome.attempt.is_some() => metrics::retry(claimed.provider),
+        DeliveryStatus::Pending | DeliveryStatus::Retrying => {}
+    }
+}
+
 /// What came of one attempt recorded on its own (an operator's replay).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recorded {
@@ -271,12 +286,12 @@ pub enum Recorded {
 /// One attempt, recorded on its own (an operator's replay).
 pub async fn attempt_and_record(ctx: &DeliveryContext, claimed: Claimed) -> Recorded {
     let outcome = attempt(ctx, &claimed).await;
-    let Some((_, now)) = record(ctx, &[(&claimed, &outcome)]).await.pop() else {
+    let Some(landed) = record(ctx, &[(&claimed, &outcome)]).await.pop() else {
         return Recorded::NotRecorded;
     };
     match (outcome.status, outcome.last_error) {
         // What was recorded: a webhook may have settled it otherwise.
-        (Some(_), _) => Recorded::Attempted(now),
+        (Some(_), _) => Recorded::Attempted(landed.status),
         (None, reason) => Recorded::Deferred(reason.unwrap_or_default()),
     }
 }
@@ -313,6 +328,7 @@ async fn attempt(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
         && let Some(cached) = ctx.cache.get(key).await
         && let Ok(response) = serde_json::from_str::<serde_json::Value>(&cached)
     {
+        metrics::cache_hit(claimed.provider);
         return Outcome {
             status: Some(DeliveryStatus::Success),
             retry_in: None,
@@ -322,7 +338,14 @@ async fn attempt(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
             attempt: None,
         };
     }
-    let err = match deliver(ctx, claimed).await {
+    let delivered = deliver(ctx, claimed).await;
+    match &delivered {
+        Ok(_) => metrics::provider_call(claimed.provider, "success", timer.elapsed()),
+        // Nothing was sent: not a call.
+        Err(err) if err.not_sent_for().is_some() => {}
+        Err(err) => metrics::provider_call(claimed.provider, err.class().into(), timer.elapsed()),
+    }
+    let err = match delivered {
         Ok(receipt) => {
             let response = json!({
                 "statusCode": receipt.status,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 mod health;
 pub mod listener;
+mod metrics;
 mod paging;
 mod replay;
 mod stats;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn(count_request))
         .layer(axum::middleware::map_response(problem_for_bare_errors))
         .layer(cors(&http.cors_allowed_origins))
         .layer(TimeoutLayer::with_status_code(
@@ -67,7 +69,8 @@ pub fn router(state: AppState) -> Router {
 
     let mut routes = Router::new()
         .route("/", get(discovery))
-        .merge(health::routes());
+        .merge(health::routes())
+        .merge(metrics::routes());
     // A worker process (RUN_MODE=worker) answers its probes only.
     if state.config.run_mode.serves_api() {
         routes = routes
@@ -102,7 +105,8 @@ fn cors(origins: &[axum::http::HeaderValue]) -> CorsLayer {
 
 /// Routes that Kubernetes calls every few seconds: their answers are logged
 /// at debug, or they would drown everything else at info.
-const PROBE_ROUTES: [&str; 5] = [
+const PROBE_ROUTES: [&str; 6] = [
+    "/metrics",
     "/health/liveness",
     "/health/live",
     "/health/readiness",
@@ -141,6 +145,25 @@ fn request_span(request: &Request) -> Span {
     } else {
         span_at!(Level::INFO)
     }
+}
+
+/// HTTP RED metrics, by route template (never the raw path).
+async fn count_request(request: Request, next: axum::middleware::Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    crate::metrics::http_request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 fn record_response(response: &Response, latency: Duration, span: &Span) {
@@ -204,6 +227,7 @@ async fn discovery() -> impl IntoResponse {
         "description": env!("CARGO_PKG_DESCRIPTION"),
         "routes": {
             "health": ["/health", "/health/liveness", "/health/readiness", "/health/startup"],
+            "metrics": "/metrics",
             "impactIn": "/v1/impact-in",
             "webhooks": ["/webhooks/benevity", "/webhooks/goodera", "/webhooks/workday", "/webhooks/health"],
         },

@@ -23,6 +23,7 @@ use self::{
 use crate::{
     delivery::{DeliveryStatus, worker},
     ids::CompanyId,
+    metrics,
     provider::Provider,
 };
 
@@ -58,6 +59,7 @@ pub async fn receive(
     body: &[u8],
 ) -> Result<Received, WebhookError> {
     ctx.counters.received(provider);
+    metrics::webhook_received(provider);
     let keys = ctx
         .config
         .secrets
@@ -74,6 +76,7 @@ pub async fn receive(
     )
     .inspect_err(|refusal| {
         ctx.counters.refused(provider, *refusal);
+        metrics::webhook_refused(provider, refusal.reason());
         // Provider and reason only: never the body, signature or secret.
         if let Some(refused) = ctx.counters.log_refusal(provider, now) {
             tracing::warn!(

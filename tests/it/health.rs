@@ -144,3 +144,31 @@ async fn a_worker_process_answers_probes_and_no_api_route(pool: PgPool) {
     let api = app.get("/v1/impact-in/deliveries", Some(&token)).await;
     api.problem(StatusCode::NOT_FOUND);
 }
+
+/// `/metrics` is open by default (as Prometheus scrapes it); with
+/// `METRICS_BEARER_TOKEN` it takes that token only.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn metrics_need_the_metrics_token_when_one_is_set(pool: PgPool) {
+    let open = TestApp::start(pool.clone(), config(&[])).await;
+    assert_eq!(open.get("/metrics", None).await.status, StatusCode::OK);
+
+    let token = "metrics-token-for-tests-0123456789";
+    let guarded = TestApp::start(pool, config(&[("METRICS_BEARER_TOKEN", token)])).await;
+    guarded
+        .get("/metrics", None)
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    guarded
+        .get("/metrics", Some("not-the-token"))
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let scraped = guarded.get("/metrics", Some(token)).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(
+        scraped
+            .body
+            .as_str()
+            .unwrap()
+            .contains("impact_in_build_info")
+    );
+}

@@ -1370,3 +1370,86 @@ async fn a_webhook_that_overtakes_the_attempts_outcome_settles_it(pool: PgPool) 
     assert!(settled["deliveredAt"].is_string());
     assert_eq!(settled["attempts"][0]["httpStatus"], 503);
 }
+
+/// After deliveries (one retried, one answered from the idempotency cache,
+/// one over OAuth) and webhooks (verified and refused), `/metrics` exports
+/// every metric the alert rules and the dashboard use, under the seeds'
+/// names, with bounded labels.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn metrics_export_every_name_the_alerts_and_the_dashboard_use(pool: PgPool) {
+    let p = Pipeline::start(pool, &[]).await;
+    let base = p.app.serve().await;
+    p.control(
+        "webhooks",
+        json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
+    )
+    .await;
+    p.control(
+        "faults",
+        json!({"provider": "benevity", "count": 1, "status": 503}),
+    )
+    .await;
+    let first = p.create("benevity", p.distinct_report(1)).await;
+    p.until(&id_of(&first), |d| d["providerStatus"] == "processed")
+        .await;
+    // The same report again: answered from the idempotency cache.
+    let cached = p.create("benevity", p.distinct_report(1)).await;
+    assert_eq!(
+        p.settled(&id_of(&cached), "success").await["fromCache"],
+        true
+    );
+    // Goodera over OAuth: a token and its expiry.
+    let goodera = p.create("goodera", p.distinct_report(2)).await;
+    p.settled(&id_of(&goodera), "success").await;
+    let refused = p
+        .app
+        .post("/webhooks/goodera", None, json!({"type": "data.processed"}))
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+
+    let scraped = p.app.get("/metrics", None).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    assert!(
+        scraped
+            .content_type()
+            .starts_with("text/plain; version=0.0.4"),
+        "{}",
+        scraped.content_type()
+    );
+    let text = scraped.body.as_str().expect("text").to_owned();
+    let exported = |name: &str| {
+        text.lines()
+            .any(|line| !line.starts_with('#') && line.starts_with(name))
+    };
+    let used = format!(
+        "{}{}",
+        include_str!("../../deploy/prometheus/alerts.yml"),
+        include_str!("../../deploy/grafana/impact-in.json")
+    );
+    let mut names: Vec<&str> = used
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("impact_in_"))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(names.len() >= 14, "{names:?}");
+    for name in names {
+        assert!(exported(name), "{name} is not exported:\n{text}");
+    }
+    for line in [
+        "impact_in_deliveries_total{provider=\"benevity\",status=\"success\"}",
+        "impact_in_deliveries_success_total{provider=\"goodera\"}",
+        "impact_in_retries_total{provider=\"benevity\"}",
+        "impact_in_webhooks_received_total{provider=\"benevity\"}",
+        "impact_in_webhook_verification_failed_total{provider=\"goodera\",reason=\"missing_signature\"}",
+        "impact_in_delivery_duration_seconds_bucket{provider=\"benevity\",le=\"0.05\"}",
+        "impact_in_http_requests_total{method=\"POST\",route=\"/v1/impact-in/deliveries\",status=\"202\"}",
+        "impact_in_build_info{version=",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    // Bounded labels: no company or delivery id, no raw path.
+    assert!(!text.contains(&p.company.to_string()));
+    assert!(!text.contains(first["deliveryId"].as_str().unwrap()));
+    assert!(!text.contains(&format!("/v1/impact-in/deliveries/{}", id_of(&first))));
+}

@@ -1,0 +1,62 @@
+//! `GET /metrics`: Prometheus text format. Open by default, like the
+//! probes; with `METRICS_BEARER_TOKEN` set, only with that token.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{HeaderMap, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use crate::{app::AppState, connectors::CircuitState, delivery::queue, metrics};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(scrape))
+}
+
+async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(expected) = &state.config.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::MissingCredentials)?
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(
+            presented
+                .as_bytes()
+                .ct_eq(expected.expose_secret().as_bytes()),
+        ) {
+            return Err(ApiError::InvalidToken("not the metrics token".into()));
+        }
+    }
+    // Read at scrape time, bounded: a database that does not answer leaves
+    // the queue gauges at their last value rather than failing the scrape.
+    if let Ok(Ok((depth, oldest))) =
+        tokio::time::timeout(state.config.health_check_timeout, queue::depth(&state.db)).await
+    {
+        metrics::queue(depth, oldest);
+    }
+    for circuit in state.delivery.connectors.circuits() {
+        let value = match circuit.state {
+            CircuitState::Closed => 0,
+            CircuitState::HalfOpen => 1,
+            CircuitState::Open => 2,
+        };
+        metrics::circuit(circuit.provider, &circuit.endpoint, value);
+    }
+    let body = metrics::render(&state.metrics, state.delivery.clock.now());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
