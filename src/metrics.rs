@@ -47,7 +47,10 @@ const DELIVERY_BUCKETS: [f64; 14] = [
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 /// When each OAuth credential's current token expires, by provider and
 /// credential fingerprint (never the token or the client secret).
-static TOKEN_EXPIRY: OnceLock<Mutex<HashMap<(Provider, String), DateTime<Utc>>>> = OnceLock::new();
+static TOKEN_EXPIRY: OnceLock<Mutex<TokenExpiries>> = OnceLock::new();
+
+/// By provider and credential fingerprint.
+type TokenExpiries = HashMap<(Provider, String), DateTime<Utc>>;
 
 /// Installs the process's recorder on first call (tests build many apps in
 /// one process: they share it); the handle that renders it.
