@@ -46,6 +46,8 @@ enum Command {
         #[arg(long, default_value = "dev")]
         subject: String,
     },
+    /// Print the OpenAPI contract (docs/openapi.json is its output).
+    Openapi,
     /// Serve the provider SANDBOX on 127.0.0.1: simulated Benevity, Goodera
     /// and Workday for development, not the real providers.
     Sandbox {
@@ -139,6 +141,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ttl.as_secs(),
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::spec_json());
             Ok(())
         }
         Command::Sandbox { port, webhook_url } => {

@@ -72,6 +72,7 @@ fn details_suffix(details: &[String]) -> String {
     sqlx::Type,
     strum::Display,
     strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "snake_case")]
 #[sqlx(type_name = "text", rename_all = "snake_case")]

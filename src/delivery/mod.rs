@@ -33,6 +33,7 @@ use crate::{
     strum::Display,
     strum::EnumString,
     strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -78,6 +79,7 @@ fn unknown_status(_: &str) -> UnknownStatus {
     sqlx::Type,
     strum::Display,
     strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]

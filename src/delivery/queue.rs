@@ -34,7 +34,17 @@ pub struct Claimed {
     pub next_trigger: Trigger,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, sqlx::Type, strum::IntoStaticStr)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    sqlx::Type,
+    strum::IntoStaticStr,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]

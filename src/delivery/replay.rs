@@ -139,7 +139,7 @@ async fn attempt_if_still_held(ctx: &DeliveryContext, claimed: Claimed, worker: 
 }
 
 /// What a replay did with one id, as a word (`docs/api.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BulkOutcome {
     Replayed,

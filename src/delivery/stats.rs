@@ -9,7 +9,7 @@ use sqlx::{FromRow, PgPool, QueryBuilder};
 use super::store::{ListFilter, push_filter};
 use crate::provider::Provider;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     pub total: i64,
@@ -31,7 +31,7 @@ pub struct Stats {
 }
 
 /// Deliveries by `providerStatus`; `none`: no webhook about them yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct ProviderStatusCounts {
     #[sqlx(rename = "ps_none")]
     pub none: i64,
@@ -59,7 +59,7 @@ fn round(value: f64, decimals: i32) -> f64 {
     (value * scale).round() / scale
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, FromRow, utoipa::ToSchema)]
 pub struct StatusCounts {
     pub pending: i64,
     pub retrying: i64,
@@ -78,7 +78,7 @@ impl StatusCounts {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStats {
     pub total: i64,

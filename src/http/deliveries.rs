@@ -36,6 +36,15 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/impact-in/deliveries/{id}", get(show))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/impact-in/deliveries",
+    tag = "deliveries",
+    summary = "List deliveries, newest first",
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<String>, Query, description = "Created at or after (RFC 3339, or a date: its start)"), ("endDate" = Option<String>, Query, description = "Created at or before (RFC 3339, or a date: its end)"), ("page" = Option<u64>, Query, description = "Page number, 1 to 100000"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (20)"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page (not with page)"), ("status" = Option<crate::delivery::DeliveryStatus>, Query, description = "Only this status")),
+    responses((status = 200, description = "A page of deliveries", body = crate::http::paging::Page<DeliveryView>), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,
@@ -64,7 +73,7 @@ async fn list(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct CreateDelivery {
     company_id: CompanyId,
@@ -80,6 +89,16 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
 /// Stores an impact report for delivery. 202 for a new delivery, 200 with the
 /// original for a repeat of the same `deliveryId` or `Idempotency-Key` and
 /// body, 409 for a reuse of either with another body.
+#[utoipa::path(
+    post,
+    path = "/v1/impact-in/deliveries",
+    tag = "deliveries",
+    summary = "Store an impact report for delivery",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request answer the original")),
+    request_body = CreateDelivery,
+    responses((status = 202, description = "Stored; to be delivered", body = DeliveryView), (status = 200, description = "A repeat: the original delivery", body = DeliveryView), (status = 409, description = "deliveryId or Idempotency-Key reused with another body", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid report (each field named)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -147,7 +166,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// A delivery with every attempt made so far, and what the provider said
 /// about it since.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct DeliveryDetail {
     #[serde(flatten)]
     delivery: DeliveryView,
@@ -155,6 +174,15 @@ struct DeliveryDetail {
     events: Vec<WebhookEventView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/impact-in/deliveries/{id}",
+    tag = "deliveries",
+    summary = "One delivery with its attempts and webhook events",
+    params(("id" = String, Path, description = "Record id or deliveryId")),
+    responses((status = 200, description = "The delivery", body = DeliveryDetail), (status = 404, description = "No such delivery of the caller's companies", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn show(
     State(state): State<AppState>,
     principal: Principal,

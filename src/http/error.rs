@@ -101,7 +101,7 @@ causes! {
 }
 
 /// One field that failed validation, named as the client sent it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -235,7 +235,7 @@ fn is_unavailable(err: &sqlx::Error) -> bool {
 }
 
 /// The RFC 9457 body. `type` is a relative URI documented in `docs/api.md`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: &'static str,

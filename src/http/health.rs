@@ -21,10 +21,26 @@ pub fn routes() -> Router<AppState> {
 
 /// The process runs; deliberately no I/O, so a slow dependency never gets
 /// the pod restarted.
+#[utoipa::path(
+    get,
+    path = "/health/liveness",
+    tag = "health",
+    summary = "The process runs (alias /health/live)",
+    responses((status = 200, description = "alive", body = Object)),
+    security(()),
+)]
 async fn liveness() -> impl IntoResponse {
     Json(json!({ "status": "alive" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/startup",
+    tag = "health",
+    summary = "Start-up finished (database migrated)",
+    responses((status = 200, description = "started", body = Object), (status = 503, description = "starting", body = Object)),
+    security(()),
+)]
 async fn startup(State(state): State<AppState>) -> impl IntoResponse {
     if state.lifecycle.is_started() {
         (StatusCode::OK, Json(json!({ "status": "started" })))
@@ -96,6 +112,14 @@ fn elapsed_ms(began: Instant) -> u64 {
 
 /// Ready when start-up has finished, Postgres answers with migrations applied
 /// and the process is not draining. Redis does not count: it is a cache, not the source of truth.
+#[utoipa::path(
+    get,
+    path = "/health/readiness",
+    tag = "health",
+    summary = "Ready for traffic (alias /health/ready)",
+    responses((status = 200, description = "ready", body = Object), (status = 503, description = "not ready, and why", body = Object)),
+    security(()),
+)]
 async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     if state.lifecycle.is_draining() {
         return (
@@ -127,6 +151,14 @@ async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
 
 /// `healthy` with every dependency up, `degraded` when only Redis is down,
 /// `unhealthy` (503) when Postgres is unreachable.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    summary = "Dependencies and uptime",
+    responses((status = 200, description = "healthy or degraded", body = Object), (status = 503, description = "unhealthy", body = Object)),
+    security(()),
+)]
 async fn summary(State(state): State<AppState>) -> impl IntoResponse {
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
     let (status, code) = match (database.check.status, redis.status) {

@@ -18,6 +18,14 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text format)",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"), (status = 401, description = "METRICS_BEARER_TOKEN is set and not presented", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
 async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(expected) = &state.config.metrics_token {
         let presented = headers

@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 pub mod listener;
 mod metrics;
+pub mod openapi;
 mod paging;
 mod replay;
 mod stats;
@@ -77,7 +78,8 @@ pub fn router(state: AppState) -> Router {
             .merge(deliveries::routes())
             .merge(replay::routes())
             .merge(stats::routes())
-            .merge(webhooks::routes(state.config.webhooks.body_limit_bytes));
+            .merge(webhooks::routes(state.config.webhooks.body_limit_bytes))
+            .merge(openapi::routes());
     }
     routes
         .fallback(not_found)
@@ -220,6 +222,14 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// `GET /`: what this service is and where its route groups live.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    summary = "Service discovery: name, version, route groups",
+    responses((status = 200, description = "What this service is", body = Object)),
+    security(()),
+)]
 async fn discovery() -> impl IntoResponse {
     Json(json!({
         "name": env!("CARGO_PKG_NAME"),
@@ -228,6 +238,8 @@ async fn discovery() -> impl IntoResponse {
         "routes": {
             "health": ["/health", "/health/liveness", "/health/readiness", "/health/startup"],
             "metrics": "/metrics",
+            "openapi": "/openapi.json",
+            "docs": "/docs/",
             "impactIn": "/v1/impact-in",
             "webhooks": ["/webhooks/benevity", "/webhooks/goodera", "/webhooks/workday", "/webhooks/health"],
         },

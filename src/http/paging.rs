@@ -65,7 +65,7 @@ impl PageRequest {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Page<T> {
     data: Vec<T>,
@@ -74,7 +74,7 @@ pub struct Page<T> {
     next_cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Pagination {
     /// `None` (null) on a page fetched by cursor, which has no number; the

@@ -41,6 +41,15 @@ pub fn routes() -> Router<AppState> {
 /// yet (`replay.result` `deferred`, with the reason and `nextAttemptAt`) or
 /// while it is still being attempted past `REPLAY_TIMEOUT_SECS`
 /// (`in_progress`); 409 unless it had failed: the bulk replay of one id.
+#[utoipa::path(
+    post,
+    path = "/v1/impact-in/deliveries/{id}/replay",
+    tag = "replay",
+    summary = "Replay one failed delivery",
+    params(("id" = String, Path, description = "Record id or deliveryId")),
+    responses((status = 200, description = "Attempted", body = ReplayedOne), (status = 202, description = "Deferred or still in progress", body = ReplayedOne), (status = 404, description = "No such delivery", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 409, description = "Not failed", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn replay_one(
     State(state): State<AppState>,
     principal: Principal,
@@ -67,14 +76,14 @@ async fn replay_one(
 }
 
 /// The delivery as it stands after a replay, and what the replay did.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReplayedOne {
     #[serde(flatten)]
     delivery: DeliveryView,
     replay: ReplayOutcome,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ReplayOutcome {
     /// `replayed`, `deferred` or `in_progress`.
     result: BulkOutcome,
@@ -83,17 +92,26 @@ struct ReplayOutcome {
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkReplay {
     ids: Vec<DeliveryKey>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BulkReplayed {
     results: Vec<BulkResultView>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/impact-in/deliveries/bulk-replay",
+    tag = "replay",
+    summary = "Replay up to 100 failed deliveries",
+    request_body = BulkReplay,
+    responses((status = 200, description = "Per id", body = BulkReplayed), (status = 422, description = "ids empty, too many or repeated", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn bulk_replay(
     State(state): State<AppState>,
     principal: Principal,
@@ -117,7 +135,7 @@ async fn bulk_replay(
     Ok(Json(BulkReplayed { results }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RetryAllFailed {
     company_id: CompanyId,
@@ -127,13 +145,22 @@ struct RetryAllFailed {
     since: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Queued {
     queued: u64,
 }
 
 /// Puts the company's failed deliveries back in the durable queue (the
 /// workers replay them), and answers how many.
+#[utoipa::path(
+    post,
+    path = "/v1/impact-in/deliveries/retry-all-failed",
+    tag = "replay",
+    summary = "Queue every failed delivery of a company",
+    request_body = RetryAllFailed,
+    responses((status = 202, description = "Queued for the workers", body = Queued), (status = 422, description = "Invalid since", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn retry_all_failed(
     State(state): State<AppState>,
     principal: Principal,

@@ -19,6 +19,15 @@ pub fn routes() -> Router<AppState> {
 
 /// Over the deliveries the list would return for the same `companyId`,
 /// `provider`, `startDate` and `endDate`, on every page.
+#[utoipa::path(
+    get,
+    path = "/v1/impact-in/stats",
+    tag = "deliveries",
+    summary = "Delivery statistics",
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<String>, Query, description = "Created at or after"), ("endDate" = Option<String>, Query, description = "Created at or before")),
+    responses((status = 200, description = "Counts, rates and latency", body = Stats), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn show(
     State(state): State<AppState>,
     principal: Principal,

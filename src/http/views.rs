@@ -20,7 +20,7 @@ use crate::{
 };
 
 /// The delivery object (`docs/api.md`, "The delivery object").
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryView {
     id: RecordId,
@@ -30,8 +30,10 @@ pub struct DeliveryView {
     status: DeliveryStatus,
     attempt_count: i32,
     last_error: Option<String>,
+    #[schema(value_type = Option<Object>)]
     provider_response: Option<serde_json::Value>,
     from_cache: bool,
+    #[schema(value_type = Object)]
     payload: serde_json::Value,
     payload_hash: String,
     schedule_id: Option<ScheduleId>,
@@ -72,7 +74,7 @@ impl From<Delivery> for DeliveryView {
 }
 
 /// One provider call, as the single-delivery route lists it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptView {
     attempt_number: i32,
@@ -101,7 +103,7 @@ impl From<Attempt> for AttemptView {
 }
 
 /// One id's line in a bulk replay's answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BulkResultView {
     id: DeliveryKey,
@@ -140,7 +142,7 @@ impl BulkResultView {
 
 /// A stored webhook event (`GET /v1/impact-in/webhook-events`, and a
 /// delivery's `events`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEventView {
     id: Uuid,
@@ -158,6 +160,7 @@ pub struct WebhookEventView {
     /// The delivery's status before and after the event: what it changed.
     status_before: Option<DeliveryStatus>,
     status_after: Option<DeliveryStatus>,
+    #[schema(value_type = Object)]
     body: serde_json::Value,
 }
 

@@ -44,6 +44,16 @@ pub fn routes(body_limit: usize) -> Router<AppState> {
         .route("/v1/impact-in/webhook-events", get(list))
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/{provider}",
+    tag = "webhooks",
+    summary = "A provider's signed status event",
+    params(("provider" = crate::provider::Provider, Path, description = "benevity, goodera or workday")),
+    request_body = Object,
+    responses((status = 202, description = "A new event, stored (and applied when it names a delivery)"), (status = 200, description = "A repeat or an ignored type"), (status = 400, description = "Verified but not an event", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Signature missing, outside tolerance, or mismatched", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "No secret configured, or the database is unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
 async fn receive_global(
     State(state): State<AppState>,
     Path(provider): Path<String>,
@@ -53,6 +63,16 @@ async fn receive_global(
     receive(&state, &provider, None, &headers, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/webhooks/{provider}/{company_id}",
+    tag = "webhooks",
+    summary = "A signed status event from a company's own provider account",
+    params(("provider" = crate::provider::Provider, Path, description = "benevity, goodera or workday"), ("company_id" = uuid::Uuid, Path, description = "The company")),
+    request_body = Object,
+    responses((status = 202, description = "A new event, stored"), (status = 200, description = "A repeat or an ignored type"), (status = 400, description = "Verified but not an event", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Signature refused", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Not configured or database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(()),
+)]
 async fn receive_for_company(
     State(state): State<AppState>,
     Path((provider, company)): Path<(String, String)>,
@@ -140,6 +160,14 @@ struct Refused {
 
 /// `GET /webhooks/health`: counts since start, per provider; no secret and
 /// no tenant data.
+#[utoipa::path(
+    get,
+    path = "/webhooks/health",
+    tag = "webhooks",
+    summary = "Webhook counts per provider since start",
+    responses((status = 200, description = "Per provider: configured, received, verified, refused by reason", body = Object)),
+    security(()),
+)]
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let webhooks = &state.webhooks;
     let secrets = &webhooks.config.secrets;
@@ -179,6 +207,15 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /v1/impact-in/webhook-events`: stored events, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/impact-in/webhook-events",
+    tag = "webhooks",
+    summary = "Stored webhook events, newest first",
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("matched" = Option<bool>, Query, description = "true or false"), ("startDate" = Option<String>, Query, description = "Received at or after"), ("endDate" = Option<String>, Query, description = "Received at or before"), ("page" = Option<u64>, Query, description = "Page number"), ("limit" = Option<u32>, Query, description = "Page size, 1 to 100"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses((status = 200, description = "A page of events", body = crate::http::paging::Page<WebhookEventView>), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -172,3 +172,31 @@ async fn metrics_need_the_metrics_token_when_one_is_set(pool: PgPool) {
             .contains("impact_in_build_info")
     );
 }
+
+/// The served contract is the committed one, and its browsable UI works
+/// offline: the page and its assets come from the binary.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_openapi_contract_and_its_ui_are_served(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let served = app.get("/openapi.json", None).await;
+    assert_eq!(served.status, StatusCode::OK);
+    let committed: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/openapi.json")).unwrap();
+    assert_eq!(
+        served.body, committed,
+        "docs/openapi.json is outdated: run `cargo run -- openapi > docs/openapi.json`"
+    );
+    assert_eq!(served.body["openapi"], "3.1.0");
+    let page = app.get("/docs/", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let html = page.body.as_str().unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    for asset in [
+        "/docs/swagger-ui.css",
+        "/docs/swagger-ui-bundle.js",
+        "/docs/swagger-initializer.js",
+    ] {
+        let answer = app.get(asset, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{asset}");
+    }
+}

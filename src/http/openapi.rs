@@ -1,0 +1,102 @@
+//! The OpenAPI 3.1 contract, generated from the handlers' annotations and
+//! the response types: `GET /openapi.json`, a browsable UI at `/docs` (its
+//! assets compiled into the binary), and `impact-in openapi`, which prints
+//! it (`docs/openapi.json` is that output; a test keeps them equal).
+
+use axum::Router;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::app::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Impact-In",
+        description = "Delivers CSR impact data to Benevity, Goodera and Workday. Errors are RFC 9457 problem+json; every `type` is listed in docs/api.md.",
+    ),
+    paths(
+        super::discovery,
+        super::deliveries::list,
+        super::deliveries::create,
+        super::deliveries::show,
+        super::replay::replay_one,
+        super::replay::bulk_replay,
+        super::replay::retry_all_failed,
+        super::stats::show,
+        super::webhooks::receive_global,
+        super::webhooks::receive_for_company,
+        super::webhooks::health,
+        super::webhooks::list,
+        super::health::summary,
+        super::health::liveness,
+        super::health::readiness,
+        super::health::startup,
+        super::metrics::scrape,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "deliveries", description = "The delivery log"),
+        (name = "replay", description = "Operator replays"),
+        (name = "webhooks", description = "Provider webhooks in (signed, no bearer token)"),
+        (name = "health", description = "Kubernetes probes"),
+        (name = "operations", description = "Metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Bearer JWTs of the cockpit, and ops API keys (sent the same way).
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("HS256/RS256/ES256 JWT with companyIds and roles"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "opsKey",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An ops API key from OPS_API_KEYS: every company"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The spec as `impact-in openapi` prints it and `docs/openapi.json` holds.
+pub fn spec_json() -> String {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the spec serialises")
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed contract is the generated one: change the code, then
+    /// `cargo run -- openapi > docs/openapi.json`.
+    #[test]
+    fn docs_openapi_json_is_the_generated_spec() {
+        let committed = include_str!("../../docs/openapi.json");
+        assert!(
+            committed.trim_end() == super::spec_json(),
+            "docs/openapi.json is outdated: run `cargo run -- openapi > docs/openapi.json`"
+        );
+    }
+}
