@@ -95,6 +95,7 @@ struct ReplayOutcome {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BulkReplay {
+    #[schema(min_items = 1, max_items = 100)]
     ids: Vec<DeliveryKey>,
 }
 
@@ -109,7 +110,7 @@ struct BulkReplayed {
     tag = "replay",
     summary = "Replay up to 100 failed deliveries",
     request_body = BulkReplay,
-    responses((status = 200, description = "Per id", body = BulkReplayed), (status = 422, description = "ids empty, too many or repeated", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Per id", body = BulkReplayed), (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "ids empty, too many or repeated", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("opsKey" = [])),
 )]
 async fn bulk_replay(
@@ -158,7 +159,7 @@ struct Queued {
     tag = "replay",
     summary = "Queue every failed delivery of a company",
     request_body = RetryAllFailed,
-    responses((status = 202, description = "Queued for the workers", body = Queued), (status = 422, description = "Invalid since", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    responses((status = 202, description = "Queued for the workers", body = Queued), (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid since", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("opsKey" = [])),
 )]
 async fn retry_all_failed(
