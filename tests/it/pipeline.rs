@@ -83,6 +83,17 @@ impl Pipeline {
         }
     }
 
+    /// Serves the router on a real port and has the sandbox post its
+    /// webhooks there, without delay.
+    async fn webhooks_back_at_once(&self) {
+        let base = self.app.serve().await;
+        self.control(
+            "webhooks",
+            json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
+        )
+        .await;
+    }
+
     async fn control(&self, path: &str, body: Value) {
         let status = sandbox_api::control(&self.sandbox, path, body).await;
         assert!(status.is_success(), "{path}: {status}");
@@ -1176,12 +1187,7 @@ async fn a_key_names_one_delivery_even_when_a_delivery_id_equals_a_record_id(poo
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn the_sandboxs_webhooks_close_the_loop_on_each_delivery(pool: PgPool) {
     let p = Pipeline::start(pool, &[]).await;
-    let base = p.app.serve().await;
-    p.control(
-        "webhooks",
-        json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
-    )
-    .await;
+    p.webhooks_back_at_once().await;
     for (k, provider) in ["benevity", "goodera", "workday"].into_iter().enumerate() {
         let created = p.create(provider, p.distinct_report(k as u32)).await;
         let done = p
@@ -1378,12 +1384,7 @@ async fn a_webhook_that_overtakes_the_attempts_outcome_settles_it(pool: PgPool) 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn metrics_export_every_name_the_alerts_and_the_dashboard_use(pool: PgPool) {
     let p = Pipeline::start(pool, &[]).await;
-    let base = p.app.serve().await;
-    p.control(
-        "webhooks",
-        json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
-    )
-    .await;
+    p.webhooks_back_at_once().await;
     p.control(
         "faults",
         json!({"provider": "benevity", "count": 1, "status": 503}),
