@@ -105,11 +105,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve => {
             let config = Config::from_env()?;
-            telemetry::init(&config.log);
-            crate::app::serve(config).await
+            let telemetry = telemetry::init(&config.log, config.traces.as_ref())?;
+            if let Some(traces) = config.traces.as_ref().filter(|_| telemetry.exporting()) {
+                tracing::info!(endpoint = %traces.describe(), service = %traces.service_name, "exporting spans over OTLP");
+            }
+            let served = crate::app::serve(config).await;
+            telemetry.shutdown().await;
+            served
         }
         Command::Migrate => {
-            telemetry::init(&LogConfig::from_env()?);
+            telemetry::init_logs(&LogConfig::from_env()?);
             let database = DatabaseConfig::from_env()?;
             // Built first: it is what refuses a URL it cannot read (exit 2).
             let pool = db::connect_lazy(&database)?;
@@ -148,7 +153,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sandbox { port, webhook_url } => {
-            telemetry::init(&LogConfig::from_env()?);
+            telemetry::init_logs(&LogConfig::from_env()?);
             let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
                 .await
                 .map_err(|err| anyhow::anyhow!("cannot listen on 127.0.0.1:{port}: {err}"))?;

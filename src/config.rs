@@ -81,8 +81,75 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// `METRICS_BEARER_TOKEN`: when set, `/metrics` requires it.
     pub metrics_token: Option<SecretString>,
+    /// Where spans go; `None` (no OTLP endpoint set): no exporter, no cost.
+    pub traces: Option<TracesConfig>,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
+}
+
+/// OpenTelemetry trace export over OTLP/HTTP (protobuf), from the standard
+/// `OTEL_*` variables (docs/tracing.md).
+#[derive(Debug, Clone)]
+pub struct TracesConfig {
+    /// Where spans are posted: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it
+    /// is, or `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`. Its user info
+    /// and query may hold credentials: only [`TracesConfig::describe`] is
+    /// logged.
+    pub endpoint: SecretString,
+    /// `OTEL_SERVICE_NAME`, `impact-in` by default.
+    pub service_name: String,
+}
+
+impl TracesConfig {
+    /// The endpoint without user info, path or query, for the logs.
+    pub fn describe(&self) -> String {
+        url::Url::parse(self.endpoint.expose_secret())
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_default()
+    }
+
+    fn from_env_with(env: &Env) -> Result<Option<Self>, ConfigError> {
+        if env.bool_or("OTEL_SDK_DISABLED", false)? {
+            return Ok(None);
+        }
+        const SIGNAL: &str = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT";
+        const GENERIC: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+        let (var, endpoint) = match (env.optional(SIGNAL), env.optional(GENERIC)) {
+            (Some(url), _) => (SIGNAL, url),
+            (None, Some(base)) => (GENERIC, format!("{}/v1/traces", base.trim_end_matches('/'))),
+            (None, None) => return Ok(None),
+        };
+        // The value is not echoed: it may carry credentials.
+        match url::Url::parse(&endpoint) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {}
+            _ => {
+                return Err(ConfigError::new(
+                    var,
+                    "must be an http(s) URL, such as http://otel-collector:4318",
+                ));
+            }
+        }
+        for var in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            match env.optional(var).as_deref() {
+                None | Some("http/protobuf") => {}
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        var,
+                        format!("'{other}' is not supported: this build exports http/protobuf"),
+                    ));
+                }
+            }
+        }
+        Ok(Some(Self {
+            endpoint: endpoint.into(),
+            service_name: env
+                .optional("OTEL_SERVICE_NAME")
+                .unwrap_or_else(|| "impact-in".into()),
+        }))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -236,6 +303,7 @@ impl Config {
                 body_limit_bytes: env.positive("WEBHOOK_BODY_LIMIT_BYTES", 256 * 1024)?,
             },
             metrics_token: env.secret("METRICS_BEARER_TOKEN")?.map(SecretString::from),
+            traces: TracesConfig::from_env_with(&env)?,
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         };
@@ -647,6 +715,67 @@ mod tests {
         let mut vars = base();
         vars.insert(var.into(), value.into());
         Config::from_map(&vars).expect_err("config should be rejected")
+    }
+
+    fn traces_with(vars: &[(&str, &str)]) -> Result<Option<TracesConfig>, ConfigError> {
+        let mut all = base();
+        all.extend(vars.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+        Config::from_map(&all).map(|config| config.traces)
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint_or_when_the_sdk_is_disabled() {
+        assert!(traces_with(&[]).unwrap().is_none());
+        let disabled = traces_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+        assert!(disabled.unwrap().is_none());
+    }
+
+    #[test]
+    fn the_traces_endpoint_follows_the_otel_variables() {
+        let generic = traces_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            generic.endpoint.expose_secret(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(generic.service_name, "impact-in");
+        let signal = traces_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://u:p@traces.example/in?k=s",
+            ),
+            ("OTEL_SERVICE_NAME", "impact-in-eu"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            signal.endpoint.expose_secret(),
+            "https://u:p@traces.example/in?k=s"
+        );
+        assert_eq!(signal.service_name, "impact-in-eu");
+        // What the logs show holds no credentials.
+        assert_eq!(signal.describe(), "https://traces.example");
+    }
+
+    #[test]
+    fn a_bad_traces_endpoint_or_protocol_is_refused_naming_the_variable() {
+        let err = traces_with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")]).unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_ENDPOINT");
+        let err = traces_with(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://u:secret@x/")])
+            .unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        assert!(!err.to_string().contains("secret"), "{err}");
+        let err = traces_with(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "OTEL_EXPORTER_OTLP_PROTOCOL");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use reqwest::{
     redirect,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::{ConnectorError, Receipt};
 
@@ -66,8 +67,41 @@ impl Outbound {
     /// Sends and reads the bounded body. Transport failures (refused, reset,
     /// timed out) are `Transient`; HTTP statuses are left to the caller.
     pub async fn send(&self, request: RequestBuilder) -> Result<Reply, ConnectorError> {
+        let (client, request) = request.build_split();
+        let mut request = request.map_err(transport_error)?;
+        // The query is left out: it is the provider's to define, and may
+        // carry what we would not log.
+        let span = tracing::info_span!(
+            "provider.call",
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            server.address = request.url().host_str().unwrap_or(""),
+            url.path = request.url().path(),
+            http.response.status_code = tracing::field::Empty,
+            "error.type" = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        crate::telemetry::inject(&span, request.headers_mut());
+        let reply = self.read(client, request).instrument(span.clone()).await;
+        match &reply {
+            Ok(reply) => {
+                span.record("http.response.status_code", reply.status.as_u16());
+            }
+            Err(err) => {
+                span.record("error.type", <&str>::from(err.class()));
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        reply
+    }
+
+    async fn read(
+        &self,
+        client: reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<Reply, ConnectorError> {
         let started = Instant::now();
-        let mut response = request.send().await.map_err(transport_error)?;
+        let mut response = client.execute(request).await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         let url = response.url().clone();

@@ -32,6 +32,10 @@ pub struct Claimed {
     /// Earlier attempts the provider answered 429.
     pub rate_limited_count: i32,
     pub next_trigger: Trigger,
+    /// The creating request's trace (see `telemetry::join`).
+    pub traceparent: Option<String>,
+    /// Since when it waited in the queue: its last change before the claim.
+    pub queued_since: DateTime<Utc>,
 }
 
 #[derive(
@@ -55,7 +59,7 @@ pub enum Trigger {
 }
 
 const CLAIMED: &str = "id, delivery_id, company_id, provider, payload, payload_hash, \
-                       attempt_count, rate_limited_count, next_trigger";
+                       attempt_count, rate_limited_count, next_trigger, traceparent";
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
@@ -70,7 +74,7 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "WITH due AS (
-             SELECT id FROM impact_deliveries
+             SELECT id, updated_at AS queued_since FROM impact_deliveries
              WHERE status IN ('pending', 'retrying') AND next_attempt_at <= now()
              ORDER BY next_attempt_at
              LIMIT $1
@@ -84,7 +88,7 @@ pub async fn claim(
              attempt_count = d.attempt_count + 1,
              updated_at = now()
          FROM due WHERE d.id = due.id
-         RETURNING {}",
+         RETURNING {}, due.queued_since",
         CLAIMED
             .split(", ")
             .map(|c| format!("d.{c}"))
@@ -129,7 +133,7 @@ pub async fn claim_failed(
                AND status = 'failed'
              FOR UPDATE SKIP LOCKED
          )
-         RETURNING {CLAIMED}",
+         RETURNING {CLAIMED}, now() AS queued_since",
         super::store::resolve_key("key")
     )))
     .bind(keys)

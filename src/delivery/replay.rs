@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::{sync::Semaphore, time::Instant};
+use tracing::Instrument;
 
 use super::{
     Delivery, DeliveryContext,
@@ -73,13 +74,17 @@ pub async fn replay(
         .map(|claimed| {
             let names = (claimed.id, claimed.delivery_id);
             let (ctx, permits, worker_name) = (ctx.clone(), permits.clone(), worker_name.clone());
-            let attempt = tokio::spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                attempt_if_still_held(&ctx, claimed, &worker_name).await
-            });
+            // In the replay request's span: each attempt is part of its trace.
+            let attempt = tokio::spawn(
+                async move {
+                    let _permit = permits
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    attempt_if_still_held(&ctx, claimed, &worker_name).await
+                }
+                .in_current_span(),
+            );
             (names, attempt)
         })
         .collect();

@@ -196,6 +196,8 @@ pub struct NewRow {
     pub idempotency_key: Option<String>,
     pub payload: serde_json::Value,
     pub payload_hash: String,
+    /// The creating request's trace, which the delivery's attempts join.
+    pub traceparent: Option<String>,
 }
 
 /// Stores a pending delivery, due now, once per `deliveryId` and per
@@ -216,6 +218,7 @@ pub async fn insert(
         idempotency_key: new.idempotency_key.clone(),
         payload: new.payload,
         payload_hash: hash.clone(),
+        traceparent: crate::telemetry::current_traceparent(),
     };
     if let Some(delivery) = intake.insert(pool, row).await? {
         return Ok(Created::New(delivery));
@@ -256,12 +259,13 @@ pub async fn insert_rows(
     let inserted: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO impact_deliveries
              (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-              next_attempt_at)
+              traceparent, next_attempt_at)
          SELECT id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-                now()
+                traceparent, now()
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
-                     $7::text[])
-             AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash)
+                     $7::text[], $8::text[])
+             AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
+                  traceparent)
          WHERE NOT EXISTS (SELECT 1 FROM impact_deliveries e WHERE e.id = r.delivery_id)
          ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
@@ -279,6 +283,11 @@ pub async fn insert_rows(
     .bind(
         rows.iter()
             .map(|r| r.payload_hash.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.traceparent.as_deref())
             .collect::<Vec<_>>(),
     )
     .fetch_all(pool)

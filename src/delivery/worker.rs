@@ -13,6 +13,7 @@ use tokio::{
     time::Instant,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 
 use super::{
     DeliveryContext, DeliveryStatus,
@@ -25,6 +26,7 @@ use crate::{
     metrics,
     provider::Provider,
     report::ImpactReport,
+    telemetry,
 };
 
 /// Runs `DELIVERY_WORKERS` workers until `shutdown`; each finishes the
@@ -312,7 +314,54 @@ pub async fn cache_key(
     ))
 }
 
+/// One attempt, in a span of its own (docs/tracing.md).
 async fn attempt(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
+    let span = attempt_span(claimed);
+    let outcome = try_once(ctx, claimed).instrument(span.clone()).await;
+    span.record("outcome", outcome_class(&outcome));
+    outcome
+}
+
+/// A worker's attempt joins the trace of the request that created the
+/// delivery, after a span for the wait in the queue. A replay's attempt,
+/// made inside the replay request, is a child of that request and links to
+/// the creating trace.
+fn attempt_span(claimed: &Claimed) -> Span {
+    let span = tracing::info_span!(
+        "delivery.attempt",
+        tenant_id = %claimed.company_id,
+        platform = %claimed.provider,
+        delivery_id = %claimed.delivery_id,
+        attempt = claimed.attempt_count,
+        trigger = <&str>::from(claimed.next_trigger),
+        outcome = tracing::field::Empty,
+    );
+    let created_by = claimed.traceparent.as_deref();
+    if Span::current().is_none() {
+        telemetry::record_wait(
+            "delivery.queued",
+            created_by,
+            claimed.queued_since.into(),
+            std::time::SystemTime::now(),
+        );
+        telemetry::join(&span, created_by);
+    } else {
+        telemetry::link(&span, created_by);
+    }
+    span
+}
+
+/// What came of an attempt, as one word: `success`, `cached`, `deferred`
+/// (nothing sent) or the failure's error class.
+fn outcome_class(outcome: &Outcome) -> &'static str {
+    match (&outcome.status, &outcome.attempt) {
+        (None, _) => "deferred",
+        (Some(_), None) => "cached",
+        (Some(_), Some(attempt)) => attempt.error_class.map_or("success", <&str>::from),
+    }
+}
+
+async fn try_once(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
     let started_at = ctx.clock.now();
     let timer = Instant::now();
     let cache_key = cache_key(

@@ -139,14 +139,28 @@ fn request_span(request: &Request) -> Span {
                 company = tracing::field::Empty,
                 status = tracing::field::Empty,
                 latency_ms = tracing::field::Empty,
+                // Read by the span exporter only (docs/tracing.md).
+                otel.name = tracing::field::Empty,
+                otel.kind = tracing::field::Empty,
+                otel.status_code = tracing::field::Empty,
             )
         };
     }
-    if PROBE_ROUTES.contains(&route) {
+    let span = if PROBE_ROUTES.contains(&route) {
         span_at!(Level::DEBUG)
     } else {
         span_at!(Level::INFO)
+    };
+    // Only with an exporter: in the logs these fields would be noise.
+    if crate::telemetry::exporting() && !span.is_disabled() {
+        span.record("otel.kind", "server");
+        span.record(
+            "otel.name",
+            tracing::field::display(format_args!("{} {route}", request.method())),
+        );
+        crate::telemetry::continue_trace(&span, request.headers());
     }
+    span
 }
 
 /// HTTP RED metrics, by route template (never the raw path).
@@ -172,6 +186,9 @@ fn record_response(response: &Response, latency: Duration, span: &Span) {
     span.record("status", response.status().as_u16());
     span.record("latency_ms", latency.as_millis() as u64);
     if response.status().is_server_error() {
+        if crate::telemetry::exporting() {
+            span.record("otel.status_code", "ERROR");
+        }
         tracing::error!("request failed");
     } else if span
         .metadata()

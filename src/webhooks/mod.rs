@@ -100,6 +100,8 @@ pub async fn receive(
     let Some(recorded) = ctx.events.submit(&ctx.delivery.db, new).await?? else {
         return Ok(Received::Duplicate);
     };
+    // This request is a trace of its own; it links to the delivery's.
+    crate::telemetry::link(&tracing::Span::current(), recorded.traceparent.as_deref());
     if recorded.outcome == Outcome::Applied
         && recorded.status_before == Some(DeliveryStatus::Success)
         && recorded.status_after == Some(DeliveryStatus::Failed)

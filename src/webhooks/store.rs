@@ -52,6 +52,8 @@ pub struct Recorded {
     pub status_before: Option<DeliveryStatus>,
     pub status_after: Option<DeliveryStatus>,
     pub payload_hash: Option<String>,
+    /// The trace of the request that created the delivery.
+    pub traceparent: Option<String>,
 }
 
 /// A verified event on its way to the database.
@@ -212,7 +214,7 @@ async fn apply_round(
                  AS i (id, provider, route_company_id, event_id, event_type, provider_status,
                        stage, occurred_at, received_at, body, rejection, target)
          ), found AS (
-             SELECT i.*, d.company_id, d.status AS status_before, d.payload_hash,
+             SELECT i.*, d.company_id, d.status AS status_before, d.payload_hash, d.traceparent,
                     CASE WHEN i.provider_status IS NULL THEN 'ignored'
                          WHEN d.id IS NULL THEN 'unmatched'
                          WHEN d.provider_status_at IS NULL OR i.occurred_at > d.provider_status_at
@@ -261,7 +263,7 @@ async fn apply_round(
          )
          SELECT d.id, d.outcome, d.target AS delivery_record_id,
                 COALESCE(d.company_id, d.route_company_id) AS company_id, d.status_before,
-                d.status_after, d.payload_hash
+                d.status_after, d.payload_hash, d.traceparent
          FROM event e JOIN decided d ON d.id = e.id",
     )
     .bind(round.iter().map(|n| ids[*n]).collect::<Vec<_>>())

@@ -17,7 +17,7 @@ const TOKEN_KEY: &str = "YmluYXJ5LXRlc3QtdG9rZW4ta2V5LWJpbmFyeS10ZXM=";
 
 /// The binary with a clean environment, run from an empty directory so that
 /// no developer `.env` leaks in.
-fn impact_in(vars: &[(&str, &str)]) -> Command {
+pub(crate) fn impact_in(vars: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
     command
         .env_clear()
@@ -28,7 +28,7 @@ fn impact_in(vars: &[(&str, &str)]) -> Command {
 }
 
 /// Asserts the command exited 0 and returns its standard output.
-fn succeeded(output: std::process::Output) -> String {
+pub(crate) fn succeeded(output: std::process::Output) -> String {
     assert!(
         output.status.success(),
         "{}",
@@ -42,7 +42,7 @@ fn database_url() -> String {
 }
 
 /// A database of its own on the test server, for the binary to create.
-fn fresh_database_url(name: &str) -> String {
+pub(crate) fn fresh_database_url(name: &str) -> String {
     let name = format!("impact_in_{name}_{}", std::process::id());
     match database_url().rsplit_once('/') {
         Some((server, _)) => format!("{server}/{name}"),
@@ -152,7 +152,7 @@ async fn migrate_creates_the_database_and_is_idempotent() {
     Postgres::drop_database(&url).await.unwrap();
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -343,13 +343,13 @@ fn private_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
+pub(crate) async fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin) -> String {
     let mut text = String::new();
     pipe.read_to_string(&mut text).await.unwrap();
     text
 }
 
-fn terminate(pid: u32) {
+pub(crate) fn terminate(pid: u32) {
     signal(pid, "TERM");
 }
 
@@ -362,7 +362,7 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// Polls `path` until it answers 200; panics after 30 s.
-async fn until_ok(port: u16, path: &str) {
+pub(crate) async fn until_ok(port: u16, path: &str) {
     for _ in 0..600 {
         if get(port, path)
             .await

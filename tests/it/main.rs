@@ -15,4 +15,5 @@ mod http_errors;
 mod pipeline;
 mod sandbox;
 mod stats;
+mod traces;
 mod webhooks;
