@@ -136,7 +136,11 @@ impl Telemetry {
         let Some(provider) = self.provider else {
             return;
         };
-        let flushed = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+        // Bounded: an unreachable collector must not hold the exit up.
+        let flushed = tokio::task::spawn_blocking(move || {
+            provider.shutdown_with_timeout(std::time::Duration::from_secs(5))
+        })
+        .await;
         if let Ok(Err(err)) = flushed {
             tracing::warn!(error = %err, "the last spans could not be exported");
         }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    binary::{free_port, fresh_database_url, impact_in, succeeded, terminate, until_ok},
+    binary::{free_port, fresh_database_url, impact_in, read_all, succeeded, terminate, until_ok},
     common::{ADMIN, JWT_SECRET, MANAGE, TOKEN_KEY, sandbox_api},
 };
 
@@ -107,104 +107,144 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
     (url, spans)
 }
 
+/// The real binary exporting to `otlp`, delivering to a sandbox that
+/// answers by webhook at once, and a company to deliver for.
+struct Traced {
+    server: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+    sandbox: Sandbox,
+    database: String,
+    base: String,
+    client: reqwest::Client,
+    company: Uuid,
+    token: String,
+}
+
+impl Traced {
+    /// `name` names its database.
+    async fn start(name: &str, otlp: &str) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let database = fresh_database_url(name);
+        succeeded(
+            impact_in(&[("DATABASE_URL", &database)])
+                .arg("migrate")
+                .output()
+                .unwrap(),
+        );
+        let port = free_port();
+        let mut vars: Vec<(&str, String)> = credentials::env_vars(&sandbox.url());
+        vars.extend([
+            ("DATABASE_URL", database.clone()),
+            ("JWT_SECRET", JWT_SECRET.into()),
+            ("TOKEN_ENCRYPTION_KEY", TOKEN_KEY.into()),
+            ("HOST", "127.0.0.1".into()),
+            ("PORT_IMPACT_IN", port.to_string()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
+            ("OTEL_SERVICE_NAME", "impact-in-under-test".into()),
+        ]);
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut server = tokio::process::Command::from(impact_in(&pairs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stderr = tokio::spawn(read_all(server.stderr.take().unwrap()));
+        until_ok(port, "/health/readiness").await;
+        let base = format!("http://127.0.0.1:{port}");
+        let status = sandbox_api::control(
+            &sandbox,
+            "webhooks",
+            json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
+        )
+        .await;
+        assert!(status.is_success());
+        let company = Uuid::new_v4();
+        Self {
+            server,
+            stderr,
+            sandbox,
+            database,
+            base,
+            client: reqwest::Client::new(),
+            company,
+            token: crate::common::token(&[company], &[ADMIN, MANAGE]),
+        }
+    }
+
+    /// Creates a delivery to Benevity within the caller's trace; the
+    /// created delivery. `sessions` makes the report distinct (the
+    /// idempotency cache answers a repeated one).
+    async fn create(&self, traceparent: &str, sessions: u32) -> Value {
+        let mut report = crate::common::report(self.company);
+        report["sessionCount"] = json!(sessions);
+        let response = self
+            .client
+            .post(format!("{}/v1/impact-in/deliveries", self.base))
+            .bearer_auth(&self.token)
+            .header("traceparent", traceparent)
+            .json(&json!({"companyId": self.company, "provider": "benevity", "payload": report}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        response.json().await.unwrap()
+    }
+
+    /// Waits until the delivery is where `done` says.
+    async fn until(&self, id: &str, done: fn(&Value) -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let delivery: Value = self
+                    .client
+                    .get(format!("{}/v1/impact-in/deliveries/{id}", self.base))
+                    .bearer_auth(&self.token)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if done(&delivery) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("delivery {id} never got where the test waited for"));
+    }
+
+    /// SIGTERM, then the exit (the exporter sends what it buffered as the
+    /// process stops): its stderr.
+    async fn stop(mut self) -> String {
+        terminate(self.server.id().unwrap());
+        let exit = tokio::time::timeout(Duration::from_secs(20), self.server.wait())
+            .await
+            .expect("the process exits")
+            .unwrap();
+        assert!(exit.success());
+        use sqlx::{Postgres, migrate::MigrateDatabase};
+        let _ = Postgres::drop_database(&self.database).await;
+        self.stderr.await.unwrap()
+    }
+}
+
 #[tokio::test]
 async fn one_delivery_is_one_trace_from_the_post_to_the_provider_call() {
     let (otlp, spans) = receiver().await;
-    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
-    let url = fresh_database_url("traces");
-    succeeded(
-        impact_in(&[("DATABASE_URL", &url)])
-            .arg("migrate")
-            .output()
-            .unwrap(),
-    );
-    let port = free_port();
-    let mut vars: Vec<(&str, String)> = credentials::env_vars(&sandbox.url());
-    vars.extend([
-        ("DATABASE_URL", url.clone()),
-        ("JWT_SECRET", JWT_SECRET.into()),
-        ("TOKEN_ENCRYPTION_KEY", TOKEN_KEY.into()),
-        ("HOST", "127.0.0.1".into()),
-        ("PORT_IMPACT_IN", port.to_string()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp),
-        ("OTEL_SERVICE_NAME", "impact-in-under-test".into()),
-    ]);
-    let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut server = tokio::process::Command::from(impact_in(&pairs))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    until_ok(port, "/health/readiness").await;
-    let base = format!("http://127.0.0.1:{port}");
-    // The provider answers by webhook at once.
-    let status = sandbox_api::control(
-        &sandbox,
-        "webhooks",
-        json!({"url": format!("{base}/webhooks"), "delayMs": 0}),
-    )
-    .await;
-    assert!(status.is_success());
+    let t = Traced::start("traces", &otlp).await;
 
     // The caller's trace, which the service must continue.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
-    let company = Uuid::new_v4();
-    let token = crate::common::token(&[company], &[ADMIN, MANAGE]);
-    let client = reqwest::Client::new();
-    let create = |traceparent: String, sessions: u32| {
-        let mut report = crate::common::report(company);
-        // Distinct reports: the idempotency cache answers a repeated one.
-        report["sessionCount"] = json!(sessions);
-        client
-            .post(format!("{base}/v1/impact-in/deliveries"))
-            .bearer_auth(&token)
-            .header("traceparent", traceparent)
-            .json(&json!({
-                "companyId": company,
-                "provider": "benevity",
-                "payload": report,
-            }))
-            .send()
-    };
-    let until = |id: String, done: fn(&Value) -> bool| {
-        let (client, base, token) = (client.clone(), base.clone(), token.clone());
-        async move {
-            tokio::time::timeout(Duration::from_secs(20), async {
-                loop {
-                    let delivery: Value = client
-                        .get(format!("{base}/v1/impact-in/deliveries/{id}"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    if done(&delivery) {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            })
-            .await
-            .unwrap_or_else(|_| panic!("delivery {id} never got where the test waited for"));
-        }
-    };
-    let created: Value = create(format!("00-{trace_id}-{caller_span}-01"), 1)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"]
-        .as_str()
-        .expect("a created delivery")
-        .to_owned();
+    let created = t
+        .create(&format!("00-{trace_id}-{caller_span}-01"), 1)
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
     let delivery_id = created["deliveryId"].as_str().unwrap().to_owned();
     // Delivered, and the provider's webhook applied.
-    until(id, |d| {
+    t.until(&id, |d| {
         d["status"] == "success" && d["providerStatus"] == "processed"
     })
     .await;
@@ -212,39 +252,32 @@ async fn one_delivery_is_one_trace_from_the_post_to_the_provider_call() {
     // Another, which the provider refuses, then an operator's replay.
     let replayed_trace = "0af7651916cd43dd8448eb211c80319c";
     let status = sandbox_api::control(
-        &sandbox,
+        &t.sandbox,
         "faults",
         json!({"provider": "benevity", "count": 1, "status": 400}),
     )
     .await;
     assert!(status.is_success());
-    let refused: Value = create(format!("00-{replayed_trace}-b7ad6b7169203331-01"), 2)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = t
+        .create(&format!("00-{replayed_trace}-b7ad6b7169203331-01"), 2)
+        .await;
     let refused = refused["id"].as_str().unwrap().to_owned();
-    until(refused.clone(), |d| d["status"] == "failed").await;
-    let replay = client
-        .post(format!("{base}/v1/impact-in/deliveries/{refused}/replay"))
-        .bearer_auth(&token)
+    t.until(&refused, |d| d["status"] == "failed").await;
+    let replay = t
+        .client
+        .post(format!(
+            "{}/v1/impact-in/deliveries/{refused}/replay",
+            t.base
+        ))
+        .bearer_auth(&t.token)
         .send()
         .await
         .unwrap();
     assert_eq!(replay.status(), 200, "{:?}", replay.text().await);
 
-    // The exporter sends what it buffered when the process stops.
-    terminate(server.id().unwrap());
-    let exit = tokio::time::timeout(Duration::from_secs(20), server.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(exit.success());
+    let company = t.company;
+    t.stop().await;
     let spans = spans.lock().unwrap().clone();
-    use sqlx::{Postgres, migrate::MigrateDatabase};
-    let _ = Postgres::drop_database(&url).await;
-
     assert!(spans.iter().all(|s| s.service == "impact-in-under-test"));
     let in_trace: Vec<&Received> = spans.iter().filter(|s| s.trace_id == trace_id).collect();
     let named = |name: &str| -> Vec<&Received> {
@@ -338,4 +371,26 @@ async fn one_delivery_is_one_trace_from_the_post_to_the_provider_call() {
     assert!(spans.iter().any(|s| s.name == "delivery.attempt"
         && s.trace_id == replayed_trace
         && s.attribute("outcome").as_deref() == Some("permanent")));
+}
+
+/// With the collector down, deliveries go on, the export failure is logged
+/// without the endpoint's credentials, and the process still stops in time.
+#[tokio::test]
+async fn an_unreachable_collector_changes_nothing_but_a_warning() {
+    let closed = free_port();
+    let t = Traced::start(
+        "traces_down",
+        &format!("http://user:collector-password@127.0.0.1:{closed}"),
+    )
+    .await;
+    let created = t
+        .create("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 3)
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    t.until(&id, |d| d["status"] == "success").await;
+    let log = t.stop().await;
+    assert!(log.contains("exporting spans over OTLP"), "{log}");
+    // The SDK's own error, once the export has failed.
+    assert!(log.contains("BatchSpanProcessor.ExportError"), "{log}");
+    assert!(!log.contains("collector-password"), "{log}");
 }
