@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|all] [--runs 3]
+//! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -54,6 +55,9 @@ struct Options {
     events: usize,
     /// Webhook events a second in the open-loop part.
     event_rate: u64,
+    /// Export spans (OTLP/HTTP) to a receiver in this process during the
+    /// throughput scenario.
+    otlp: bool,
 }
 
 impl Options {
@@ -71,6 +75,7 @@ impl Options {
             benevity: 50,
             events: 20_000,
             event_rate: 1000,
+            otlp: false,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -107,6 +112,7 @@ impl Options {
                 "--benevity" => options.benevity = value("--benevity") as usize,
                 "--events" => options.events = value("--events") as usize,
                 "--event-rate" => options.event_rate = value("--event-rate"),
+                "--otlp" => options.otlp = true,
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
                 "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "all" => {
@@ -137,8 +143,14 @@ async fn main() {
         let figures = repeat(&options, || throughput(&admin_url, &options)).await;
         report(
             &format!(
-                "throughput: {} deliveries, {} closed-loop clients",
-                options.deliveries, options.clients
+                "throughput: {} deliveries, {} closed-loop clients{}",
+                options.deliveries,
+                options.clients,
+                if options.otlp {
+                    ", spans exported over OTLP/HTTP"
+                } else {
+                    ""
+                }
             ),
             &figures,
         );
@@ -556,8 +568,54 @@ fn provider_latencies(
     latencies
 }
 
+/// An OTLP/HTTP receiver that decodes each export, as a collector would,
+/// and counts the spans.
+struct OtlpSink {
+    url: String,
+    spans: Arc<AtomicUsize>,
+}
+
+impl OtlpSink {
+    async fn start() -> Self {
+        use opentelemetry_proto::tonic::collector::trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+        };
+        use prost::Message;
+        let spans = Arc::new(AtomicUsize::new(0));
+        let counted = spans.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP export");
+                let n: usize = request
+                    .resource_spans
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum();
+                counted.fetch_add(n, Ordering::Relaxed);
+                ExportTraceServiceResponse::default().encode_to_vec()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, spans }
+    }
+}
+
 async fn throughput(admin_url: &str, options: &Options) -> Figures {
-    let service = Arc::new(Service::start(admin_url).await);
+    let sink = match options.otlp {
+        true => Some(OtlpSink::start().await),
+        false => None,
+    };
+    let exporter: Vec<(&str, &str)> = sink
+        .iter()
+        .map(|sink| ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.url.as_str()))
+        .collect();
+    let service = Arc::new(Service::start_with(admin_url, &exporter).await);
     let company = Uuid::new_v4();
     let token = Arc::new(service.token(company));
     let next = Arc::new(AtomicUsize::new(0));
@@ -599,8 +657,9 @@ async fn throughput(admin_url: &str, options: &Options) -> Figures {
         "all recorded success"
     );
     let rss = service.peak_rss_mib();
+    // Stopping flushes the exporter.
     Arc::into_inner(service).expect("clients done").stop().await;
-    vec![
+    let mut figures = vec![
         (
             "accepted/s",
             options.deliveries as f64 / accepted_in.as_secs_f64(),
@@ -614,7 +673,15 @@ async fn throughput(admin_url: &str, options: &Options) -> Figures {
         ("accept→provider p99 ms", percentile(&latencies, 99.0)),
         ("peak RSS MiB", rss),
         ("sent twice", repeated as f64),
-    ]
+    ];
+    if let Some(sink) = sink {
+        let spans = sink.spans.load(Ordering::Relaxed) as f64;
+        figures.push((
+            "spans exported per delivery",
+            spans / options.deliveries as f64,
+        ));
+    }
+    figures
 }
 
 async fn latency(admin_url: &str, options: &Options) -> Figures {
