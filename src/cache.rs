@@ -16,7 +16,7 @@ use crate::config::{ConfigError, RedisConfig};
 /// Entries the in-process fallback keeps at most.
 const LOCAL_CAPACITY: u64 = 100_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RedisStatus {
     Connected,

@@ -5,7 +5,6 @@ use std::time::Instant;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use chrono::Utc;
 use serde::Serialize;
-use serde_json::json;
 
 use crate::{app::AppState, cache::RedisStatus, db};
 
@@ -26,11 +25,27 @@ pub fn routes() -> Router<AppState> {
     path = "/health/liveness",
     tag = "health",
     summary = "The process runs (alias /health/live)",
-    responses((status = 200, description = "alive", body = Object)),
+    responses((status = 200, description = "alive", body = Probe)),
     security(()),
 )]
 async fn liveness() -> impl IntoResponse {
-    Json(json!({ "status": "alive" }))
+    Json(Probe {
+        status: ProbeStatus::Alive,
+    })
+}
+
+/// What the liveness and startup probes answer.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Probe {
+    status: ProbeStatus,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ProbeStatus {
+    Alive,
+    Started,
+    Starting,
 }
 
 #[utoipa::path(
@@ -38,32 +53,93 @@ async fn liveness() -> impl IntoResponse {
     path = "/health/startup",
     tag = "health",
     summary = "Start-up finished (database migrated)",
-    responses((status = 200, description = "started", body = Object), (status = 503, description = "starting", body = Object)),
+    responses((status = 200, description = "started", body = Probe), (status = 503, description = "starting", body = Probe)),
     security(()),
 )]
 async fn startup(State(state): State<AppState>) -> impl IntoResponse {
     if state.lifecycle.is_started() {
-        (StatusCode::OK, Json(json!({ "status": "started" })))
+        (
+            StatusCode::OK,
+            Json(Probe {
+                status: ProbeStatus::Started,
+            }),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "starting" })),
+            Json(Probe {
+                status: ProbeStatus::Starting,
+            }),
         )
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum DatabaseStatus {
     Connected,
     Disconnected,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Check<S> {
     status: S,
     latency_ms: u64,
+}
+
+/// Each dependency, checked now.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Checks {
+    database: Check<DatabaseStatus>,
+    redis: Check<RedisStatus>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ReadyStatus {
+    Ready,
+    NotReady,
+}
+
+/// What the readiness probe answers. While draining only `status` and
+/// `reason`: the dependencies are not checked.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Readiness {
+    status: ReadyStatus,
+    /// Why not ready (null when ready).
+    reason: Option<&'static str>,
+    /// Redis is down: the service works, with its in-process cache alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checks: Option<Checks>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct Connections {
+    database: DatabaseStatus,
+    redis: RedisStatus,
+}
+
+/// What `GET /health` answers.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Health {
+    status: HealthStatus,
+    version: &'static str,
+    /// Seconds since the process started.
+    uptime: u64,
+    timestamp: chrono::DateTime<Utc>,
+    connections: Connections,
+    checks: Checks,
 }
 
 struct DatabaseCheck {
@@ -117,14 +193,19 @@ fn elapsed_ms(began: Instant) -> u64 {
     path = "/health/readiness",
     tag = "health",
     summary = "Ready for traffic (alias /health/ready)",
-    responses((status = 200, description = "ready", body = Object), (status = 503, description = "not ready, and why", body = Object)),
+    responses((status = 200, description = "ready", body = Readiness), (status = 503, description = "not ready, and why", body = Readiness)),
     security(()),
 )]
 async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     if state.lifecycle.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": "shutting down" })),
+            Json(Readiness {
+                status: ReadyStatus::NotReady,
+                reason: Some("shutting down"),
+                degraded: None,
+                checks: None,
+            }),
         );
     }
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
@@ -135,12 +216,18 @@ async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
         _ if !state.lifecycle.is_started() => Some("start-up not finished"),
         (DatabaseStatus::Connected, true) => None,
     };
-    let body = json!({
-        "status": if reason.is_none() { "ready" } else { "not_ready" },
-        "reason": reason,
-        "degraded": redis.status == RedisStatus::Disconnected,
-        "checks": { "database": database.check, "redis": redis },
-    });
+    let body = Readiness {
+        status: match reason {
+            None => ReadyStatus::Ready,
+            Some(_) => ReadyStatus::NotReady,
+        },
+        reason,
+        degraded: Some(redis.status == RedisStatus::Disconnected),
+        checks: Some(Checks {
+            database: database.check,
+            redis,
+        }),
+    };
     let code = if reason.is_none() {
         StatusCode::OK
     } else {
@@ -156,23 +243,31 @@ async fn readiness(State(state): State<AppState>) -> impl IntoResponse {
     path = "/health",
     tag = "health",
     summary = "Dependencies and uptime",
-    responses((status = 200, description = "healthy or degraded", body = Object), (status = 503, description = "unhealthy", body = Object)),
+    responses((status = 200, description = "healthy or degraded", body = Health), (status = 503, description = "unhealthy", body = Health)),
     security(()),
 )]
 async fn summary(State(state): State<AppState>) -> impl IntoResponse {
     let (database, redis) = tokio::join!(check_database(&state), check_redis(&state));
     let (status, code) = match (database.check.status, redis.status) {
-        (DatabaseStatus::Disconnected, _) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
-        (_, RedisStatus::Disconnected) => ("degraded", StatusCode::OK),
-        _ => ("healthy", StatusCode::OK),
+        (DatabaseStatus::Disconnected, _) => {
+            (HealthStatus::Unhealthy, StatusCode::SERVICE_UNAVAILABLE)
+        }
+        (_, RedisStatus::Disconnected) => (HealthStatus::Degraded, StatusCode::OK),
+        _ => (HealthStatus::Healthy, StatusCode::OK),
     };
-    let body = json!({
-        "status": status,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime": state.lifecycle.uptime().as_secs(),
-        "timestamp": Utc::now(),
-        "connections": { "database": database.check.status, "redis": redis.status },
-        "checks": { "database": database.check, "redis": redis },
-    });
+    let body = Health {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime: state.lifecycle.uptime().as_secs(),
+        timestamp: Utc::now(),
+        connections: Connections {
+            database: database.check.status,
+            redis: redis.status,
+        },
+        checks: Checks {
+            database: database.check,
+            redis,
+        },
+    };
     (code, Json(body))
 }

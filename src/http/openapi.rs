@@ -4,9 +4,13 @@
 //! it (`docs/openapi.json` is that output; a test keeps them equal).
 
 use axum::Router;
+use serde_json::json;
 use utoipa::{
     Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::{
+        RefOr, Schema,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
 };
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -37,7 +41,7 @@ use crate::app::AppState;
         super::health::startup,
         super::metrics::scrape,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &Examples),
     tags(
         (name = "deliveries", description = "The delivery log"),
         (name = "replay", description = "Operator replays"),
@@ -73,6 +77,58 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// The example report of docs/payloads.md (also the tests' fixture).
+const EXAMPLE_REPORT: &str = include_str!("../../tests/fixtures/impact_report.json");
+
+/// Examples for the request bodies, so "Try it out" in `/docs` starts from
+/// a request the service accepts (a test sends each one).
+struct Examples;
+
+impl Modify for Examples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let report: serde_json::Value =
+            serde_json::from_str(EXAMPLE_REPORT).expect("the example report is JSON");
+        let company = report["companyId"].clone();
+        if let Some(components) = openapi.components.as_mut()
+            && let Some(RefOr::T(Schema::Object(schema))) =
+                components.schemas.get_mut("ImpactReport")
+        {
+            schema.examples = vec![report.clone()];
+        }
+        for (path, example) in [
+            (
+                "/v1/impact-in/deliveries",
+                json!({
+                    "companyId": company,
+                    "provider": "benevity",
+                    "deliveryId": "0193a1c2-9b0f-7c2e-a1b2-c3d4e5f60718",
+                    "payload": report,
+                }),
+            ),
+            (
+                "/v1/impact-in/deliveries/bulk-replay",
+                json!({"ids": ["0193a1c2-9b0f-7c2e-a1b2-c3d4e5f60718"]}),
+            ),
+            (
+                "/v1/impact-in/deliveries/retry-all-failed",
+                json!({"companyId": company, "provider": "goodera", "since": "2026-01-01"}),
+            ),
+        ] {
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.post.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+                .and_then(|body| body.content.get_mut("application/json"));
+            match body {
+                Some(content) => content.example = Some(example),
+                None => panic!("{path}: no JSON request body to give an example to"),
+            }
+        }
     }
 }
 

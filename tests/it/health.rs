@@ -200,3 +200,30 @@ async fn the_openapi_contract_and_its_ui_are_served(pool: PgPool) {
         assert_eq!(answer.status, StatusCode::OK, "{asset}");
     }
 }
+
+/// Each request-body example in the contract is a request the service
+/// accepts, so "Try it out" in `/docs` starts from one that works.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_contract_examples_are_accepted(pool: PgPool) {
+    let app = TestApp::start(pool, config(&[])).await;
+    let spec = app.get("/openapi.json", None).await.body;
+    let example = |path: &str| -> serde_json::Value {
+        spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"]
+            .clone()
+    };
+    let create = example("/v1/impact-in/deliveries");
+    let company: uuid::Uuid = serde_json::from_value(create["companyId"].clone()).unwrap();
+    assert_eq!(
+        spec["components"]["schemas"]["ImpactReport"]["examples"][0],
+        create["payload"]
+    );
+    let token = crate::common::token(&[company], &[crate::common::ADMIN, crate::common::MANAGE]);
+    for (path, accepted) in [
+        ("/v1/impact-in/deliveries", StatusCode::ACCEPTED),
+        ("/v1/impact-in/deliveries/bulk-replay", StatusCode::OK),
+        ("/v1/impact-in/deliveries/retry-all-failed", StatusCode::ACCEPTED),
+    ] {
+        let answer = app.post(path, Some(&token), example(path)).await;
+        assert_eq!(answer.status, accepted, "{path}: {}", answer.body);
+    }
+}
