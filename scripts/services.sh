@@ -84,3 +84,29 @@ ensure_cargo() {
   fi
   command -v cargo >/dev/null || die "cargo not found: install Rust 1.94 or newer (https://rustup.rs)"
 }
+
+# python3 with a working `venv` (Debian splits it into python3-venv): the
+# contract check installs schemathesis into a virtual environment.
+ensure_python_venv() {
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  local probe
+  probe=$(mktemp -d)
+  if ! python3 -m venv "$probe/venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    python3 -m venv "$probe/venv" >/dev/null || die "python3 -m venv still fails after installing python3-venv"
+  fi
+  rm -rf "$probe"
+}
+
+# node and npm for the browser check (tests/browser): Debian's are enough.
+ensure_node() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+  fi
+}
+
+# Debian's Chromium for the browser check; playwright-core drives it (its
+# own browser download is never used).
+ensure_chromium() {
+  [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || apt_install chromium
+}

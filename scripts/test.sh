@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole check, as CI runs it: formatting, lints, and every test against
-# real Postgres and Redis (installed and started when missing).
+# The whole check, as CI runs it: formatting, lints, every test against
+# real Postgres and Redis (installed and started when missing), then the
+# contract check (scripts/contract-check.sh: schemathesis, /docs in Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/services.sh
@@ -23,5 +24,9 @@ say "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --locked --no-fail-fast --all-targets 2>&1 | tee "$log"
+# The running service against its OpenAPI contract (schemathesis) and
+# /docs in headless Chromium, offline: about a minute.
+say "contract check"
+bash scripts/contract-check.sh
 # One closing line over every test binary.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -3,8 +3,7 @@
 
 use std::{fmt, str::FromStr};
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 
 use uuid::Uuid;
 
@@ -17,23 +16,31 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
-/// base64url of `timestamp|id`. Postgres keeps microseconds, so writing
-/// them all makes the position exact.
+/// `<microseconds since 1970 (UTC)>_<id as 32 hex digits>`, e.g.
+/// `1774999800123456_0193a1c29b107f218d3c4e5f6a7b8c9d`. Postgres keeps
+/// microseconds, so the position is exact. Clients treat it as opaque; its
+/// shape is [`PATTERN`], and every text of that shape is a position (any
+/// position is harmless: the query's filter and scope still apply), so
+/// the OpenAPI spec can say exactly what is accepted.
 impl fmt::Display for Cursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = self.at.to_rfc3339_opts(SecondsFormat::Micros, true);
-        f.write_str(&URL_SAFE_NO_PAD.encode(format!("{at}|{}", self.id)))
+        write!(f, "{}_{}", self.at.timestamp_micros(), self.id.simple())
     }
 }
+
+/// The shape of a cursor, for the OpenAPI spec: at most 16 digits (up to
+/// the year 2286, and as far before 1970) keep every one a valid instant.
+pub const PATTERN: &str = "^-?[0-9]{1,16}_[0-9a-f]{32}$";
 
 /// Where a page of a list starts.
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
     /// After skipping this many rows: page numbers, slower the deeper.
     Offset(u64),
-    /// Strictly after this row: as fast on any page, since the index seeks
-    /// straight to it.
-    After(Cursor),
+    /// Strictly after this row, then skipping this many rows (none for the
+    /// `nextCursor` of a page): as fast on any page, since the index seeks
+    /// straight to the row.
+    After(Cursor, u64),
 }
 
 impl Start {
@@ -41,7 +48,7 @@ impl Start {
     pub fn split(self) -> (Option<Cursor>, u64) {
         match self {
             Self::Offset(offset) => (None, offset),
-            Self::After(cursor) => (Some(cursor), 0),
+            Self::After(cursor, offset) => (Some(cursor), offset),
         }
     }
 }
@@ -71,15 +78,20 @@ pub struct MalformedCursor;
 impl FromStr for Cursor {
     type Err = MalformedCursor;
 
+    /// Exactly [`PATTERN`]: no sign but `-`, no uppercase or hyphens in the id.
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        let decoded = URL_SAFE_NO_PAD.decode(raw).map_err(|_| MalformedCursor)?;
-        let text = String::from_utf8(decoded).map_err(|_| MalformedCursor)?;
-        let (at, id) = text.split_once('|').ok_or(MalformedCursor)?;
+        let (micros, id) = raw.split_once('_').ok_or(MalformedCursor)?;
+        let digits = micros.strip_prefix('-').unwrap_or(micros);
+        let digits_ok =
+            (1..=16).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit());
+        let id_ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !digits_ok || !id_ok {
+            return Err(MalformedCursor);
+        }
+        let micros: i64 = micros.parse().map_err(|_| MalformedCursor)?;
         Ok(Self {
-            at: DateTime::parse_from_rfc3339(at)
-                .map_err(|_| MalformedCursor)?
-                .with_timezone(&Utc),
-            id: id.parse().map_err(|_| MalformedCursor)?,
+            at: DateTime::from_timestamp_micros(micros).ok_or(MalformedCursor)?,
+            id: Uuid::try_parse(id).map_err(|_| MalformedCursor)?,
         })
     }
 }
@@ -105,15 +117,39 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused() {
-        let encode = |text: &str| URL_SAFE_NO_PAD.encode(text);
+        let id = "0193a1c29b107f218d3c4e5f6a7b8c9d";
         for raw in [
-            "not base64!".to_owned(),
-            encode("2026-03-31T23:30:00Z"),
-            encode("yesterday|0193a1c2-9b10-7f21-8d3c-4e5f6a7b8c9d"),
-            encode("2026-03-31T23:30:00Z|42"),
-            URL_SAFE_NO_PAD.encode([0xff, 0xfe, b'|']),
+            "not a cursor!".to_owned(),
+            String::new(),
+            format!("_{id}"),
+            format!("12345678901234567_{id}"),
+            format!("+1_{id}"),
+            format!("1.5_{id}"),
+            format!("1_{}", id.to_uppercase()),
+            format!("1_{}", &id[1..]),
+            "1_0193a1c2-9b10-7f21-8d3c-4e5f6a7b8c9d".to_owned(),
+            format!("1_{id}_"),
+            // The base64url form of earlier releases.
+            "MjAyNi0wMy0zMVQyMzozMDowMC4xMjM0NTZafDAxOTNhMWMyLTliMTAtN2YyMS04ZDNjLTRlNWY2YTdiOGM5ZA".to_owned(),
         ] {
             assert!(raw.parse::<Cursor>().is_err(), "{raw}");
+        }
+    }
+
+    /// What the spec's pattern admits parses, to the edges of its digits.
+    #[test]
+    fn every_text_of_the_pattern_is_a_position() {
+        let id = "0193a1c29b107f218d3c4e5f6a7b8c9d";
+        for micros in [
+            "0",
+            "-0",
+            "9999999999999999",
+            "-9999999999999999",
+            "0000000000000001",
+        ] {
+            let raw = format!("{micros}_{id}");
+            let cursor: Cursor = raw.parse().expect(&raw);
+            assert_eq!(cursor.at.timestamp_micros(), micros.parse::<i64>().unwrap());
         }
     }
 }

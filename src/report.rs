@@ -13,8 +13,11 @@ pub struct ImpactReport {
     pub company_id: Uuid,
     pub period: Period,
     pub volunteer_hours: f64,
+    #[serde(deserialize_with = "whole::u32")]
     pub volunteer_count: u32,
+    #[serde(deserialize_with = "whole::u32")]
     pub participant_count: u32,
+    #[serde(deserialize_with = "whole::u32")]
     pub session_count: u32,
     #[serde(default)]
     pub donations: Vec<Money>,
@@ -39,6 +42,7 @@ pub struct Period {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Money {
+    #[serde(deserialize_with = "whole::i64")]
     pub amount_minor: i64,
     pub currency: String,
 }
@@ -48,9 +52,70 @@ pub struct Money {
 pub struct Programme {
     pub name: String,
     pub volunteer_hours: f64,
+    #[serde(deserialize_with = "whole::u32")]
     pub participant_count: u32,
     #[serde(default)]
     pub donations: Vec<Money>,
+}
+
+/// Counts and amounts as JSON Schema's `integer` reads them: any number
+/// with a zero fractional part, so `5.0` is 5 (`5.5` and out-of-range
+/// values are still refused, naming the field).
+mod whole {
+    use std::fmt;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    /// Any JSON number without a fractional part, widened.
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = i128;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i128, E> {
+            Ok(v.into())
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i128, E> {
+            // Past ±2^100 no target type fits anyway; the cast is exact below.
+            if v.fract() == 0.0 && v.abs() < 1e30 {
+                Ok(v as i128)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    fn fit<'de, D: Deserializer<'de>, T: TryFrom<i128>>(
+        deserializer: D,
+        range: fmt::Arguments<'_>,
+    ) -> Result<T, D::Error> {
+        let n = deserializer.deserialize_any(Whole)?;
+        T::try_from(n).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid value: {n}, expected a whole number {range}"
+            ))
+        })
+    }
+
+    pub fn u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+        fit(deserializer, format_args!("from 0 to {}", u32::MAX))
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+        fit(
+            deserializer,
+            format_args!("from {} to {}", i64::MIN, i64::MAX),
+        )
+    }
 }
 
 /// A rule the report breaks, with the JSON path of the offending field

@@ -39,9 +39,10 @@ pub fn routes() -> Router<AppState> {
 #[utoipa::path(
     get,
     path = "/v1/impact-in/deliveries",
+    operation_id = "list_deliveries",
     tag = "deliveries",
     summary = "List deliveries, newest first",
-    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<String>, Query, description = "Created at or after (RFC 3339, or a date: its start)"), ("endDate" = Option<String>, Query, description = "Created at or before (RFC 3339, or a date: its end)"), ("page" = Option<u64>, Query, minimum = 1, maximum = 100000, description = "Page number, 1 to 100000"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (20)"), ("cursor" = Option<String>, Query, description = "nextCursor of the previous page (not with page)"), ("status" = Option<crate::delivery::DeliveryStatus>, Query, description = "Only this status")),
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created at or after (RFC 3339, or a date: its start)"), ("endDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created at or before (RFC 3339, or a date: its end)"), ("page" = Option<u64>, Query, minimum = 1, maximum = 100000, description = "Page number, 1 to 100000"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (20)"), ("cursor" = Option<String>, Query, pattern = "^-?[0-9]{1,16}_[0-9a-f]{32}$", description = "nextCursor of a previous page: the page starts after it (page then counts from it)"), ("status" = Option<crate::delivery::DeliveryStatus>, Query, description = "Only this status")),
     responses((status = 200, description = "A page of deliveries", body = crate::http::paging::Page<DeliveryView>), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("opsKey" = [])),
 )]
@@ -94,7 +95,7 @@ const MAX_IDEMPOTENCY_KEY: usize = 255;
     path = "/v1/impact-in/deliveries",
     tag = "deliveries",
     summary = "Store an impact report for delivery",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a repeat of this request answer the original")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~](?:[ -~]{0,253}[!-~])?$", description = "Makes a repeat of this request answer the original: 1 to 255 printable ASCII characters, no space at either end")),
     request_body = CreateDelivery,
     responses((status = 202, description = "Stored; to be delivered", body = DeliveryView), (status = 200, description = "A repeat: the original delivery", body = DeliveryView), (status = 409, description = "deliveryId or Idempotency-Key reused with another body", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 422, description = "Invalid report (each field named)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("opsKey" = [])),
@@ -153,11 +154,16 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(raw) = headers.get("idempotency-key") else {
         return Ok(None);
     };
+    // Printable ASCII (spaces inside only, as the spec's pattern says): no
+    // tab, no byte past ASCII.
     let key = raw
         .to_str()
         .ok()
         .map(str::trim)
-        .filter(|key| !key.is_empty() && key.len() <= MAX_IDEMPOTENCY_KEY)
+        .filter(|key| {
+            (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len())
+                && key.bytes().all(|b| (b' '..=b'~').contains(&b))
+        })
         .ok_or(ApiError::InvalidIdempotencyKey {
             max: MAX_IDEMPOTENCY_KEY,
         })?;
@@ -177,6 +183,7 @@ struct DeliveryDetail {
 #[utoipa::path(
     get,
     path = "/v1/impact-in/deliveries/{id}",
+    operation_id = "show_delivery",
     tag = "deliveries",
     summary = "One delivery with its attempts and webhook events",
     params(("id" = String, Path, description = "Record id or deliveryId")),
@@ -206,17 +213,14 @@ async fn show(
     }))
 }
 
-/// `startDate` and `endDate`, which bound `created_at` inclusively; an
-/// inverted range is recorded as an error on `endDate`.
+/// `startDate` and `endDate`, which bound `created_at` inclusively. Each
+/// is a filter of its own: an inverted range matches nothing, as a range
+/// no row falls in does (the spec cannot say that one parameter must
+/// follow another, so the service does not require it).
 pub(super) fn created_range(
     params: &mut QueryParams,
 ) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
     let from = params.get_with("startDate", |raw| date::parse(raw, Day::Start));
     let to = params.get_with("endDate", |raw| date::parse(raw, Day::End));
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        params.reject("endDate", "must not be before startDate");
-    }
     (from, to)
 }

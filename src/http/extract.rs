@@ -116,15 +116,19 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
 }
 
 impl QueryParams {
-    /// The parameter parsed with `parse`, or `None` when absent; a failure is
-    /// recorded under its name and reported by [`QueryParams::finish`].
+    /// The parameter parsed with `parse`, or `None` when absent; a failure
+    /// (an empty value among them) is recorded under its name and reported
+    /// by [`QueryParams::finish`].
     pub fn get_with<T, E: std::fmt::Display>(
         &mut self,
         name: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> Option<T> {
         let raw = self.raw.get(name)?.trim();
+        // `name=` is not the parameter left out: no parameter here has an
+        // empty value, so it is refused like any value that does not parse.
         if raw.is_empty() {
+            self.errors.push(FieldError::new(name, "must not be empty"));
             return None;
         }
         match parse(raw) {
@@ -142,10 +146,6 @@ impl QueryParams {
         T::Err: std::fmt::Display,
     {
         self.get_with(name, str::parse)
-    }
-
-    pub fn reject(&mut self, name: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(name, message));
     }
 
     pub fn finish(self) -> Result<(), ApiError> {

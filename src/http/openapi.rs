@@ -155,4 +155,45 @@ mod tests {
             "docs/openapi.json is outdated: run `cargo run -- openapi > docs/openapi.json`"
         );
     }
+
+    fn spec() -> serde_json::Value {
+        serde_json::from_str(&super::spec_json()).unwrap()
+    }
+
+    /// Tools that follow links (schemathesis's stateful phase, client
+    /// generators) resolve operations by id: two `show`s sent it to the
+    /// wrong route.
+    #[test]
+    fn operation_ids_are_unique() {
+        let spec = spec();
+        let mut ids: Vec<&str> = spec["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "duplicate operationIds among {ids:?}");
+    }
+
+    /// The `cursor` parameters say the shape the parser accepts.
+    #[test]
+    fn cursor_parameters_carry_the_parsers_pattern() {
+        let spec = spec();
+        let mut seen = 0;
+        for item in spec["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    if parameter["name"] == "cursor" {
+                        assert_eq!(parameter["schema"]["pattern"], crate::cursor::PATTERN);
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, 2, "the delivery list and the webhook events");
+    }
 }

@@ -14,7 +14,7 @@ const MAX_PAGE: u64 = 100_000;
 /// Where the caller asked a page to start, and how long it is.
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest {
-    /// `None` for a page by cursor.
+    /// `None` for a page by cursor without a `page`.
     pub page: Option<u64>,
     pub limit: u32,
     pub start: Start,
@@ -22,29 +22,26 @@ pub struct PageRequest {
 
 impl PageRequest {
     /// Reads `page`, `cursor` and `limit`; errors are recorded in `params`.
+    /// With a cursor, pages are counted from it: `page=2&cursor=c` is the
+    /// second page after `c` (not counted in total, as any page by cursor).
     pub fn read(params: &mut QueryParams) -> Self {
         let page = params.get_with("page", |raw| parse_in_range(raw, 1, MAX_PAGE));
         let cursor: Option<Cursor> = params.get("cursor");
         let limit = params
             .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_LIMIT)))
             .map_or(DEFAULT_LIMIT, |limit| limit as u32);
-        if page.is_some() && cursor.is_some() {
-            params.reject("cursor", "use either page or cursor");
-        }
-        match cursor {
-            Some(cursor) => Self {
-                page: None,
-                limit,
-                start: Start::After(cursor),
+        let skip = (page.unwrap_or(1) - 1).saturating_mul(u64::from(limit));
+        Self {
+            page: if cursor.is_some() {
+                page
+            } else {
+                Some(page.unwrap_or(1))
             },
-            None => {
-                let page = page.unwrap_or(1);
-                Self {
-                    page: Some(page),
-                    limit,
-                    start: Start::Offset((page - 1).saturating_mul(u64::from(limit))),
-                }
-            }
+            limit,
+            start: match cursor {
+                Some(cursor) => Start::After(cursor, skip),
+                None => Start::Offset(skip),
+            },
         }
     }
 
@@ -77,7 +74,8 @@ pub struct Page<T> {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Pagination {
-    /// `None` (null) on a page fetched by cursor, which has no number; the
+    /// `None` (null) on a page fetched by cursor alone, which has no
+    /// number (with `page`, the number counted from the cursor); the
     /// cockpit needs the member present either way. So are `total` and
     /// `totalPages`, which a page by cursor does not count.
     page: Option<u64>,

@@ -143,6 +143,7 @@ struct RetryAllFailed {
     provider: Option<Provider>,
     /// Only deliveries that failed at or after this instant; the same forms
     /// and range as the list's `startDate`.
+    #[schema(value_type = Option<super::date::DateOrTimestamp>)]
     since: Option<String>,
 }
 

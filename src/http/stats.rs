@@ -22,9 +22,10 @@ pub fn routes() -> Router<AppState> {
 #[utoipa::path(
     get,
     path = "/v1/impact-in/stats",
+    operation_id = "show_stats",
     tag = "deliveries",
     summary = "Delivery statistics",
-    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<String>, Query, description = "Created at or after"), ("endDate" = Option<String>, Query, description = "Created at or before")),
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies"), ("provider" = Option<crate::provider::Provider>, Query, description = "Only this provider"), ("startDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created at or after"), ("endDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created at or before")),
     responses((status = 200, description = "Counts, rates and latency", body = Stats), (status = 400, description = "A query parameter or body that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = []), ("opsKey" = [])),
 )]

@@ -612,14 +612,15 @@ async fn unknown_and_foreign_deliveries_are_stored_unmatched_for_ops(pool: PgPoo
     // Filters are checked like the delivery list's.
     let bad = app
         .get(
-            "/v1/impact-in/webhook-events?matched=maybe&provider=paypal",
+            "/v1/impact-in/webhook-events?matched=maybe&provider=paypal&companyId=&cursor=",
             Some(OPS_KEY),
         )
         .await;
     bad.problem(StatusCode::BAD_REQUEST);
     let mut fields = bad.error_fields();
     fields.sort();
-    assert_eq!(fields, ["matched", "provider"]);
+    // An empty value is refused, not taken for the parameter left out.
+    assert_eq!(fields, ["companyId", "cursor", "matched", "provider"]);
     let unauthorized = app.get("/v1/impact-in/webhook-events", None).await;
     unauthorized.problem(StatusCode::UNAUTHORIZED);
 }
