@@ -123,10 +123,13 @@ impl Modify for Examples {
                 .get_mut(path)
                 .and_then(|item| item.post.as_mut())
                 .and_then(|operation| operation.request_body.as_mut())
-                .and_then(|body| body.content.get_mut("application/json"));
+                .and_then(|body| match body {
+                    RefOr::T(body) => body.content.get_mut("application/json"),
+                    RefOr::Ref(_) => None,
+                });
             match body {
-                Some(content) => content.example = Some(example),
-                None => panic!("{path}: no JSON request body to give an example to"),
+                Some(RefOr::T(content)) => content.example = Some(example),
+                _ => panic!("{path}: no JSON request body to give an example to"),
             }
         }
     }

@@ -208,8 +208,7 @@ async fn the_contract_examples_are_accepted(pool: PgPool) {
     let app = TestApp::start(pool, config(&[])).await;
     let spec = app.get("/openapi.json", None).await.body;
     let example = |path: &str| -> serde_json::Value {
-        spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"]
-            .clone()
+        spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["example"].clone()
     };
     let create = example("/v1/impact-in/deliveries");
     let company: uuid::Uuid = serde_json::from_value(create["companyId"].clone()).unwrap();
@@ -221,7 +220,10 @@ async fn the_contract_examples_are_accepted(pool: PgPool) {
     for (path, accepted) in [
         ("/v1/impact-in/deliveries", StatusCode::ACCEPTED),
         ("/v1/impact-in/deliveries/bulk-replay", StatusCode::OK),
-        ("/v1/impact-in/deliveries/retry-all-failed", StatusCode::ACCEPTED),
+        (
+            "/v1/impact-in/deliveries/retry-all-failed",
+            StatusCode::ACCEPTED,
+        ),
     ] {
         let answer = app.post(path, Some(&token), example(path)).await;
         assert_eq!(answer.status, accepted, "{path}: {}", answer.body);
