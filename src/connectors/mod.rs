@@ -15,6 +15,7 @@ mod rate;
 pub mod registry;
 pub mod retry;
 pub mod settings;
+pub mod sources;
 pub mod tokens;
 pub mod workday;
 

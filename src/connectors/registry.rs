@@ -23,14 +23,16 @@ use super::{
     rate::RateGate,
     settings::{
         BenevityAuth, GooderaAuth, OAuthCredentials, ProviderConfig, ProviderSettings,
-        SettingsError, WorkdayProtocol,
+        SettingsError, SourceConfig, WorkdayProtocol,
     },
+    sources::{CursorSource, GooderaSource, ScimSource, Source},
     tokens::TokenStore,
     workday::{Transport, Workday},
 };
-use crate::{clock::SharedClock, provider::Provider};
+use crate::{clock::SharedClock, ingest::stream::System, provider::Provider};
 
 type Key = (Uuid, Provider);
+type SourceKey = (Uuid, System);
 
 pub struct ConnectorRegistry {
     settings: ProviderSettings,
@@ -41,6 +43,7 @@ pub struct ConnectorRegistry {
     breakers: Mutex<HashMap<String, (Provider, Arc<CircuitBreaker>)>>,
     gates: Mutex<HashMap<String, Arc<RateGate>>>,
     connectors: Mutex<HashMap<Key, Arc<dyn Connector>>>,
+    sources: Mutex<HashMap<SourceKey, Arc<dyn Source>>>,
 }
 
 /// One circuit's state, for health and metrics.
@@ -69,6 +72,7 @@ impl ConnectorRegistry {
             breakers: Mutex::default(),
             gates: Mutex::default(),
             connectors: Mutex::default(),
+            sources: Mutex::default(),
         })
     }
 
@@ -88,6 +92,81 @@ impl ConnectorRegistry {
                 .entry((company, provider))
                 .or_insert(built),
         ))
+    }
+
+    /// The ingest source of `system` on behalf of `company`, built on first
+    /// use, with the company's credentials.
+    pub fn source(&self, company: Uuid, system: System) -> Result<Arc<dyn Source>, SettingsError> {
+        let key = (company, system);
+        if let Some(found) = self.sources.lock().expect("sources lock").get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        let outbound = self.outbound.clone();
+        let built: Arc<dyn Source> = match self.settings.resolve_source(system, Some(company))? {
+            SourceConfig::Benevity {
+                api_url,
+                oauth,
+                tenant_id,
+            } => Arc::new(CursorSource::benevity(
+                &api_url,
+                &tenant_id,
+                self.bearer(company, Provider::Benevity, oauth),
+                outbound,
+            )),
+            SourceConfig::Goodera {
+                api_url,
+                api_key,
+                project_id,
+                requests_per_minute,
+            } => Arc::new(GooderaSource::new(
+                &api_url,
+                &project_id,
+                ApiAuth::Header {
+                    name: "x-api-key",
+                    value: api_key.clone(),
+                },
+                outbound,
+                self.gate(digest(api_key.expose_secret()), requests_per_minute),
+                self.clock.clone(),
+            )),
+            SourceConfig::Workday {
+                api_url,
+                tenant,
+                oauth,
+            } => Arc::new(ScimSource::new(
+                &api_url,
+                &tenant,
+                self.bearer(company, Provider::Workday, oauth),
+                outbound,
+            )),
+            SourceConfig::Internal { base_url, api_key } => Arc::new(CursorSource::internal(
+                &base_url,
+                ApiAuth::Header {
+                    name: "authorization",
+                    value: format!("Bearer {}", api_key.expose_secret()).into(),
+                },
+                outbound,
+            )),
+        };
+        Ok(Arc::clone(
+            self.sources
+                .lock()
+                .expect("sources lock")
+                .entry(key)
+                .or_insert(built),
+        ))
+    }
+
+    /// The rate gate of one credential, shared by every connector and source
+    /// that uses it.
+    fn gate(&self, credential: String, per_minute: std::num::NonZeroU32) -> Arc<RateGate> {
+        Arc::clone(
+            self.gates
+                .lock()
+                .expect("gates lock")
+                .entry(credential)
+                .or_insert_with(|| Arc::new(RateGate::per_minute(per_minute))),
+        )
     }
 
     pub fn circuits(&self) -> Vec<CircuitReport> {
@@ -143,15 +222,7 @@ impl ConnectorRegistry {
                         digest(&format!("{}\n{}", oauth.token_url, oauth.client_id)),
                     ),
                 };
-                let gate = Arc::clone(
-                    self.gates
-                        .lock()
-                        .expect("gates lock")
-                        .entry(credential)
-                        .or_insert_with(|| {
-                            Arc::new(RateGate::per_minute(config.requests_per_minute))
-                        }),
-                );
+                let gate = self.gate(credential, config.requests_per_minute);
                 (
                     config.api_url.to_string(),
                     Box::new(Goodera::new(config, auth, outbound, gate, clock)),

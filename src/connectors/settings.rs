@@ -9,7 +9,17 @@ use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 use uuid::Uuid;
 
-use crate::provider::Provider;
+use crate::{ingest::stream::System, provider::Provider};
+
+/// The variables of the internal services ingest pulls from (seed 002's
+/// names); they have no provider prefix.
+const INTERNAL_VARS: [&str; 5] = [
+    "INTERNAL_API_KEY",
+    "KINTELL_CONNECTOR_URL",
+    "UPSKILLING_CONNECTOR_URL",
+    "BUDDY_CONNECTOR_URL",
+    "MENTORSHIP_SERVICE_URL",
+];
 
 /// Every provider variable from the environment, values kept secret.
 #[derive(Clone, Default)]
@@ -34,6 +44,9 @@ pub enum SettingsError {
     NotConfigured { provider: Provider, missing: String },
     #[error("{var}: {problem}")]
     Invalid { var: String, problem: String },
+    /// An ingest source (internal services have no provider).
+    #[error("{system} is not configured: {missing} is not set")]
+    SourceNotConfigured { system: System, missing: String },
 }
 
 #[derive(Debug, Clone)]
@@ -131,7 +144,9 @@ impl ProviderSettings {
             vars: vars
                 .into_iter()
                 .filter(|(name, value)| {
-                    prefixes.iter().any(|p| name.starts_with(p)) && !value.trim().is_empty()
+                    (prefixes.iter().any(|p| name.starts_with(p))
+                        || INTERNAL_VARS.contains(&name.as_str()))
+                        && !value.trim().is_empty()
                 })
                 .map(|(name, value)| (name, SecretString::from(value.trim().to_owned())))
                 .collect(),
@@ -158,7 +173,111 @@ impl ProviderSettings {
     }
 }
 
+/// Where and how ingest reads one source system (docs/connectors.md,
+/// "Ingest sources").
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// OAuth2 client credentials (`BENEVITY_CLIENT_ID`, `_SECRET`,
+    /// `_TOKEN_URL`) whatever `BENEVITY_AUTH` says for deliveries.
+    Benevity {
+        api_url: Url,
+        oauth: OAuthCredentials,
+        tenant_id: String,
+    },
+    /// The API key (`GOODERA_API_KEY`), under the same per-minute budget as
+    /// deliveries sent with that key.
+    Goodera {
+        api_url: Url,
+        api_key: SecretString,
+        project_id: String,
+        requests_per_minute: std::num::NonZeroU32,
+    },
+    /// SCIM 2.0 with the REST OAuth2 credentials.
+    Workday {
+        api_url: Url,
+        tenant: String,
+        oauth: OAuthCredentials,
+    },
+    /// Kintell, Upskilling, Buddy, Mentorship: `Bearer {INTERNAL_API_KEY}`.
+    Internal { base_url: Url, api_key: SecretString },
+}
+
 impl ProviderSettings {
+    /// The source configuration of `system` for `company` (its own
+    /// variables first, then the global ones).
+    pub fn resolve_source(
+        &self,
+        system: System,
+        company: Option<Uuid>,
+    ) -> Result<SourceConfig, SettingsError> {
+        let vars = |provider| Vars {
+            settings: self,
+            provider,
+            tenant: company.map(tenant_key),
+        };
+        match system {
+            System::Benevity => {
+                let vars = vars(Provider::Benevity);
+                let api_url = vars.api_url()?;
+                Ok(SourceConfig::Benevity {
+                    oauth: vars.oauth(vars.token_url(&api_url, "/oauth2/token")?, false)?,
+                    tenant_id: vars.path_segment("TENANT_ID")?,
+                    api_url,
+                })
+            }
+            System::Goodera => {
+                let vars = vars(Provider::Goodera);
+                Ok(SourceConfig::Goodera {
+                    requests_per_minute: vars.requests_per_minute()?,
+                    api_url: vars.api_url()?,
+                    api_key: vars.secret("API_KEY")?,
+                    project_id: vars.path_segment("PROJECT_ID")?,
+                })
+            }
+            System::Workday => {
+                let vars = vars(Provider::Workday);
+                let api_url = vars.api_url()?;
+                let tenant = vars.path_segment("TENANT_ID")?;
+                Ok(SourceConfig::Workday {
+                    oauth: vars.oauth(
+                        vars.token_url(&api_url, &format!("/ccx/oauth2/{tenant}/token"))?,
+                        false,
+                    )?,
+                    api_url,
+                    tenant,
+                })
+            }
+            System::Kintell | System::Upskilling | System::Buddy | System::Mentorship => {
+                let url_var = match system {
+                    System::Kintell => "KINTELL_CONNECTOR_URL",
+                    System::Upskilling => "UPSKILLING_CONNECTOR_URL",
+                    System::Buddy => "BUDDY_CONNECTOR_URL",
+                    _ => "MENTORSHIP_SERVICE_URL",
+                };
+                let get = |name: &str| {
+                    self.vars
+                        .get(name)
+                        .ok_or_else(|| SettingsError::SourceNotConfigured {
+                            system,
+                            missing: name.into(),
+                        })
+                };
+                let raw = get(url_var)?.expose_secret();
+                let base_url = Url::parse(raw.trim_end_matches('/'))
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .ok_or_else(|| SettingsError::Invalid {
+                        var: url_var.into(),
+                        problem: "must be an http:// or https:// URL".into(),
+                    })?;
+                Ok(SourceConfig::Internal {
+                    base_url,
+                    api_key: get("INTERNAL_API_KEY")?.clone(),
+                })
+            }
+        }
+    }
+
     /// Every variable of `provider` named `key`: the global one
     /// (`{PROVIDER}_{key}`, tenant `None`) and each tenant's
     /// (`{PROVIDER}_{TENANT}_{key}`), as (name, tenant, value).
@@ -244,6 +363,18 @@ impl Vars<'_> {
             return Err(self.invalid(key, "must be an http:// or https:// URL"));
         }
         Ok(url)
+    }
+
+    /// An id that goes into a URL path as it is.
+    fn path_segment(&self, key: &str) -> Result<String, SettingsError> {
+        let value = self.required(key)?;
+        if !value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(self.invalid(key, "may only hold letters, digits, _ and -"));
+        }
+        Ok(value)
     }
 
     fn api_url(&self) -> Result<Url, SettingsError> {
@@ -332,12 +463,7 @@ impl Vars<'_> {
             "api_key"
         };
         let auth = self.choice("AUTH", &["oauth2", "api_key"], default)?;
-        let requests_per_minute = match self.plain("RATE_LIMIT_PER_MINUTE") {
-            None => std::num::NonZeroU32::new(100).expect("100 is not zero"),
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| self.invalid("RATE_LIMIT_PER_MINUTE", "must be a whole number > 0"))?,
-        };
+        let requests_per_minute = self.requests_per_minute()?;
         let api_url = self.api_url()?;
         let auth = match auth {
             "api_key" => GooderaAuth::ApiKey(self.secret("API_KEY")?),
@@ -350,16 +476,19 @@ impl Vars<'_> {
         })
     }
 
+    fn requests_per_minute(&self) -> Result<std::num::NonZeroU32, SettingsError> {
+        match self.plain("RATE_LIMIT_PER_MINUTE") {
+            None => Ok(std::num::NonZeroU32::new(100).expect("100 is not zero")),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| self.invalid("RATE_LIMIT_PER_MINUTE", "must be a whole number > 0")),
+        }
+    }
+
     fn workday(&self) -> Result<WorkdayConfig, SettingsError> {
         let protocol = self.choice("PROTOCOL", &["rest", "soap"], "rest")?;
         let api_url = self.api_url()?;
-        let tenant = self.required("TENANT_ID")?;
-        if !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(self.invalid("TENANT_ID", "may only hold letters, digits, _ and -"));
-        }
+        let tenant = self.path_segment("TENANT_ID")?;
         let protocol = match protocol {
             "soap" => WorkdayProtocol::Soap {
                 username: self.required("USERNAME")?,

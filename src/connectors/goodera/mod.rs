@@ -56,50 +56,59 @@ impl Goodera {
         )
     }
 
-    /// One rate-limited call; the provider's view of the window wins over
-    /// ours. Over the limit, nothing is sent: the caller is told when to
-    /// come back ([`ConnectorError::Throttled`]), and a 429 says the same.
     async fn call(&self, request: reqwest::RequestBuilder) -> Result<Reply, ConnectorError> {
-        self.gate
-            .admit()
-            .map_err(|retry_after| ConnectorError::Throttled { retry_after })?;
-        match self.auth.send(&self.outbound, request).await {
-            Ok(reply) => {
-                self.follow_window(&reply);
-                Ok(reply)
-            }
-            Err(ConnectorError::RateLimited {
-                status,
-                retry_after,
-                excerpt,
-            }) => Err(ConnectorError::RateLimited {
-                status,
-                retry_after: Some(self.gate.pause_for(retry_after.unwrap_or(ONE_WINDOW))),
-                excerpt,
-            }),
-            Err(err) => Err(err),
-        }
+        call_within_budget(&self.gate, &self.clock, &self.auth, &self.outbound, request).await
     }
+}
 
-    /// `X-RateLimit-Remaining: 0` holds requests until `X-RateLimit-Reset`
-    /// (Unix epoch seconds, GitHub's convention, which Goodera follows).
-    fn follow_window(&self, reply: &Reply) {
-        let header = |name: &str| {
-            reply
-                .headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        };
-        if header("x-ratelimit-remaining") == Some(0)
-            && let Some(reset) = header("x-ratelimit-reset")
-        {
-            let wait = reset - self.clock.now().timestamp();
-            // Bounded by one window: the header describes no more than that.
-            let window = ONE_WINDOW.as_secs() as i64;
-            self.gate
-                .pause_for(Duration::from_secs(wait.clamp(0, window) as u64));
+/// One rate-limited call; the provider's view of the window wins over ours.
+/// Over the limit, nothing is sent: the caller is told when to come back
+/// ([`ConnectorError::Throttled`]), and a 429 says the same. Deliveries and
+/// ingest (`connectors::sources`) made with one credential share its gate.
+pub(crate) async fn call_within_budget(
+    gate: &RateGate,
+    clock: &SharedClock,
+    auth: &ApiAuth,
+    outbound: &Outbound,
+    request: reqwest::RequestBuilder,
+) -> Result<Reply, ConnectorError> {
+    gate.admit()
+        .map_err(|retry_after| ConnectorError::Throttled { retry_after })?;
+    match auth.send(outbound, request).await {
+        Ok(reply) => {
+            follow_window(gate, clock, &reply);
+            Ok(reply)
         }
+        Err(ConnectorError::RateLimited {
+            status,
+            retry_after,
+            excerpt,
+        }) => Err(ConnectorError::RateLimited {
+            status,
+            retry_after: Some(gate.pause_for(retry_after.unwrap_or(ONE_WINDOW))),
+            excerpt,
+        }),
+        Err(err) => Err(err),
+    }
+}
+
+/// `X-RateLimit-Remaining: 0` holds requests until `X-RateLimit-Reset`
+/// (Unix epoch seconds, GitHub's convention, which Goodera follows).
+fn follow_window(gate: &RateGate, clock: &SharedClock, reply: &Reply) {
+    let header = |name: &str| {
+        reply
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if header("x-ratelimit-remaining") == Some(0)
+        && let Some(reset) = header("x-ratelimit-reset")
+    {
+        let wait = reset - clock.now().timestamp();
+        // Bounded by one window: the header describes no more than that.
+        let window = ONE_WINDOW.as_secs() as i64;
+        gate.pause_for(Duration::from_secs(wait.clamp(0, window) as u64));
     }
 }
 
