@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod group_commit;
 pub mod http;
 pub mod ids;
+pub mod ingest;
 pub mod metrics;
 pub mod provider;
 pub mod report;
