@@ -194,7 +194,7 @@ impl fmt::Debug for PiiKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PiiKey")
             .field("version", &self.version)
-            .field("key", &"[REDACTED]")
+            .field("key", &format_args!("[REDACTED]"))
             .finish()
     }
 }
@@ -1337,6 +1337,26 @@ mod tests {
             json!({ "byEmail": { "j***@***.org": { "hours": 3 } }, "note": "écrire à j***@***.fr" })
         );
         assert_eq!(counts.emails, 2);
+    }
+
+    #[test]
+    fn an_email_match_ends_where_the_address_does() {
+        let redactor = with_mode("REMOVE");
+        for (text, out) in [
+            ("mailto:jane@example.org", "mailto:[redacted]"),
+            (
+                "Jane <jane.doe+csr@mail.example.co.uk>",
+                "Jane <[redacted]>",
+            ),
+            ("write to jane@example.org.", "write to [redacted]."),
+            ("a@b@example.org", "a@[redacted]"),
+            (
+                "root@localhost, @handle, user@",
+                "root@localhost, @handle, user@",
+            ),
+        ] {
+            assert_eq!(redactor.redact_text(text), out, "{text}");
+        }
     }
 
     #[test]
