@@ -30,7 +30,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(var: impl Into<String>, problem: impl Into<String>) -> Self {
         Self {
             var: var.into(),
             problem: problem.into(),
@@ -569,16 +569,16 @@ fn from_process_env<T>(
 }
 
 /// Environment lookup with parsers that name the variable on failure.
-struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+pub(crate) struct Env<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
 
 impl Env<'_> {
     /// A set but blank variable counts as unset, as in most shells' `.env` use.
-    fn optional(&self, var: &str) -> Option<String> {
+    pub(crate) fn optional(&self, var: &str) -> Option<String> {
         (self.0)(var).filter(|value| !value.trim().is_empty())
     }
 
     /// A secret, refused while it still holds the placeholder of `.env.example`.
-    fn secret(&self, var: &str) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn secret(&self, var: &str) -> Result<Option<String>, ConfigError> {
         match self.optional(var) {
             Some(value) if is_placeholder(&value) => Err(placeholder_error(var)),
             value => Ok(value),
@@ -631,7 +631,7 @@ impl Env<'_> {
         Ok(port)
     }
 
-    fn positive<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
+    pub(crate) fn positive<T>(&self, var: &str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + Default,
     {
@@ -659,7 +659,7 @@ impl Env<'_> {
         }
     }
 
-    fn list(&self, var: &str) -> Vec<String> {
+    pub(crate) fn list(&self, var: &str) -> Vec<String> {
         self.optional(var)
             .map(|raw| {
                 raw.split(',')

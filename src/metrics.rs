@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::ingest::stream::Stream;
 use crate::provider::Provider;
 
 pub const DELIVERIES: &str = "impact_in_deliveries_total";
@@ -34,6 +35,13 @@ pub const CACHE_HITS: &str = "impact_in_idempotency_cache_hits_total";
 pub const HTTP_REQUESTS: &str = "impact_in_http_requests_total";
 pub const HTTP_DURATION: &str = "impact_in_http_request_duration_seconds";
 pub const BUILD_INFO: &str = "impact_in_build_info";
+pub const RECORDS_PROCESSED: &str = "impact_in_records_processed_total";
+pub const INGESTION_LAG: &str = "impact_in_ingestion_lag_seconds";
+pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
+pub const INGEST_ERRORS: &str = "impact_in_errors_total";
+
+/// Runs per stream the success rate is taken over.
+const RECENT_RUNS: usize = 20;
 
 /// Seconds: 5 ms to 60 s for calls and requests.
 const CALL_BUCKETS: [f64; 14] = [
@@ -51,6 +59,15 @@ static TOKEN_EXPIRY: OnceLock<Mutex<TokenExpiries>> = OnceLock::new();
 
 /// By provider and credential fingerprint.
 type TokenExpiries = HashMap<(Provider, String), DateTime<Utc>>;
+
+/// Per stream: when a run last succeeded, and how the recent runs ended.
+static INGEST_RUNS: OnceLock<Mutex<HashMap<Stream, IngestRuns>>> = OnceLock::new();
+
+#[derive(Default)]
+struct IngestRuns {
+    last_success: Option<DateTime<Utc>>,
+    recent: std::collections::VecDeque<bool>,
+}
 
 /// Installs the process's recorder on first call (tests build many apps in
 /// one process: they share it); the handle that renders it.
@@ -73,6 +90,7 @@ pub fn install() -> PrometheusHandle {
 /// Every counter of a known label set starts at 0, so that a rate (and an
 /// alert on a ratio) exists before the first event of its kind.
 fn zero_counters() {
+    zero_ingest_counters();
     for provider in Provider::ALL {
         let p = provider.as_str();
         for status in ["success", "failed"] {
@@ -93,6 +111,13 @@ fn zero_counters() {
     }
 }
 
+/// Ingest counters start at 0 too (called from `zero_counters`).
+fn zero_ingest_counters() {
+    for stream in Stream::ALL {
+        counter!(RECORDS_PROCESSED, "connector" => stream.as_str()).increment(0);
+    }
+}
+
 /// The text a scrape gets.
 pub fn render(handle: &PrometheusHandle, now: DateTime<Utc>) -> String {
     if let Some(expiries) = TOKEN_EXPIRY.get() {
@@ -102,6 +127,18 @@ pub fn render(handle: &PrometheusHandle, now: DateTime<Utc>) -> String {
             let left = (*expires_at - now).num_milliseconds() as f64 / 1000.0;
             gauge!(OAUTH_TOKEN_EXPIRY, "provider" => provider.as_str(), "credential" => credential.clone())
                 .set(left);
+        }
+    }
+    if let Some(runs) = INGEST_RUNS.get() {
+        for (stream, runs) in runs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let connector = stream.as_str();
+            if let Some(at) = runs.last_success {
+                let lag = (now - at).num_milliseconds() as f64 / 1000.0;
+                gauge!(INGESTION_LAG, "connector" => connector).set(lag);
+            }
+            let ok = runs.recent.iter().filter(|ok| **ok).count();
+            gauge!(CONNECTOR_SUCCESS_RATE, "connector" => connector)
+                .set(ok as f64 / runs.recent.len().max(1) as f64);
         }
     }
     handle.run_upkeep();
@@ -174,4 +211,35 @@ pub fn queue(depth: i64, oldest_due_age: Option<f64>) {
 pub fn circuit(provider: Provider, endpoint: &str, state: u8) {
     gauge!(CIRCUIT_STATE, "provider" => provider.as_str(), "endpoint" => endpoint.to_owned())
         .set(f64::from(state));
+}
+
+/// A page of `stream` stored: records stored (new, changed or seen again)
+/// and records refused as invalid.
+pub fn ingest_page(stream: Stream, processed: u64, invalid: u64) {
+    counter!(RECORDS_PROCESSED, "connector" => stream.as_str()).increment(processed);
+    if invalid > 0 {
+        counter!(INGEST_ERRORS, "connector" => stream.as_str(), "error_type" => "validation")
+            .increment(invalid);
+    }
+}
+
+/// A source call of `stream` failed (`error_type`: the error class).
+pub fn ingest_error(stream: Stream, error_type: &'static str) {
+    counter!(INGEST_ERRORS, "connector" => stream.as_str(), "error_type" => error_type)
+        .increment(1);
+}
+
+/// A run of `stream` ended; `impact_in_ingestion_lag_seconds` is the time
+/// since the last one that succeeded.
+pub fn ingest_run_finished(stream: Stream, success: bool, at: DateTime<Utc>) {
+    let runs = INGEST_RUNS.get_or_init(Mutex::default);
+    let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
+    let runs = runs.entry(stream).or_default();
+    if success {
+        runs.last_success = Some(at);
+    }
+    runs.recent.push_back(success);
+    if runs.recent.len() > RECENT_RUNS {
+        runs.recent.pop_front();
+    }
 }

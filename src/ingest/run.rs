@@ -57,7 +57,7 @@ pub async fn start(
         record_limit,
         page_size,
     };
-    match store::create_run(&ctx.db, &new, &ctx.owner, ctx.config.lease).await? {
+    match store::create_run(ctx.db(), &new, &ctx.owner, ctx.config.lease).await? {
         Ok(run) => {
             tokio::spawn(execute(ctx.clone(), run.clone()));
             Ok(Started::New(run))
@@ -70,10 +70,10 @@ pub async fn start(
 pub async fn wait_for(ctx: &IngestContext, run: &Run, wait: Duration) -> Result<Run, sqlx::Error> {
     let mut finished = ctx.finished.subscribe();
     let deadline = tokio::time::Instant::now() + wait;
-    let scope = crate::auth::CompanyScope::Companies(vec![run.company_id.0]);
+    let scope = crate::auth::CompanyScope::Only(vec![run.company_id]);
     loop {
         // Read after subscribing: an end in between is not missed.
-        let now = store::find_run(&ctx.db, &scope, run.id)
+        let now = store::find_run(ctx.db(), &scope, run.id)
             .await?
             .unwrap_or_else(|| run.clone());
         if now.status != RunStatus::Running {
@@ -98,7 +98,7 @@ pub async fn resume_abandoned(ctx: IngestContext, shutdown: CancellationToken) {
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        match store::claim_abandoned(&ctx.db, &ctx.owner, ctx.config.lease).await {
+        match store::claim_abandoned(ctx.db(), &ctx.owner, ctx.config.lease).await {
             Ok(runs) => {
                 for run in runs {
                     tracing::warn!(run = %run.id, stream = %run.stream, "resuming an ingest run whose process stopped");
@@ -155,7 +155,7 @@ pub async fn execute(ctx: IngestContext, run: Run) {
             return;
         }
     };
-    let finished = store::finish_run(&ctx.db, run.id, &ctx.owner, status, has_more, error).await;
+    let finished = store::finish_run(ctx.db(), run.id, &ctx.owner, status, has_more, error).await;
     match finished {
         Ok(Some(done)) => {
             // A run that stored pages before failing kept them: partial.
@@ -164,7 +164,11 @@ pub async fn execute(ctx: IngestContext, run: Run) {
             } else {
                 done
             };
-            crate::metrics::ingest_run_finished(done.stream, done.status == RunStatus::Succeeded);
+            crate::metrics::ingest_run_finished(
+                done.stream,
+                done.status == RunStatus::Succeeded,
+                Utc::now(),
+            );
             tracing::info!(
                 run = %done.id,
                 stream = %done.stream,
@@ -185,7 +189,7 @@ pub async fn execute(ctx: IngestContext, run: Run) {
 async fn mark_partial(ctx: &IngestContext, run: Run) -> Run {
     let updated = sqlx::query("UPDATE ingest_runs SET status = 'partial' WHERE id = $1")
         .bind(run.id)
-        .execute(&ctx.db)
+        .execute(ctx.db())
         .await;
     match updated {
         Ok(_) => Run {
@@ -201,7 +205,7 @@ async fn mark_partial(ctx: &IngestContext, run: Run) -> Run {
 async fn pages(ctx: &IngestContext, run: &Run, source: Arc<dyn Source>) -> Ended {
     let since = match run.last_source_time.or(run.since) {
         Some(since) => Some(since),
-        None => match store::high_water(&ctx.db, run.company_id, run.stream).await {
+        None => match store::high_water(ctx.db(), run.company_id, run.stream).await {
             Ok(saved) => saved,
             Err(err) => return Ended::Database(err),
         },
@@ -232,7 +236,7 @@ async fn pages(ctx: &IngestContext, run: &Run, source: Arc<dyn Source>) -> Ended
             failed,
             errors: &errors,
         };
-        match store::store_page(&ctx.db, run, &ctx.owner, ctx.config.lease, records, progress)
+        match store::store_page(ctx.db(), run, &ctx.owner, ctx.config.lease, records, progress)
             .await
         {
             Ok(Some(stored)) => {
@@ -342,13 +346,15 @@ fn envelope(ctx: &IngestContext, run: &Run, record: Record) -> NewRecord {
             "companyId": run.company_id,
             "source": run.stream.system(),
             "stream": run.stream,
-            "sourceId": record.source_id,
+            "sourceId": ctx.redactor.redact_text(&record.source_id),
         },
         "data": record.data,
     });
     ctx.redactor.redact(&mut event["data"]);
     NewRecord {
-        source_id: record.source_id,
+        // An id is not meant to be personal data, but a source may use an
+        // email as one; the keyed modes keep it stable for the upsert.
+        source_id: ctx.redactor.redact_text(&record.source_id).into_owned(),
         source_updated_at: record.updated_at,
         event,
     }
