@@ -21,6 +21,7 @@ use crate::{
     delivery::DeliveryContext,
     http::listener::Connections,
     provider::Provider,
+    ingest::{IngestContext, redact::Redactor},
     webhooks::WebhookContext,
 };
 
@@ -37,6 +38,8 @@ pub struct Inner {
     pub delivery: DeliveryContext,
     /// Provider webhooks in.
     pub webhooks: WebhookContext,
+    /// Ingest; `None` when personal data could not be redacted (no key).
+    pub ingest: Option<IngestContext>,
     /// Renders the process's metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -97,6 +100,13 @@ impl AppState {
         let auth = Authenticator::from_config(&config.auth)?;
         let delivery = DeliveryContext::from_config(&config, db.clone(), clock)?;
         let webhooks = WebhookContext::new(delivery.clone(), config.webhooks.clone());
+        let ingest = config.redaction.clone().map(|redaction| {
+            IngestContext::new(
+                delivery.clone(),
+                Redactor::new(redaction),
+                config.ingest.clone(),
+            )
+        });
         Ok(Self(Arc::new(Inner {
             config,
             db,
@@ -104,6 +114,7 @@ impl AppState {
             lifecycle: Lifecycle::new(),
             delivery,
             webhooks,
+            ingest,
             metrics: crate::metrics::install(),
         })))
     }
@@ -164,8 +175,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         async move {
             state.start_up(shutdown.clone()).await;
-            if state.lifecycle.is_started() && state.config.run_mode.runs_workers() {
+            if !state.lifecycle.is_started() {
+                return;
+            }
+            // Runs left by a process that died are resumed by any process
+            // that serves the API (they started there).
+            let resumer = state
+                .ingest
+                .clone()
+                .filter(|_| state.config.run_mode.serves_api())
+                .map(|ingest| {
+                    tokio::spawn(crate::ingest::run::resume_abandoned(ingest, shutdown.clone()))
+                });
+            if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
+            }
+            if let Some(resumer) = resumer {
+                let _ = resumer.await;
             }
         }
     });

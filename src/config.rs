@@ -10,6 +10,7 @@ use axum::http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
+    ingest::{IngestConfig, redact::RedactionConfig},
     connectors::{
         BreakerConfig, OutboundConfig,
         retry::RetryPolicy,
@@ -83,9 +84,17 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     /// Where spans go; `None` (no OTLP endpoint set): no exporter, no cost.
     pub traces: Option<TracesConfig>,
+    pub ingest: IngestConfig,
+    /// How personal data is redacted before ingest stores it; `None` when a
+    /// keyed mode has no `PII_HASH_KEY`: ingest then refuses to run
+    /// (503 naming the variable) while deliveries go on.
+    pub redaction: Option<RedactionConfig>,
     pub shutdown_timeout: Duration,
     pub health_check_timeout: Duration,
 }
+
+/// The key of the keyed redaction modes (`ingest::redact`).
+const PII_KEY_VAR: &str = "PII_HASH_KEY";
 
 /// OpenTelemetry trace export over OTLP/HTTP (protobuf), from the standard
 /// `OTEL_*` variables (docs/tracing.md).
@@ -304,6 +313,20 @@ impl Config {
             },
             metrics_token: env.secret("METRICS_BEARER_TOKEN")?.map(SecretString::from),
             traces: TracesConfig::from_env_with(&env)?,
+            ingest: IngestConfig {
+                sync_wait: env.seconds("INGEST_SYNC_WAIT_SECS", 25)?,
+                lease: env.seconds("INGEST_LEASE_SECS", 120)?,
+                resume_interval: env.seconds("INGEST_RESUME_INTERVAL_SECS", 15)?,
+                retry_attempts: env.positive("INGEST_RETRY_ATTEMPTS", 5)?,
+                retry_initial_delay: env.millis("INGEST_RETRY_INITIAL_DELAY_MS", 500)?,
+                retry_max_delay: env.seconds("INGEST_RETRY_MAX_DELAY_SECS", 60)?,
+                concurrency: env.positive("INGEST_CONCURRENCY", 3)?,
+            },
+            redaction: match RedactionConfig::from_lookup(lookup) {
+                Ok(redaction) => Some(redaction),
+                Err(err) if err.var == PII_KEY_VAR && env.optional(PII_KEY_VAR).is_none() => None,
+                Err(err) => return Err(err),
+            },
             shutdown_timeout: env.seconds("SHUTDOWN_TIMEOUT_SECS", 30)?,
             health_check_timeout: env.millis("HEALTH_CHECK_TIMEOUT_MS", 2000)?,
         };

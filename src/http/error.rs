@@ -95,6 +95,8 @@ causes! {
     MalformedWebhookEvent => BAD_REQUEST, "/problems/malformed-webhook-event", "Malformed Webhook Event";
     /// No webhook secret is configured for the provider (or the company).
     WebhookNotConfigured => SERVICE_UNAVAILABLE, "/problems/webhook-not-configured", "Webhook Not Configured";
+    IngestNotConfigured => SERVICE_UNAVAILABLE, "/problems/ingest-not-configured", "Ingest Not Configured";
+    IngestRunNotFound => NOT_FOUND, "/problems/ingest-run-not-found", "Ingest Run Not Found";
     Internal => INTERNAL_SERVER_ERROR, "/problems/internal", "Internal Server Error";
     /// The database is unavailable, or the request timed out.
     Unavailable => SERVICE_UNAVAILABLE, "/problems/unavailable", "Service Unavailable";
@@ -165,6 +167,10 @@ pub enum ApiError {
     MalformedWebhookEvent(String),
     #[error("no webhook secret is configured for {0}; events cannot be verified")]
     WebhookNotConfigured(Provider),
+    #[error("ingest is off: PII_HASH_KEY is not set, and the redaction mode needs it")]
+    IngestNotConfigured,
+    #[error("no ingest run {0}")]
+    IngestRunNotFound(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -220,6 +226,8 @@ impl ApiError {
             Self::WebhookRefused(Refusal::SignatureMismatch(_)) => Cause::WebhookSignatureMismatch,
             Self::MalformedWebhookEvent(_) => Cause::MalformedWebhookEvent,
             Self::WebhookNotConfigured(_) => Cause::WebhookNotConfigured,
+            Self::IngestNotConfigured => Cause::IngestNotConfigured,
+            Self::IngestRunNotFound(_) => Cause::IngestRunNotFound,
             Self::Database(err) if is_unavailable(err) => Cause::Unavailable,
             Self::Database(_) | Self::Internal(_) => Cause::Internal,
         }

@@ -6,6 +6,7 @@ mod deliveries;
 pub mod error;
 pub mod extract;
 mod health;
+mod ingest;
 pub mod listener;
 mod metrics;
 pub mod openapi;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             .merge(replay::routes())
             .merge(stats::routes())
             .merge(webhooks::routes(state.config.webhooks.body_limit_bytes))
+            .merge(ingest::routes())
             .merge(openapi::routes());
     }
     routes

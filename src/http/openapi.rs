@@ -40,12 +40,18 @@ use crate::app::AppState;
         super::health::readiness,
         super::health::startup,
         super::metrics::scrape,
+        super::ingest::ingest_one,
+        super::ingest::ingest_all,
+        super::ingest::list_runs,
+        super::ingest::show_run,
+        super::ingest::list_records,
     ),
     modifiers(&Security, &Examples),
     tags(
         (name = "deliveries", description = "The delivery log"),
         (name = "replay", description = "Operator replays"),
         (name = "webhooks", description = "Provider webhooks in (signed, no bearer token)"),
+        (name = "ingest", description = "Records pulled from the source systems, personal data redacted"),
         (name = "health", description = "Kubernetes probes"),
         (name = "operations", description = "Metrics"),
     )

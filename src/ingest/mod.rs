@@ -28,8 +28,9 @@ pub struct IngestConfig {
     pub retry_attempts: u32,
     pub retry_initial_delay: Duration,
     pub retry_max_delay: Duration,
-    /// Streams `/v1/ingest/all` runs at once.
-    pub all_concurrency: usize,
+    /// Runs executing at once in this process (`/v1/ingest/all` starts
+    /// nine); the others wait for a slot, `running` with no page yet.
+    pub concurrency: usize,
 }
 
 /// What runs and the ingest routes use: the database and the connector
@@ -46,6 +47,8 @@ pub struct Inner {
     pub finished: broadcast::Sender<Uuid>,
     /// This process, as the holder of run leases.
     pub owner: String,
+    /// [`IngestConfig::concurrency`] slots.
+    pub slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Deref for IngestContext {
@@ -71,6 +74,7 @@ impl IngestContext {
             Uuid::new_v4().simple()
         );
         Self(Arc::new(Inner {
+            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency.max(1))),
             delivery,
             redactor,
             config,

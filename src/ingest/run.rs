@@ -122,8 +122,9 @@ enum Ended {
     Database(sqlx::Error),
 }
 
-/// Executes a run to its end, then announces it.
+/// Executes a run to its end (once a slot is free), then announces it.
 pub async fn execute(ctx: IngestContext, run: Run) {
+    let _slot = ctx.slots.clone().acquire_owned().await;
     let ended = match ctx
         .delivery
         .connectors
