@@ -1,6 +1,7 @@
 //! The provider sandbox over real HTTP: credentials and signatures, tokens,
-//! Goodera's rate limit, schema validation, SOAP, de-duplication and the
-//! control API's faults. Signatures are computed here independently.
+//! Goodera's rate limit, schema validation, SOAP, de-duplication, the
+//! control API's faults, and the ingest sources' control routes. Signatures
+//! are computed here independently.
 
 use std::{
     error::Error as _,
@@ -1297,7 +1298,14 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
         json!({
             "tokensIssued": { "benevity": 0, "goodera": 0, "workday": 0 },
             "requests": { "benevity": 0, "goodera": 0, "workday": 0 },
-            "deliveries": { "benevity": 0, "goodera": 0, "workday": 0 }
+            "deliveries": { "benevity": 0, "goodera": 0, "workday": 0 },
+            "ingestRequests": {
+                "benevity-volunteers": 0, "benevity-donations": 0,
+                "goodera-volunteers": 0, "goodera-donations": 0,
+                "workday-directory": 0, "kintell-enrollments": 0,
+                "upskilling-enrollments": 0, "buddy-data": 0,
+                "mentorship-placements": 0
+            }
         })
     );
 
@@ -1515,6 +1523,44 @@ async fn the_control_api_refuses_malformed_requests() {
         ),
         ("drops", json!({ "provider": "goodera" })),
         ("latency", json!({ "provider": "goodera", "ms": -1 })),
+        (
+            "faults",
+            json!({ "provider": "goodera", "stream": "goodera-volunteers", "count": 1, "status": 503 }),
+        ),
+        (
+            "faults",
+            json!({ "stream": "goodera-volunteers", "endpoint": "token", "count": 1, "status": 503 }),
+        ),
+        (
+            "faults",
+            json!({ "stream": "acme", "count": 1, "status": 503 }),
+        ),
+        ("faults", json!({ "count": 1, "status": 503 })),
+        (
+            "faults",
+            json!({ "stream": "buddy-data", "count": 1, "status": 503, "afterRequests": -1 }),
+        ),
+        (
+            "drops",
+            json!({ "stream": "buddy-data", "endpoint": "api", "count": 1 }),
+        ),
+        ("latency", json!({ "ms": 5 })),
+        ("ingest", json!({ "records": 100_000_001 })),
+        ("ingest", json!({ "records": -1 })),
+        ("ingest", json!({ "records": 5, "stream": "acme" })),
+        (
+            "ingest/changes",
+            json!({ "stream": "buddy-data", "count": 0 }),
+        ),
+        (
+            "ingest/changes",
+            json!({ "stream": "buddy-data", "count": 251 }),
+        ),
+        ("ingest/changes", json!({ "count": 1 })),
+        (
+            "ingest/malformed",
+            json!({ "stream": "buddy-data", "indices": [0, 250] }),
+        ),
     ];
     for (route, body) in cases {
         let response = http
@@ -1643,7 +1689,7 @@ async fn additional_credentials_are_accepted_next_to_the_documented_ones() {
 #[tokio::test]
 async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_impact-in"))
-        .args(["sandbox", "--port", "0"])
+        .args(["sandbox", "--port", "0", "--records", "3"])
         .env_clear()
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
@@ -1692,6 +1738,7 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         );
     }
     assert!(printed.contains(&format!("WORKDAY_TOKEN_URL={url}/ccx/oauth2/sandbox/token")));
+    assert!(printed.contains(&format!("KINTELL_CONNECTOR_URL={url}/kintell")));
 
     let stats = Client::new()
         .get(format!("{url}/_sandbox/stats"))
@@ -1699,6 +1746,17 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(stats.status(), StatusCode::OK);
+    let enrollments = Client::new()
+        .get(format!("{url}/kintell/v1/enrollments"))
+        .bearer_auth(credentials::INTERNAL_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(enrollments).await["data"].as_array().unwrap().len(),
+        3,
+        "--records sets the volume"
+    );
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
