@@ -137,6 +137,13 @@ if [ "${SANDBOX:-1}" != "0" ]; then
     GOODERA_CLIENT_SECRET=sandbox-goodera-client-secret
   export WORKDAY_API_URL=$sandbox_url WORKDAY_TENANT_ID=sandbox \
     WORKDAY_CLIENT_ID=sandbox-workday-client WORKDAY_CLIENT_SECRET=sandbox-workday-client-secret
+  # The ingest sources it serves.
+  export BENEVITY_TENANT_ID=sandbox-benevity-tenant BENEVITY_CLIENT_ID=sandbox-benevity-client \
+    BENEVITY_CLIENT_SECRET=sandbox-benevity-client-secret
+  export GOODERA_API_KEY=sandbox-goodera-api-key GOODERA_PROJECT_ID=sandbox-goodera-project
+  export INTERNAL_API_KEY=sandbox-internal-api-key \
+    KINTELL_CONNECTOR_URL=$sandbox_url/kintell UPSKILLING_CONNECTOR_URL=$sandbox_url/upskilling \
+    BUDDY_CONNECTOR_URL=$sandbox_url/buddy MENTORSHIP_SERVICE_URL=$sandbox_url/mentorship
   export BENEVITY_WEBHOOK_SECRET=sandbox-benevity-webhook-secret \
     GOODERA_WEBHOOK_SECRET=whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE= \
     WORKDAY_WEBHOOK_SECRET=whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=

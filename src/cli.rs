@@ -49,7 +49,8 @@ enum Command {
     /// Print the OpenAPI contract (docs/openapi.json is its output).
     Openapi,
     /// Serve the provider SANDBOX on 127.0.0.1: simulated Benevity, Goodera
-    /// and Workday for development, not the real providers.
+    /// and Workday, and the ingest sources, for development, not the real
+    /// providers.
     Sandbox {
         #[arg(long, default_value_t = 3999)]
         port: u16,
@@ -58,6 +59,13 @@ enum Command {
         /// webhook secrets, which the printed variables carry).
         #[arg(long)]
         webhook_url: Option<url::Url>,
+        /// Generated records per ingest stream (at most 100000000).
+        #[arg(
+            long,
+            default_value_t = sandbox::ingest::DEFAULT_RECORDS,
+            value_parser = clap::value_parser!(u64).range(..=sandbox::ingest::MAX_RECORDS)
+        )]
+        records: u64,
     },
 }
 
@@ -152,7 +160,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", crate::http::openapi::spec_json());
             Ok(())
         }
-        Command::Sandbox { port, webhook_url } => {
+        Command::Sandbox {
+            port,
+            webhook_url,
+            records,
+        } => {
             telemetry::init_logs(&LogConfig::from_env()?);
             let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
                 .await
@@ -161,15 +173,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tracing::warn!(
                 %url,
                 "this is the provider SANDBOX, not the real providers: fixed development \
-                 credentials, simulated Benevity, Goodera and Workday, nothing leaves this machine; \
-                 the variables on stdout point impact-in at it"
+                 credentials, simulated Benevity, Goodera and Workday and generated ingest data, \
+                 nothing leaves this machine; the variables on stdout point impact-in at it"
             );
             // Stdout carries only the variables (logs go to stderr), so it
             // can be saved as a `.env` or read by a script.
             for (name, value) in sandbox::credentials::env_vars(&url) {
                 println!("{name}={value}");
             }
-            let mut config = SandboxConfig::default();
+            let mut config = SandboxConfig::default().with_records(records);
             if let Some(url) = webhook_url {
                 tracing::info!(%url, "the sandbox posts status webhooks");
                 config = config.with_webhook_url(url.as_str());

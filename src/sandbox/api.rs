@@ -1,6 +1,6 @@
 //! What every provider route shares: injected faults and latency,
 //! RFC 6749-style JSON errors, bearer tokens, JSON bodies and the answer to
-//! an accepted delivery.
+//! an accepted delivery. The ingest routes share the first three.
 
 use std::{
     io,
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use super::{
     DropConnection,
     schema::Invalid,
-    state::{Answer, Fault, SandboxState, StoredResponse, TokenProblem},
+    state::{Answer, Endpoint, Fault, SandboxState, StoredResponse, Target, TokenProblem},
 };
 use crate::provider::Provider;
 
@@ -47,13 +47,15 @@ pub(crate) fn error(status: StatusCode, error: &str, description: impl Into<Stri
 }
 
 /// Counts the request, waits the configured latency, then applies the next
-/// queued fault if there is one. `None`: the provider handles the request.
-pub(crate) async fn intercept(state: &SandboxState, provider: Provider) -> Option<Response> {
-    let arrival = state.arrive(provider);
+/// queued fault if there is one. `None`: the route handles the request.
+/// `target` is a provider (its API routes) or an ingest stream.
+pub(crate) async fn intercept(state: &SandboxState, target: impl Into<Target>) -> Option<Response> {
+    let target = target.into();
+    let arrival = state.arrive(target);
     if !arrival.latency.is_zero() {
         tokio::time::sleep(arrival.latency).await;
     }
-    arrival.fault.map(|fault| inject(provider, fault))
+    arrival.fault.map(|fault| inject(target, fault))
 }
 
 /// The next fault queued for a token endpoint, if there is one. Latency
@@ -61,19 +63,19 @@ pub(crate) async fn intercept(state: &SandboxState, provider: Provider) -> Optio
 pub(crate) fn intercept_token(state: &SandboxState, provider: Provider) -> Option<Response> {
     state
         .token_fault(provider)
-        .map(|fault| inject(provider, fault))
+        .map(|fault| inject(Target::Provider(provider, Endpoint::Token), fault))
 }
 
-fn inject(provider: Provider, fault: Fault) -> Response {
+fn inject(target: Target, fault: Fault) -> Response {
     match fault {
         Fault::Drop => {
-            tracing::debug!(%provider, "injected drop: closing the connection unanswered");
+            tracing::debug!(%target, "injected drop: closing the connection unanswered");
             let mut response = Response::default();
             response.extensions_mut().insert(DropConnection);
             response
         }
         Fault::Answer(answer) => {
-            tracing::debug!(%provider, status = answer.status.as_u16(), "injected answer");
+            tracing::debug!(%target, status = answer.status.as_u16(), "injected answer");
             injected(answer)
         }
     }

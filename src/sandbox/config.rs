@@ -1,13 +1,18 @@
-//! Which credentials the sandbox accepts. The default is the documented
-//! sandbox set; tests add more to exercise per-tenant credentials.
+//! Which credentials the sandbox accepts, and how many records its ingest
+//! streams start with. The default is the documented sandbox set; tests add
+//! more to exercise per-tenant credentials.
 
 use subtle::ConstantTimeEq;
 
-use super::credentials;
+use super::{
+    credentials,
+    ingest::{DEFAULT_RECORDS, MAX_RECORDS},
+};
 use crate::provider::Provider;
 
-/// Accepted credentials per provider. `Default` holds the values of
-/// [`credentials`]; the `with_*` builders add to them.
+/// Accepted credentials per provider and the ingest volume. `Default` holds
+/// the values of [`credentials`] and 250 records per stream; the `with_*`
+/// builders add to them.
 ///
 /// Deliberately not `Debug`: it holds secrets.
 #[derive(Clone)]
@@ -22,6 +27,8 @@ pub struct SandboxConfig {
     /// Where the providers post their status webhooks (the service's
     /// `/webhooks` base); `None`: they post none until told where.
     pub(crate) webhook_url: Option<String>,
+    /// Records per ingest stream, after a start or a reset.
+    pub(crate) records: u64,
 }
 
 #[derive(Clone)]
@@ -74,6 +81,7 @@ impl Default for SandboxConfig {
                 password: credentials::WORKDAY_PASSWORD.into(),
             }],
             webhook_url: None,
+            records: DEFAULT_RECORDS,
         }
     }
 }
@@ -83,6 +91,13 @@ impl SandboxConfig {
     /// would after accepting a delivery.
     pub fn with_webhook_url(mut self, url: impl Into<String>) -> Self {
         self.webhook_url = Some(url.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Serve `records` generated records per ingest stream (at most
+    /// 100,000,000; more is capped).
+    pub fn with_records(mut self, records: u64) -> Self {
+        self.records = records.min(MAX_RECORDS);
         self
     }
 

@@ -1,6 +1,6 @@
-//! The control API under `/_sandbox/`: how tests drive faults, latency and
-//! token expiry, and read what the providers received. No auth: the sandbox
-//! is a development tool.
+//! The control API under `/_sandbox/`: how tests drive faults, latency,
+//! token expiry and the ingest streams' data, and read what the providers
+//! received. No auth: the sandbox is a development tool.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +16,8 @@ use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
     api::error,
-    state::{Answer, Endpoint, Fault, SandboxState},
+    ingest::{DatasetError, Stream},
+    state::{Answer, Endpoint, Fault, SandboxState, Target},
     webhooks::Twist,
 };
 use crate::provider::Provider;
@@ -35,14 +36,22 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
             get(webhooks_sent).post(configure_webhooks),
         )
         .route("/_sandbox/webhooks/next", post(twist_webhooks))
+        .route("/_sandbox/ingest", post(ingest_records))
+        .route("/_sandbox/ingest/changes", post(ingest_changes))
+        .route("/_sandbox/ingest/malformed", post(ingest_malformed))
 }
 
+/// Faults, drops and latency name a provider (and for faults and drops an
+/// endpoint, `api` by default) or an ingest stream; see [`target`].
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct FaultsRequest {
-    provider: Provider,
+    provider: Option<Provider>,
+    endpoint: Option<Endpoint>,
+    stream: Option<Stream>,
+    /// Requests let through before the first fault.
     #[serde(default)]
-    endpoint: Endpoint,
+    after_requests: u32,
     count: u32,
     status: u16,
     retry_after_secs: Option<u64>,
@@ -56,17 +65,42 @@ struct FaultsRequest {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct DropsRequest {
-    provider: Provider,
+    provider: Option<Provider>,
+    endpoint: Option<Endpoint>,
+    stream: Option<Stream>,
     #[serde(default)]
-    endpoint: Endpoint,
+    after_requests: u32,
     count: u32,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LatencyRequest {
-    provider: Provider,
+    provider: Option<Provider>,
+    stream: Option<Stream>,
     ms: u64,
+}
+
+/// The volume of one stream, or of all when `stream` is absent.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RecordsRequest {
+    records: u64,
+    stream: Option<Stream>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ChangesRequest {
+    stream: Stream,
+    count: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MalformedRequest {
+    stream: Stream,
+    indices: Vec<u64>,
 }
 
 #[derive(Deserialize)]
@@ -141,13 +175,33 @@ async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    let (provider, endpoint, count) = (request.provider, request.endpoint, request.count);
+    let target = match target(request.provider, request.endpoint, request.stream) {
+        Ok(target) => target,
+        Err(problem) => return invalid_request(problem),
+    };
+    let (after_requests, count) = (request.after_requests, request.count);
     match answer(request) {
         Ok(answer) => {
-            state.queue_faults(provider, endpoint, count, Fault::Answer(answer));
+            state.queue_faults(target, after_requests, count, Fault::Answer(answer));
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(problem) => error(StatusCode::BAD_REQUEST, "invalid_request", problem),
+        Err(problem) => invalid_request(problem),
+    }
+}
+
+/// A provider's endpoint (`api` unless named) or an ingest stream's route
+/// (a stream has one, hence no endpoint); never both.
+fn target(
+    provider: Option<Provider>,
+    endpoint: Option<Endpoint>,
+    stream: Option<Stream>,
+) -> Result<Target, &'static str> {
+    match (provider, stream) {
+        (Some(provider), None) => Ok(Target::Provider(provider, endpoint.unwrap_or_default())),
+        (None, Some(stream)) if endpoint.is_none() => Ok(Target::Stream(stream)),
+        (None, Some(_)) => Err("endpoint goes with a provider; a stream has one route"),
+        (Some(_), Some(_)) => Err("name a provider or a stream, not both"),
+        (None, None) => Err("provider or stream is required"),
     }
 }
 
@@ -194,27 +248,59 @@ fn answer(request: FaultsRequest) -> Result<Answer, &'static str> {
 }
 
 async fn drops(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
-    match parse::<DropsRequest>(&body) {
-        Ok(request) => {
-            state.queue_faults(
-                request.provider,
-                request.endpoint,
-                request.count,
-                Fault::Drop,
-            );
+    let request: DropsRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    match target(request.provider, request.endpoint, request.stream) {
+        Ok(target) => {
+            state.queue_faults(target, request.after_requests, request.count, Fault::Drop);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(refused) => refused,
+        Err(problem) => invalid_request(problem),
     }
 }
 
 async fn latency(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
-    match parse::<LatencyRequest>(&body) {
-        Ok(request) => {
-            state.set_latency(request.provider, Duration::from_millis(request.ms));
+    let request: LatencyRequest = match parse(&body) {
+        Ok(request) => request,
+        Err(refused) => return refused,
+    };
+    match target(request.provider, None, request.stream) {
+        Ok(target) => {
+            state.set_latency(target, Duration::from_millis(request.ms));
             StatusCode::NO_CONTENT.into_response()
         }
+        Err(problem) => invalid_request(problem),
+    }
+}
+
+async fn ingest_records(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
+    match parse::<RecordsRequest>(&body) {
+        Ok(request) => done(state.set_ingest_records(request.stream, request.records)),
         Err(refused) => refused,
+    }
+}
+
+async fn ingest_changes(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
+    match parse::<ChangesRequest>(&body) {
+        Ok(request) => done(state.change_records(request.stream, request.count)),
+        Err(refused) => refused,
+    }
+}
+
+async fn ingest_malformed(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response {
+    match parse::<MalformedRequest>(&body) {
+        Ok(request) => done(state.mark_malformed(request.stream, &request.indices)),
+        Err(refused) => refused,
+    }
+}
+
+/// `204`, or `400` saying why the stream's data could not be changed.
+fn done(result: Result<(), DatasetError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => invalid_request(problem.to_string()),
     }
 }
 
@@ -244,6 +330,10 @@ async fn received(
 
 async fn stats(State(state): State<Arc<SandboxState>>) -> Response {
     Json(state.stats()).into_response()
+}
+
+fn invalid_request(problem: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request", problem)
 }
 
 /// JSON bodies with our error shape rather than axum's plain-text rejection.

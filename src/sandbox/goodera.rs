@@ -1,5 +1,6 @@
 //! Goodera: `POST /v2/impact-data`, schema `2.1`, bearer token or
-//! `x-api-key`, limited to 100 requests per minute per client.
+//! `x-api-key`, limited to 100 requests per minute per client (its ingest
+//! routes, in `ingest/routes.rs`, draw on the same budget).
 
 use std::{
     sync::Arc,
@@ -50,13 +51,24 @@ async fn submit(
     if let Some(response) = api::intercept(&state, Provider::Goodera).await {
         return response;
     }
-    let client = match authenticate(&state, &headers) {
-        Ok(client) => client,
-        Err(refused) => return refused,
-    };
-    let decision = state.goodera_rate_limit(&client);
+    match authenticate(&state, &headers) {
+        Ok(client) => rate_limited(&state, &client, || {
+            handle(&state, &headers, &body).unwrap_or_else(|refused| refused)
+        }),
+        Err(refused) => refused,
+    }
+}
+
+/// `handle`'s answer if `client` is within the limit, `429` otherwise; with
+/// the rate-limit headers either way.
+pub(crate) fn rate_limited(
+    state: &SandboxState,
+    client: &str,
+    handle: impl FnOnce() -> Response,
+) -> Response {
+    let decision = state.goodera_rate_limit(client);
     let mut response = if decision.allowed {
-        handle(&state, &headers, &body).unwrap_or_else(|refused| refused)
+        handle()
     } else {
         let mut refused = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -75,12 +87,22 @@ async fn submit(
 
 /// The rate-limit client: the token's client id, or the API key.
 fn authenticate(state: &SandboxState, headers: &HeaderMap) -> Result<String, Response> {
-    if let Some(token) = api::bearer(headers) {
-        return state
+    match api::bearer(headers) {
+        Some(token) => state
             .check_token(Provider::Goodera, None, token)
             .map(|client_id| format!("client:{client_id}"))
-            .map_err(api::invalid_token);
+            .map_err(api::invalid_token),
+        None => api_key_client(state, headers, "a bearer token or x-api-key is required"),
     }
+}
+
+/// The rate-limit client of a request authenticated by `x-api-key`;
+/// `missing` explains a request without one.
+pub(crate) fn api_key_client(
+    state: &SandboxState,
+    headers: &HeaderMap,
+    missing: &str,
+) -> Result<String, Response> {
     match api::header(headers, API_KEY) {
         Some(key) if state.config.goodera_api_key_known(key) => Ok(format!("api-key:{key}")),
         Some(_) => Err(error(
@@ -88,9 +110,7 @@ fn authenticate(state: &SandboxState, headers: &HeaderMap) -> Result<String, Res
             "invalid_api_key",
             "the x-api-key is not known",
         )),
-        None => Err(api::unauthenticated(
-            "a bearer token or x-api-key is required",
-        )),
+        None => Err(api::unauthenticated(missing)),
     }
 }
 

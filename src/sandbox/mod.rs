@@ -1,6 +1,8 @@
 //! The provider sandbox: Benevity, Goodera and Workday simulated on one port
 //! to the wire contract of `docs/connectors.md`, so the connectors are tested
-//! over real HTTP. Tests drive faults through the control API (`/_sandbox/*`).
+//! over real HTTP, and the seven ingest sources the service pulls from
+//! (`ingest/`), with generated records. Tests drive faults through the
+//! control API (`/_sandbox/*`).
 //!
 //! The server is a hyper accept loop rather than `axum::serve` because an
 //! injected drop must close the connection without any response, which only
@@ -16,6 +18,7 @@ mod config;
 mod control;
 pub mod credentials;
 mod goodera;
+pub mod ingest;
 mod oauth;
 mod ratelimit;
 mod schema;
@@ -159,6 +162,7 @@ fn router(state: Arc<SandboxState>) -> Router {
         .merge(benevity::routes())
         .merge(goodera::routes())
         .merge(workday::routes())
+        .merge(ingest::routes())
         .fallback(not_found)
         .layer(
             // Method, path and status at debug; never headers or bodies,

@@ -1,9 +1,10 @@
 //! What the sandbox remembers between requests: issued tokens, queued faults,
-//! latency, received deliveries, counters and Goodera's rate windows. One
-//! mutex, never held across an `.await`.
+//! latency, received deliveries, counters, Goodera's rate windows and the
+//! ingest streams' datasets. One mutex, never held across an `.await`.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
+    fmt,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
 };
@@ -16,10 +17,12 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use strum::VariantArray;
 use tokio::time::Instant;
 
 use super::{
     config::SandboxConfig,
+    ingest::{Dataset, DatasetError, Page, Stream, Window},
     ratelimit::{Decision, FixedWindow},
     webhooks::WebhookSender,
 };
@@ -38,15 +41,19 @@ pub(crate) struct SandboxState {
 
 struct Inner {
     tokens: HashMap<String, Token>,
-    faults: HashMap<(Provider, Endpoint), VecDeque<Fault>>,
-    latency: HashMap<Provider, Duration>,
+    /// `None` lets a request through: a fault queued `afterRequests`.
+    faults: HashMap<Target, VecDeque<Option<Fault>>>,
+    latency: HashMap<Target, Duration>,
     received: Vec<Received>,
     /// Position in `received` by provider and idempotency key: a repeat is
     /// found without scanning every delivery so far.
     received_index: HashMap<(Provider, String), usize>,
     tokens_issued: Counters,
     requests: Counters,
+    ingest_requests: BTreeMap<Stream, u64>,
     goodera_rate: FixedWindow,
+    /// By `Stream as usize`.
+    datasets: [Dataset; Stream::VARIANTS.len()],
 }
 
 struct Token {
@@ -68,8 +75,38 @@ pub(crate) enum Endpoint {
     Token,
 }
 
-/// What the next request to a provider endpoint suffers, queued by the
-/// control API.
+/// What queued faults and latency apply to: a provider's endpoint, or an
+/// ingest stream's route (each stream has one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Provider(Provider, Endpoint),
+    Stream(Stream),
+}
+
+/// A provider's API routes.
+impl From<Provider> for Target {
+    fn from(provider: Provider) -> Self {
+        Self::Provider(provider, Endpoint::Api)
+    }
+}
+
+impl From<Stream> for Target {
+    fn from(stream: Stream) -> Self {
+        Self::Stream(stream)
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Provider(provider, Endpoint::Api) => write!(f, "{provider}"),
+            Self::Provider(provider, Endpoint::Token) => write!(f, "{provider} token endpoint"),
+            Self::Stream(stream) => write!(f, "{stream}"),
+        }
+    }
+}
+
+/// What the next request to a target suffers, queued by the control API.
 #[derive(Debug, Clone)]
 pub(crate) enum Fault {
     /// Close the connection without answering.
@@ -135,9 +172,12 @@ pub(crate) struct Stats {
     requests: Counters,
     /// Distinct deliveries accepted (repeats of a key not counted).
     deliveries: Counters,
+    /// Requests to each stream's route, refused and faulted ones included.
+    ingest_requests: BTreeMap<Stream, u64>,
 }
 
-/// How an API request is to be treated before its provider looks at it.
+/// How an API or ingest request is to be treated before its route looks at
+/// it.
 pub(crate) struct Arrival {
     pub fault: Option<Fault>,
     pub latency: Duration,
@@ -155,8 +195,8 @@ impl SandboxState {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         Self {
             webhooks: Arc::new(WebhookSender::new(config.webhook_url.clone())),
+            inner: Mutex::new(Inner::new(config.records)),
             config,
-            inner: Mutex::new(Inner::new()),
         }
     }
 
@@ -165,19 +205,24 @@ impl SandboxState {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts an API request and takes the next queued fault for its provider.
-    pub(crate) fn arrive(&self, provider: Provider) -> Arrival {
+    /// Counts an API or ingest request and takes the next queued fault for
+    /// its target.
+    pub(crate) fn arrive(&self, target: Target) -> Arrival {
         let mut inner = self.lock();
-        inner.requests.bump(provider);
+        match target {
+            Target::Provider(provider, _) => inner.requests.bump(provider),
+            Target::Stream(stream) => *inner.ingest_requests.entry(stream).or_default() += 1,
+        }
         Arrival {
-            fault: inner.next_fault(provider, Endpoint::Api),
-            latency: inner.latency.get(&provider).copied().unwrap_or_default(),
+            fault: inner.next_fault(target),
+            latency: inner.latency.get(&target).copied().unwrap_or_default(),
         }
     }
 
     /// The next queued fault for a provider's token endpoint.
     pub(crate) fn token_fault(&self, provider: Provider) -> Option<Fault> {
-        self.lock().next_fault(provider, Endpoint::Token)
+        self.lock()
+            .next_fault(Target::Provider(provider, Endpoint::Token))
     }
 
     /// A new random opaque token bound to the provider, the client and (for
@@ -274,27 +319,64 @@ impl SandboxState {
         }
     }
 
+    /// Queues `count` faults for `target` behind what is queued already,
+    /// after letting `after_requests` requests through.
     pub(crate) fn queue_faults(
         &self,
-        provider: Provider,
-        endpoint: Endpoint,
+        target: Target,
+        after_requests: u32,
         count: u32,
         fault: Fault,
     ) {
         let mut inner = self.lock();
-        let queue = inner.faults.entry((provider, endpoint)).or_default();
-        queue.extend(std::iter::repeat_n(fault, count as usize));
+        let queue = inner.faults.entry(target).or_default();
+        queue.extend(std::iter::repeat_n(None, after_requests as usize));
+        queue.extend(std::iter::repeat_n(Some(fault), count as usize));
     }
 
-    pub(crate) fn set_latency(&self, provider: Provider, latency: Duration) {
-        self.lock().latency.insert(provider, latency);
+    pub(crate) fn set_latency(&self, target: Target, latency: Duration) {
+        self.lock().latency.insert(target, latency);
+    }
+
+    /// The records of a stream's page, to generate outside the lock.
+    pub(crate) fn ingest_page(&self, stream: Stream, window: &Window) -> Page {
+        self.lock().datasets[stream as usize].page(window)
+    }
+
+    /// The volume of one stream, or of all.
+    pub(crate) fn set_ingest_records(
+        &self,
+        stream: Option<Stream>,
+        records: u64,
+    ) -> Result<(), DatasetError> {
+        let mut inner = self.lock();
+        // A volume one stream refuses, every stream refuses: the first
+        // refusal leaves all unchanged.
+        for &each in Stream::VARIANTS {
+            if stream.is_none_or(|stream| stream == each) {
+                inner.datasets[each as usize].set_records(records)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn change_records(&self, stream: Stream, count: u64) -> Result<(), DatasetError> {
+        self.lock().datasets[stream as usize].change(count)
+    }
+
+    pub(crate) fn mark_malformed(
+        &self,
+        stream: Stream,
+        indices: &[u64],
+    ) -> Result<(), DatasetError> {
+        self.lock().datasets[stream as usize].mark_malformed(indices)
     }
 
     /// Back to a fresh sandbox, except that issued tokens stay as they are.
     pub(crate) fn reset(&self) {
         let mut inner = self.lock();
         let tokens = std::mem::take(&mut inner.tokens);
-        *inner = Inner::new();
+        *inner = Inner::new(self.config.records);
         inner.tokens = tokens;
         self.webhooks.reset();
     }
@@ -319,12 +401,14 @@ impl SandboxState {
             tokens_issued: inner.tokens_issued,
             requests: inner.requests,
             deliveries,
+            ingest_requests: inner.ingest_requests.clone(),
         }
     }
 }
 
 impl Inner {
-    fn new() -> Self {
+    /// `records` per ingest stream.
+    fn new(records: u64) -> Self {
         Self {
             tokens: HashMap::new(),
             faults: HashMap::new(),
@@ -333,14 +417,17 @@ impl Inner {
             received_index: HashMap::new(),
             tokens_issued: Counters::default(),
             requests: Counters::default(),
+            ingest_requests: Stream::VARIANTS.iter().map(|&s| (s, 0)).collect(),
             goodera_rate: FixedWindow::new(GOODERA_LIMIT_PER_MINUTE, Duration::from_secs(60)),
+            datasets: std::array::from_fn(|_| Dataset::new(records)),
         }
     }
 
-    fn next_fault(&mut self, provider: Provider, endpoint: Endpoint) -> Option<Fault> {
+    fn next_fault(&mut self, target: Target) -> Option<Fault> {
         self.faults
-            .get_mut(&(provider, endpoint))
+            .get_mut(&target)
             .and_then(VecDeque::pop_front)
+            .flatten()
     }
 }
 

@@ -46,8 +46,9 @@ async fn ping_rest(
     }
 }
 
-/// A known tenant and a bearer token that tenant issued.
-fn authenticate_rest(
+/// A known tenant and a bearer token that tenant issued (the REST and SCIM
+/// routes).
+pub(crate) fn authenticate_rest(
     state: &SandboxState,
     tenant: &str,
     headers: &HeaderMap,

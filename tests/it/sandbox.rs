@@ -1,18 +1,24 @@
 //! The provider sandbox over real HTTP: credentials and signatures, tokens,
-//! Goodera's rate limit, schema validation, SOAP, de-duplication and the
-//! control API's faults. Signatures are computed here independently.
+//! Goodera's rate limit, schema validation, SOAP, de-duplication, the
+//! control API's faults, and the ingest sources' paging, changes and
+//! malformed records. Signatures are computed here independently.
 
 use std::{
+    collections::HashSet,
     error::Error as _,
     process::Stdio,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use hmac::{Hmac, KeyInit, Mac};
-use impact_in::sandbox::{Sandbox, SandboxConfig, credentials};
+use impact_in::sandbox::{
+    Sandbox, SandboxConfig, credentials,
+    ingest::{self, Stream},
+};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use strum::VariantArray;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::common::sandbox_api;
@@ -1297,7 +1303,14 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
         json!({
             "tokensIssued": { "benevity": 0, "goodera": 0, "workday": 0 },
             "requests": { "benevity": 0, "goodera": 0, "workday": 0 },
-            "deliveries": { "benevity": 0, "goodera": 0, "workday": 0 }
+            "deliveries": { "benevity": 0, "goodera": 0, "workday": 0 },
+            "ingestRequests": {
+                "benevity-volunteers": 0, "benevity-donations": 0,
+                "goodera-volunteers": 0, "goodera-donations": 0,
+                "workday-directory": 0, "kintell-enrollments": 0,
+                "upskilling-enrollments": 0, "buddy-data": 0,
+                "mentorship-placements": 0
+            }
         })
     );
 
@@ -1515,6 +1528,44 @@ async fn the_control_api_refuses_malformed_requests() {
         ),
         ("drops", json!({ "provider": "goodera" })),
         ("latency", json!({ "provider": "goodera", "ms": -1 })),
+        (
+            "faults",
+            json!({ "provider": "goodera", "stream": "goodera-volunteers", "count": 1, "status": 503 }),
+        ),
+        (
+            "faults",
+            json!({ "stream": "goodera-volunteers", "endpoint": "token", "count": 1, "status": 503 }),
+        ),
+        (
+            "faults",
+            json!({ "stream": "acme", "count": 1, "status": 503 }),
+        ),
+        ("faults", json!({ "count": 1, "status": 503 })),
+        (
+            "faults",
+            json!({ "stream": "buddy-data", "count": 1, "status": 503, "afterRequests": -1 }),
+        ),
+        (
+            "drops",
+            json!({ "stream": "buddy-data", "endpoint": "api", "count": 1 }),
+        ),
+        ("latency", json!({ "ms": 5 })),
+        ("ingest", json!({ "records": 100_000_001 })),
+        ("ingest", json!({ "records": -1 })),
+        ("ingest", json!({ "records": 5, "stream": "acme" })),
+        (
+            "ingest/changes",
+            json!({ "stream": "buddy-data", "count": 0 }),
+        ),
+        (
+            "ingest/changes",
+            json!({ "stream": "buddy-data", "count": 251 }),
+        ),
+        ("ingest/changes", json!({ "count": 1 })),
+        (
+            "ingest/malformed",
+            json!({ "stream": "buddy-data", "indices": [0, 250] }),
+        ),
     ];
     for (route, body) in cases {
         let response = http
@@ -1643,7 +1694,7 @@ async fn additional_credentials_are_accepted_next_to_the_documented_ones() {
 #[tokio::test]
 async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_impact-in"))
-        .args(["sandbox", "--port", "0"])
+        .args(["sandbox", "--port", "0", "--records", "3"])
         .env_clear()
         .current_dir(std::env::temp_dir())
         .stdin(Stdio::null())
@@ -1692,6 +1743,7 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         );
     }
     assert!(printed.contains(&format!("WORKDAY_TOKEN_URL={url}/ccx/oauth2/sandbox/token")));
+    assert!(printed.contains(&format!("KINTELL_CONNECTOR_URL={url}/kintell")));
 
     let stats = Client::new()
         .get(format!("{url}/_sandbox/stats"))
@@ -1699,6 +1751,17 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(stats.status(), StatusCode::OK);
+    let enrollments = Client::new()
+        .get(format!("{url}/kintell/v1/enrollments"))
+        .bearer_auth(credentials::INTERNAL_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(enrollments).await["data"].as_array().unwrap().len(),
+        3,
+        "--records sets the volume"
+    );
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
@@ -1725,4 +1788,790 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert!(stderr.contains("provider SANDBOX"), "{stderr}");
+}
+
+// The ingest sources.
+
+/// A client of the ingest streams that pages them as the contract says, with
+/// each platform's credentials.
+struct Ingest<'s> {
+    sandbox: &'s Sandbox,
+    http: Client,
+    benevity_token: String,
+    workday_token: String,
+}
+
+impl<'s> Ingest<'s> {
+    async fn new(sandbox: &'s Sandbox) -> Self {
+        let http = Client::new();
+        let client_credentials = [("grant_type", "client_credentials")];
+        let benevity_token = access_token(
+            token(
+                &http,
+                format!("{}/oauth2/token", sandbox.url()),
+                (
+                    credentials::BENEVITY_CLIENT_ID,
+                    credentials::BENEVITY_CLIENT_SECRET,
+                ),
+                &client_credentials,
+            )
+            .await,
+        )
+        .await;
+        let workday_token = access_token(
+            token(
+                &http,
+                format!("{}/ccx/oauth2/sandbox/token", sandbox.url()),
+                (
+                    credentials::WORKDAY_CLIENT_ID,
+                    credentials::WORKDAY_CLIENT_SECRET,
+                ),
+                &client_credentials,
+            )
+            .await,
+        )
+        .await;
+        Self {
+            sandbox,
+            http,
+            benevity_token,
+            workday_token,
+        }
+    }
+
+    /// A page request to `stream` without credentials.
+    fn bare(&self, stream: Stream, query: &[(&str, String)]) -> RequestBuilder {
+        let url = self.sandbox.url();
+        let path = match stream {
+            Stream::BenevityVolunteers => format!(
+                "/v2/tenants/{}/volunteer-records",
+                credentials::BENEVITY_TENANT_ID
+            ),
+            Stream::BenevityDonations => format!(
+                "/v2/tenants/{}/donation-records",
+                credentials::BENEVITY_TENANT_ID
+            ),
+            Stream::GooderaVolunteers => format!(
+                "/v1/projects/{}/volunteers",
+                credentials::GOODERA_PROJECT_ID
+            ),
+            Stream::GooderaDonations => {
+                format!("/v1/projects/{}/donations", credentials::GOODERA_PROJECT_ID)
+            }
+            Stream::WorkdayDirectory => "/ccx/scim/v2/sandbox/Users".to_owned(),
+            Stream::KintellEnrollments => "/kintell/v1/enrollments".to_owned(),
+            Stream::UpskillingEnrollments => "/upskilling/v1/enrollments".to_owned(),
+            Stream::BuddyData => "/buddy/v1/check-ins".to_owned(),
+            Stream::MentorshipPlacements => "/mentorship/v1/placements".to_owned(),
+        };
+        self.http.get(format!("{url}{path}")).query(query)
+    }
+
+    /// A page request to `stream` with good credentials.
+    fn request(&self, stream: Stream, query: &[(&str, String)]) -> RequestBuilder {
+        let request = self.bare(stream, query);
+        match stream {
+            Stream::BenevityVolunteers | Stream::BenevityDonations => {
+                request.bearer_auth(&self.benevity_token)
+            }
+            Stream::GooderaVolunteers | Stream::GooderaDonations => {
+                request.header("X-API-Key", credentials::GOODERA_API_KEY)
+            }
+            Stream::WorkdayDirectory => request.bearer_auth(&self.workday_token),
+            _ => request.bearer_auth(credentials::INTERNAL_API_KEY),
+        }
+    }
+
+    /// One page, which must be a 200; its JSON.
+    async fn page(&self, stream: Stream, query: &[(&str, String)]) -> Value {
+        let response = self.request(stream, query).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{stream} {query:?}");
+        json_of(response).await
+    }
+
+    /// Pages `stream` to its end from `since` (inclusive), `size` records a
+    /// page, as a connector would; the records in the order served.
+    async fn pull(&self, stream: Stream, since: Option<&str>, size: u64) -> Vec<Value> {
+        let mut records: Vec<Value> = Vec::new();
+        let mut cursor: Option<String> = None;
+        for number in 1u64.. {
+            let mut query = Vec::new();
+            let (items, more) = match stream {
+                Stream::GooderaVolunteers | Stream::GooderaDonations => {
+                    query.extend(since.map(|since| ("since", since.to_owned())));
+                    query.extend([("page", number.to_string()), ("pageSize", size.to_string())]);
+                    let page = self.page(stream, &query).await;
+                    assert_eq!(page["page"], number);
+                    (page["items"].clone(), page["hasMore"].as_bool().unwrap())
+                }
+                Stream::WorkdayDirectory => {
+                    let filter = since.map(|since| format!("meta.lastModified ge \"{since}\""));
+                    query.extend(filter.map(|filter| ("filter", filter)));
+                    query.extend([
+                        ("sortBy", "meta.lastModified".to_owned()),
+                        ("sortOrder", "ascending".to_owned()),
+                        ("startIndex", (records.len() + 1).to_string()),
+                        ("count", size.to_string()),
+                    ]);
+                    let page = self.page(stream, &query).await;
+                    let resources = page["Resources"].clone();
+                    assert_eq!(page["itemsPerPage"], resources.as_array().unwrap().len());
+                    // An empty page is the end, whatever the total says.
+                    let more = !resources.as_array().unwrap().is_empty();
+                    (resources, more)
+                }
+                _ => {
+                    let since_name = match stream {
+                        Stream::BenevityVolunteers | Stream::BenevityDonations => "updatedSince",
+                        _ => "since",
+                    };
+                    query.extend(since.map(|since| (since_name, since.to_owned())));
+                    query.push(("limit", size.to_string()));
+                    query.extend(cursor.take().map(|cursor| ("cursor", cursor)));
+                    let page = self.page(stream, &query).await;
+                    cursor = page["nextCursor"].as_str().map(str::to_owned);
+                    (page["data"].clone(), cursor.is_some())
+                }
+            };
+            records.extend(items.as_array().unwrap().iter().cloned());
+            if !more {
+                break;
+            }
+        }
+        records
+    }
+}
+
+fn id_of(stream: Stream, record: &Value) -> &str {
+    let field = match stream {
+        Stream::GooderaVolunteers => "volunteerId",
+        Stream::GooderaDonations => "donationId",
+        _ => "id",
+    };
+    record[field].as_str().unwrap()
+}
+
+fn updated_at_of(stream: Stream, record: &Value) -> &str {
+    match stream {
+        Stream::GooderaVolunteers | Stream::GooderaDonations => &record["lastModified"],
+        Stream::WorkdayDirectory => &record["meta"]["lastModified"],
+        _ => &record["updatedAt"],
+    }
+    .as_str()
+    .unwrap()
+}
+
+fn ids(stream: Stream, records: &[Value]) -> Vec<String> {
+    records
+        .iter()
+        .map(|record| id_of(stream, record).to_owned())
+        .collect()
+}
+
+/// The id of base record `index`.
+fn base_id(stream: Stream, index: u64) -> String {
+    id_of(stream, &ingest::record(stream, index)).to_owned()
+}
+
+/// Strictly ascending `(updatedAt, id)`; the number of ties.
+fn assert_in_order(stream: Stream, records: &[Value]) -> usize {
+    let keys: Vec<(&str, &str)> = records
+        .iter()
+        .map(|record| (updated_at_of(stream, record), id_of(stream, record)))
+        .collect();
+    for pair in keys.windows(2) {
+        assert!(
+            pair[0] < pair[1],
+            "{stream}: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    keys.windows(2)
+        .filter(|pair| pair[0].0 == pair[1].0)
+        .count()
+}
+
+#[tokio::test]
+async fn every_stream_pages_to_the_end_in_order_without_gaps_or_repeats() {
+    let sandbox = Sandbox::start(SandboxConfig::default().with_records(230))
+        .await
+        .unwrap();
+    let ingest = Ingest::new(&sandbox).await;
+    for &stream in Stream::VARIANTS {
+        let records = ingest.pull(stream, None, 17).await;
+        assert_eq!(records.len(), 230, "{stream}");
+        let distinct: HashSet<String> = ids(stream, &records).into_iter().collect();
+        assert_eq!(distinct.len(), 230, "{stream}: no id twice");
+        assert_eq!(
+            assert_in_order(stream, &records),
+            5,
+            "{stream}: records 0 and 1, 50 and 51, … 200 and 201 tie"
+        );
+        for (index, record) in records.iter().enumerate() {
+            assert_eq!(
+                *record,
+                ingest::record(stream, index as u64),
+                "{stream} {index}"
+            );
+        }
+        assert!(
+            ingest::pii_of(stream, 7)
+                .iter()
+                .all(|pii| records[7].to_string().contains(pii.as_str())),
+            "{stream}: the personal data of record 7 is in it"
+        );
+        let again = ingest.pull(stream, None, 17).await;
+        assert_eq!(
+            serde_json::to_string(&again).unwrap(),
+            serde_json::to_string(&records).unwrap(),
+            "{stream}: the same records, byte for byte"
+        );
+    }
+    let stats = sandbox_api::read(&sandbox, "stats").await;
+    assert_eq!(stats["ingestRequests"]["benevity-volunteers"], 28);
+    assert_eq!(stats["ingestRequests"]["workday-directory"], 30, "{stats}");
+    assert_eq!(stats["requests"]["goodera"], 0, "pulls are not deliveries");
+}
+
+#[tokio::test]
+async fn since_is_inclusive_so_a_tie_comes_back_whole() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    for &stream in Stream::VARIANTS {
+        // Records 50 and 51 share their instant.
+        let tie = updated_at_of(stream, &ingest::record(stream, 51)).to_owned();
+        assert_eq!(tie, updated_at_of(stream, &ingest::record(stream, 50)));
+        let records = ingest.pull(stream, Some(&tie), 40).await;
+        assert_eq!(records.len(), 200, "{stream}");
+        assert_eq!(
+            ids(stream, &records[..3]),
+            [50, 51, 52].map(|index| base_id(stream, index)),
+            "{stream}"
+        );
+    }
+
+    // SCIM's gt leaves the tie out.
+    let tie = updated_at_of(
+        Stream::WorkdayDirectory,
+        &ingest::record(Stream::WorkdayDirectory, 51),
+    )
+    .to_owned();
+    let page = ingest
+        .page(
+            Stream::WorkdayDirectory,
+            &[("filter", format!("meta.lastModified gt \"{tie}\""))],
+        )
+        .await;
+    assert_eq!(page["totalResults"], 198);
+    assert_eq!(
+        id_of(Stream::WorkdayDirectory, &page["Resources"][0]),
+        base_id(Stream::WorkdayDirectory, 52)
+    );
+}
+
+#[tokio::test]
+async fn changed_records_move_to_the_end_and_the_next_run_gets_only_them() {
+    let sandbox = Sandbox::start(SandboxConfig::default().with_records(60))
+        .await
+        .unwrap();
+    let ingest = Ingest::new(&sandbox).await;
+    for &stream in Stream::VARIANTS {
+        let first_run = ingest.pull(stream, None, 25).await;
+        let seen = updated_at_of(stream, first_run.last().unwrap()).to_owned();
+        let change = json!({ "stream": stream, "count": 3 });
+        assert_eq!(
+            sandbox_api::control(&sandbox, "ingest/changes", change).await,
+            StatusCode::NO_CONTENT
+        );
+
+        // From the last instant seen: that record again (inclusive), then
+        // the three changed ones.
+        let second_run = ingest.pull(stream, Some(&seen), 25).await;
+        assert_eq!(
+            ids(stream, &second_run),
+            [59, 0, 1, 2].map(|index| base_id(stream, index)),
+            "{stream}"
+        );
+        assert_eq!(second_run[0], first_run[59]);
+        for changed in &second_run[1..] {
+            assert!(updated_at_of(stream, changed) > seen.as_str(), "{stream}");
+        }
+        let before = &first_run[0];
+        let after = &second_run[1];
+        assert_ne!(before, after, "{stream}: the content changed too");
+
+        // A whole run has each record once, the changed ones last.
+        let whole = ingest.pull(stream, None, 25).await;
+        assert_eq!(whole.len(), 60);
+        assert_in_order(stream, &whole);
+        assert_eq!(&whole[57..], &second_run[1..], "{stream}");
+
+        // The next change goes on with records 3 and 4.
+        let seen = updated_at_of(stream, whole.last().unwrap()).to_owned();
+        let change = json!({ "stream": stream, "count": 2 });
+        assert_eq!(
+            sandbox_api::control(&sandbox, "ingest/changes", change).await,
+            StatusCode::NO_CONTENT
+        );
+        let third_run = ingest.pull(stream, Some(&seen), 25).await;
+        assert_eq!(
+            ids(stream, &third_run),
+            [2, 3, 4].map(|index| base_id(stream, index)),
+            "{stream}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_record_changed_during_a_run_is_reached_at_its_end() {
+    let sandbox = Sandbox::start(SandboxConfig::default().with_records(30))
+        .await
+        .unwrap();
+    let ingest = Ingest::new(&sandbox).await;
+    let stream = Stream::KintellEnrollments;
+    let first = ingest.page(stream, &[("limit", "10".to_owned())]).await;
+    // Record 0, already served, changes before the second page.
+    let change = json!({ "stream": stream, "count": 1 });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "ingest/changes", change).await,
+        StatusCode::NO_CONTENT
+    );
+    let mut records: Vec<Value> = first["data"].as_array().unwrap().clone();
+    let mut cursor = first["nextCursor"].as_str().map(str::to_owned);
+    while let Some(after) = cursor.take() {
+        let page = ingest
+            .page(stream, &[("limit", "10".to_owned()), ("cursor", after)])
+            .await;
+        records.extend(page["data"].as_array().unwrap().iter().cloned());
+        cursor = page["nextCursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(records.len(), 31, "30 records and record 0 again");
+    assert_eq!(id_of(stream, &records[30]), base_id(stream, 0));
+    assert_ne!(records[30], records[0]);
+}
+
+#[tokio::test]
+async fn scim_filters_start_indices_and_an_empty_page_past_the_end() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    let stream = Stream::WorkdayDirectory;
+
+    let response = ingest
+        .request(
+            stream,
+            &[("startIndex", "241".into()), ("count", "20".into())],
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "application/scim+json");
+    let page = json_of(response).await;
+    assert_eq!(
+        page["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:ListResponse"])
+    );
+    assert_eq!(page["totalResults"], 250);
+    assert_eq!(page["startIndex"], 241);
+    assert_eq!(page["itemsPerPage"], 10);
+    assert_eq!(page["Resources"][0], ingest::record(stream, 240));
+
+    let past = ingest.page(stream, &[("startIndex", "251".into())]).await;
+    assert_eq!(past["Resources"], json!([]));
+    assert_eq!(
+        (past["totalResults"].clone(), past["itemsPerPage"].clone()),
+        (json!(250), json!(0))
+    );
+
+    // RFC 7644 §3.4.2.4: startIndex below 1 is 1; count 0 lists nothing.
+    let first = ingest
+        .page(stream, &[("startIndex", "0".into()), ("count", "2".into())])
+        .await;
+    assert_eq!(first["startIndex"], 1);
+    assert_eq!(first["Resources"][0], ingest::record(stream, 0));
+    let none = ingest.page(stream, &[("count", "0".into())]).await;
+    assert_eq!(none["Resources"], json!([]));
+
+    let since = updated_at_of(stream, &ingest::record(stream, 200)).to_owned();
+    let filtered = ingest
+        .page(
+            stream,
+            &[("filter", format!("meta.lastModified ge \"{since}\""))],
+        )
+        .await;
+    assert_eq!(filtered["totalResults"], 50);
+
+    for (name, value, scim_type) in [
+        (
+            "filter",
+            r#"meta.lastModified eq "2026-01-01T00:00:00Z""#,
+            "invalidFilter",
+        ),
+        ("filter", r#"userName eq "someone""#, "invalidFilter"),
+        ("filter", "meta.lastModified ge 2026-01-01", "invalidFilter"),
+        (
+            "filter",
+            r#"meta.lastModified ge "2026-13-01T00:00:00Z""#,
+            "invalidFilter",
+        ),
+        ("sortOrder", "descending", "invalidValue"),
+        ("sortBy", "userName", "invalidValue"),
+        ("count", "ten", "invalidValue"),
+    ] {
+        let response = ingest
+            .request(stream, &[(name, value.to_owned())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{name}={value}");
+        let error = json_of(response).await;
+        assert_eq!(
+            error["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
+        );
+        assert_eq!(error["status"], "400");
+        assert_eq!(error["scimType"], scim_type, "{name}={value}");
+        assert!(
+            error["detail"].as_str().unwrap().contains(name),
+            "{name}={value}: {error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn goodera_pulls_and_deliveries_share_one_budget_per_key() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    let http = Client::new();
+    for n in 1..=60 {
+        let delivered = goodera_request(&http, &sandbox, &format!("g-{n}"))
+            .header("x-api-key", credentials::GOODERA_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(delivered.status(), StatusCode::CREATED);
+    }
+    let query = [("pageSize", "5".to_owned())];
+    for n in 1..=40 {
+        let pulled = ingest
+            .request(Stream::GooderaDonations, &query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pulled.status(), StatusCode::OK);
+        assert_eq!(
+            pulled.headers()["x-ratelimit-remaining"],
+            (40 - n).to_string().as_str()
+        );
+    }
+
+    let refused = ingest
+        .request(Stream::GooderaVolunteers, &query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    assert_eq!(json_of(refused).await["error"], "rate_limit_exceeded");
+    let delivery = goodera_request(&http, &sandbox, "g-61")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivery.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    let stats = sandbox_api::read(&sandbox, "stats").await;
+    assert_eq!(stats["requests"]["goodera"], 61);
+    assert_eq!(stats["ingestRequests"]["goodera-donations"], 40);
+    assert_eq!(stats["ingestRequests"]["goodera-volunteers"], 1);
+}
+
+#[tokio::test]
+async fn a_fault_after_n_pages_hits_its_stream_once_then_paging_resumes() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    let stream = Stream::GooderaVolunteers;
+    let fault = json!({
+        "stream": stream, "afterRequests": 2, "count": 1, "status": 503, "retryAfterSecs": 3
+    });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "faults", fault).await,
+        StatusCode::NO_CONTENT
+    );
+    // A provider's faults and another stream's requests leave it alone.
+    let delivery_fault = json!({ "provider": "goodera", "count": 1, "status": 500 });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "faults", delivery_fault).await,
+        StatusCode::NO_CONTENT
+    );
+    let page = |number: u64| [("page", number.to_string()), ("pageSize", "50".to_owned())];
+    assert_eq!(ingest.page(stream, &page(1)).await["page"], 1);
+    ingest.page(Stream::GooderaDonations, &page(1)).await;
+    assert_eq!(ingest.page(stream, &page(2)).await["page"], 2);
+
+    let faulted = ingest.request(stream, &page(3)).send().await.unwrap();
+    assert_eq!(faulted.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(faulted.headers()["retry-after"], "3");
+    assert_eq!(json_of(faulted).await["error"], "sandbox_fault");
+    let resumed = ingest.page(stream, &page(3)).await;
+    assert_eq!(resumed["items"][0], ingest::record(stream, 100));
+
+    let delivery = goodera_request(&Client::new(), &sandbox, "g-1")
+        .header("x-api-key", credentials::GOODERA_API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delivery.status(), StatusCode::INTERNAL_SERVER_ERROR);
+
+    // A dropped connection on an internal service's second page.
+    let stream = Stream::MentorshipPlacements;
+    let drop = json!({ "stream": stream, "afterRequests": 1, "count": 1 });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "drops", drop).await,
+        StatusCode::NO_CONTENT
+    );
+    let first = ingest.page(stream, &[("limit", "5".into())]).await;
+    let next = [
+        ("limit", "5".to_owned()),
+        ("cursor", first["nextCursor"].as_str().unwrap().to_owned()),
+    ];
+    let dropped = ingest.request(stream, &next).send().await;
+    assert!(dropped.is_err(), "{dropped:?}");
+    let again = ingest.page(stream, &next).await;
+    assert_eq!(again["data"][0], ingest::record(stream, 5));
+
+    let stats = sandbox_api::read(&sandbox, "stats").await;
+    assert_eq!(stats["ingestRequests"]["goodera-volunteers"], 4);
+    assert_eq!(stats["ingestRequests"]["mentorship-placements"], 3);
+}
+
+#[tokio::test]
+async fn ingest_routes_check_credentials_tenants_and_token_expiry() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    let http = Client::new();
+    let url = sandbox.url();
+    let status_and_error = async |request: RequestBuilder| {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get("www-authenticate")
+            .map(|value| value.to_str().unwrap().to_owned());
+        (status, json_of(response).await["error"].clone(), challenge)
+    };
+    let unauthenticated = (
+        StatusCode::UNAUTHORIZED,
+        json!("unauthorized"),
+        Some("Bearer".to_owned()),
+    );
+    let invalid_token = (
+        StatusCode::UNAUTHORIZED,
+        json!("invalid_token"),
+        Some(r#"Bearer error="invalid_token""#.to_owned()),
+    );
+    for stream in [
+        Stream::BenevityDonations,
+        Stream::WorkdayDirectory,
+        Stream::BuddyData,
+    ] {
+        assert_eq!(
+            status_and_error(ingest.bare(stream, &[])).await,
+            unauthenticated,
+            "{stream}"
+        );
+        assert_eq!(
+            status_and_error(ingest.bare(stream, &[]).bearer_auth("made-up")).await,
+            invalid_token,
+            "{stream}"
+        );
+    }
+    let goodera = ingest.bare(Stream::GooderaDonations, &[]);
+    assert_eq!(status_and_error(goodera).await, unauthenticated);
+    let goodera = ingest
+        .bare(Stream::GooderaDonations, &[])
+        .header("X-API-Key", "made-up");
+    assert_eq!(
+        status_and_error(goodera).await,
+        (StatusCode::UNAUTHORIZED, json!("invalid_api_key"), None)
+    );
+    // Another platform's token is as unknown as a made-up one.
+    let workday_token_at_benevity = ingest
+        .bare(Stream::BenevityVolunteers, &[])
+        .bearer_auth(&ingest.workday_token);
+    assert_eq!(
+        status_and_error(workday_token_at_benevity).await,
+        invalid_token
+    );
+
+    for unknown in [
+        format!("{url}/v2/tenants/acme/volunteer-records"),
+        format!("{url}/v1/projects/acme/donations"),
+        format!("{url}/ccx/scim/v2/acme/Users"),
+    ] {
+        let response = http
+            .get(&unknown)
+            .bearer_auth(&ingest.benevity_token)
+            .header("X-API-Key", credentials::GOODERA_API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{unknown}");
+    }
+
+    assert_eq!(
+        sandbox_api::control(&sandbox, "tokens/expire", json!({})).await,
+        StatusCode::NO_CONTENT
+    );
+    for stream in [Stream::BenevityVolunteers, Stream::WorkdayDirectory] {
+        let response = ingest.request(stream, &[]).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{stream}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
+        assert_eq!(
+            json_of(response).await["error_description"],
+            "the access token expired"
+        );
+    }
+    // The internal key and Goodera's API key do not expire.
+    ingest.page(Stream::KintellEnrollments, &[]).await;
+    ingest.page(Stream::GooderaVolunteers, &[]).await;
+}
+
+#[tokio::test]
+async fn malformed_records_break_their_documented_field_and_the_rest_stays_valid() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    for &stream in Stream::VARIANTS {
+        let mark = json!({ "stream": stream, "indices": [1, 3] });
+        assert_eq!(
+            sandbox_api::control(&sandbox, "ingest/malformed", mark).await,
+            StatusCode::NO_CONTENT
+        );
+        let records = ingest.pull(stream, None, 250).await;
+        assert_eq!(records.len(), 250, "{stream}: malformed records are served");
+        for index in [0, 2, 4, 249] {
+            assert_eq!(records[index], ingest::record(stream, index as u64));
+        }
+        for index in [1, 3] {
+            let (record, good) = (&records[index], ingest::record(stream, index as u64));
+            let broken = match stream {
+                Stream::BenevityVolunteers | Stream::BuddyData => {
+                    record["hours"].as_f64().unwrap() < 0.0
+                }
+                Stream::BenevityDonations => record["amount"]["currency"] == "EURO",
+                Stream::GooderaVolunteers => record.get("volunteerId").is_none(),
+                Stream::GooderaDonations => record["currency"] == "EURO",
+                Stream::WorkdayDirectory => record.get("id").is_none(),
+                Stream::KintellEnrollments | Stream::UpskillingEnrollments => {
+                    record["status"] == "graduated"
+                }
+                Stream::MentorshipPlacements => record["placedAt"] == "31/12/2025",
+            };
+            assert!(broken, "{stream} {index}: {record}");
+            assert_eq!(
+                updated_at_of(stream, record),
+                updated_at_of(stream, &good),
+                "{stream}: it keeps its place"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn volume_is_set_per_stream_or_for_all_and_reset_restores_the_configured_one() {
+    let sandbox = Sandbox::start(SandboxConfig::default().with_records(7))
+        .await
+        .unwrap();
+    let ingest = Ingest::new(&sandbox).await;
+    let count = async |stream: Stream| ingest.pull(stream, None, 1000).await.len();
+    assert_eq!(count(Stream::KintellEnrollments).await, 7);
+
+    assert_eq!(
+        sandbox_api::control(&sandbox, "ingest", json!({ "records": 1200 })).await,
+        StatusCode::NO_CONTENT
+    );
+    for &stream in Stream::VARIANTS {
+        assert_eq!(count(stream).await, 1200, "{stream}");
+    }
+    // Larger pages are cut to 1000.
+    let page = ingest
+        .page(Stream::BuddyData, &[("limit", "5000".into())])
+        .await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 1000);
+    assert!(page["nextCursor"].is_string());
+
+    let one = json!({ "records": 12, "stream": "buddy-data" });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "ingest", one).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(count(Stream::BuddyData).await, 12);
+    assert_eq!(count(Stream::MentorshipPlacements).await, 1200);
+
+    let change = json!({ "stream": "mentorship-placements", "count": 2 });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "ingest/changes", change).await,
+        StatusCode::NO_CONTENT
+    );
+    let mark = json!({ "stream": "mentorship-placements", "indices": [5] });
+    assert_eq!(
+        sandbox_api::control(&sandbox, "ingest/malformed", mark).await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        sandbox_api::control(&sandbox, "reset", json!({})).await,
+        StatusCode::NO_CONTENT
+    );
+    let stream = Stream::MentorshipPlacements;
+    let records = ingest.pull(stream, None, 1000).await;
+    let base: Vec<Value> = (0..7).map(|index| ingest::record(stream, index)).collect();
+    assert_eq!(records, base, "no changes, no malformed, 7 records again");
+    assert_eq!(
+        sandbox_api::read(&sandbox, "stats").await["ingestRequests"][stream.to_string()],
+        1
+    );
+}
+
+#[tokio::test]
+async fn bad_paging_parameters_are_refused_naming_them() {
+    let sandbox = sandbox().await;
+    let ingest = Ingest::new(&sandbox).await;
+    let cases = [
+        (Stream::BenevityVolunteers, "limit", "0"),
+        (Stream::BenevityVolunteers, "limit", "ten"),
+        (Stream::BenevityDonations, "cursor", "not-a-cursor"),
+        (Stream::BenevityDonations, "updatedSince", "yesterday"),
+        (Stream::GooderaVolunteers, "page", "0"),
+        (Stream::GooderaVolunteers, "pageSize", "-5"),
+        (Stream::GooderaDonations, "since", "2026-01-01"),
+        (Stream::KintellEnrollments, "since", "2026-01-01 10:00"),
+        (Stream::UpskillingEnrollments, "cursor", "MTIz"),
+        (Stream::BuddyData, "limit", "1.5"),
+    ];
+    for (stream, name, value) in cases {
+        let response = ingest
+            .request(stream, &[(name, value.to_owned())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::BAD_REQUEST,
+            "{stream} {name}={value}"
+        );
+        let error = json_of(response).await;
+        assert_eq!(error["error"], "invalid_request");
+        assert!(
+            error["error_description"].as_str().unwrap().contains(name),
+            "{stream} {name}={value}: {error}"
+        );
+    }
 }
