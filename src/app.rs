@@ -20,8 +20,8 @@ use crate::{
     db,
     delivery::DeliveryContext,
     http::listener::Connections,
-    provider::Provider,
     ingest::{IngestContext, redact::Redactor},
+    provider::Provider,
     webhooks::WebhookContext,
 };
 
@@ -185,7 +185,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .clone()
                 .filter(|_| state.config.run_mode.serves_api())
                 .map(|ingest| {
-                    tokio::spawn(crate::ingest::run::resume_abandoned(ingest, shutdown.clone()))
+                    tokio::spawn(crate::ingest::run::resume_abandoned(
+                        ingest,
+                        shutdown.clone(),
+                    ))
                 });
             if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;

@@ -10,13 +10,13 @@ use axum::http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
-    ingest::{IngestConfig, redact::RedactionConfig},
     connectors::{
         BreakerConfig, OutboundConfig,
         retry::RetryPolicy,
         settings::{ProviderSettings, SettingsError},
         tokens::TokenEncryptionKey,
     },
+    ingest::{IngestConfig, redact::RedactionConfig},
     provider::Provider,
     webhooks::secrets::WebhookSecrets,
 };
@@ -314,7 +314,12 @@ impl Config {
             metrics_token: env.secret("METRICS_BEARER_TOKEN")?.map(SecretString::from),
             traces: TracesConfig::from_env_with(&env)?,
             ingest: IngestConfig {
-                sync_wait: env.seconds("INGEST_SYNC_WAIT_SECS", 25)?,
+                // 0: answer 202 at once.
+                sync_wait: Duration::from_secs(env.parse_or(
+                    "INGEST_SYNC_WAIT_SECS",
+                    25,
+                    "a whole number of seconds",
+                )?),
                 lease: env.seconds("INGEST_LEASE_SECS", 120)?,
                 resume_interval: env.seconds("INGEST_RESUME_INTERVAL_SECS", 15)?,
                 retry_attempts: env.positive("INGEST_RETRY_ATTEMPTS", 5)?,

@@ -32,11 +32,19 @@ use super::{
 use crate::{clock::SharedClock, ingest::stream::System, provider::Provider};
 
 type Key = (Uuid, Provider);
+
+/// The largest page a source may answer: 1000 SCIM users with every
+/// attribute fit several times over. A larger answer is cut there and
+/// refused as not the documented page.
+const MAX_SOURCE_PAGE_BYTES: usize = 32 * 1024 * 1024;
 type SourceKey = (Uuid, System);
 
 pub struct ConnectorRegistry {
     settings: ProviderSettings,
     outbound: Outbound,
+    /// The same client for ingest sources, whose pages of up to 1000
+    /// records are far larger than a provider's answer to a delivery.
+    source_outbound: Outbound,
     tokens: TokenStore,
     clock: SharedClock,
     breaker_config: BreakerConfig,
@@ -65,6 +73,10 @@ impl ConnectorRegistry {
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
             settings,
+            source_outbound: Outbound::new(OutboundConfig {
+                max_response_bytes: MAX_SOURCE_PAGE_BYTES,
+                ..outbound.clone()
+            })?,
             outbound: Outbound::new(outbound)?,
             tokens,
             clock,
@@ -101,7 +113,7 @@ impl ConnectorRegistry {
         if let Some(found) = self.sources.lock().expect("sources lock").get(&key) {
             return Ok(Arc::clone(found));
         }
-        let outbound = self.outbound.clone();
+        let outbound = self.source_outbound.clone();
         let built: Arc<dyn Source> = match self.settings.resolve_source(system, Some(company))? {
             SourceConfig::Benevity {
                 api_url,

@@ -199,7 +199,10 @@ pub enum SourceConfig {
         oauth: OAuthCredentials,
     },
     /// Kintell, Upskilling, Buddy, Mentorship: `Bearer {INTERNAL_API_KEY}`.
-    Internal { base_url: Url, api_key: SecretString },
+    Internal {
+        base_url: Url,
+        api_key: SecretString,
+    },
 }
 
 impl ProviderSettings {

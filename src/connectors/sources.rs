@@ -132,7 +132,10 @@ impl Source for CursorSource {
         let url = format!("{}{}", self.base, Self::collection(stream));
         let reply = self
             .auth
-            .send(&self.outbound, self.outbound.client().get(url).query(&query))
+            .send(
+                &self.outbound,
+                self.outbound.client().get(url).query(&query),
+            )
             .await?;
         let page: CursorPage = read(&reply)?;
         Ok(Page {
@@ -285,8 +288,8 @@ impl Source for ScimSource {
             .await?;
         let list: ListResponse = read(&reply)?;
         let start = list.start_index.unwrap_or(start);
-        let next = (!list.resources.is_empty())
-            .then(|| (start + list.resources.len() as u64).to_string());
+        let next =
+            (!list.resources.is_empty()).then(|| (start + list.resources.len() as u64).to_string());
         Ok(Page {
             records: list.resources,
             next,

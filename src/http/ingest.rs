@@ -68,7 +68,9 @@ fn run_params(principal: &Principal, mut params: QueryParams) -> Result<RunParam
         .or_else(|| params.get::<CompanyId>("companyId"));
     let since = params.get_with("since", |raw| date::parse(raw, Day::Start));
     let page_size = params
-        .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_PAGE_SIZE)))
+        .get_with("limit", |raw| {
+            parse_in_range(raw, 1, u64::from(MAX_PAGE_SIZE))
+        })
         .map_or(DEFAULT_PAGE_SIZE, |n| n as u32);
     let max_records = params
         .get_with("max_records", |raw| parse_in_range(raw, 1, 10_000_000))
@@ -494,7 +496,9 @@ async fn list_records(
     let event_type = params.get::<EventType>("type");
     let since = params.get_with("since", |raw| date::parse(raw, Day::Start));
     let limit = params
-        .get_with("limit", |raw| parse_in_range(raw, 1, u64::from(MAX_PAGE_SIZE)))
+        .get_with("limit", |raw| {
+            parse_in_range(raw, 1, u64::from(MAX_PAGE_SIZE))
+        })
         .map_or(DEFAULT_PAGE_SIZE, |n| n as u32);
     let after = params.get::<Cursor>("cursor");
     params.finish()?;

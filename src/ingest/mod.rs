@@ -66,7 +66,11 @@ impl Inner {
 }
 
 impl IngestContext {
-    pub fn new(delivery: DeliveryContext, redactor: redact::Redactor, config: IngestConfig) -> Self {
+    pub fn new(
+        delivery: DeliveryContext,
+        redactor: redact::Redactor,
+        config: IngestConfig,
+    ) -> Self {
         let owner = format!(
             "{}:{}:{}",
             std::env::var("HOSTNAME").unwrap_or_else(|_| "impact-in".into()),

@@ -346,7 +346,8 @@ struct GooderaDonation {
     donor: PersonIn,
     value: f64,
     currency: String,
-    date: DateTime<Utc>,
+    /// A day: Goodera keeps no time of day for a donation.
+    date: NaiveDate,
     ngo: String,
 }
 
@@ -359,7 +360,7 @@ impl GooderaDonation {
                 donor: self.donor.into(),
                 amount_minor: major_to_minor("value", self.value)?,
                 currency: currency("currency", self.currency)?,
-                donated_at: self.date,
+                donated_at: self.date.and_time(chrono::NaiveTime::MIN).and_utc(),
                 recipient: text("ngo", self.ngo)?,
                 matched: None,
             }),
@@ -582,7 +583,10 @@ mod tests {
             panic!("a volunteer event")
         };
         assert_eq!(event.hours, 2.5);
-        assert_eq!(event.participant.email.as_deref(), Some("jane.doe@acme.example"));
+        assert_eq!(
+            event.participant.email.as_deref(),
+            Some("jane.doe@acme.example")
+        );
     }
 
     #[test]
@@ -617,7 +621,10 @@ mod tests {
         let EventData::Directory(user) = record.data else {
             panic!("a directory event")
         };
-        assert_eq!(user.employee.email.as_deref(), Some("jane.doe@acme.example"));
+        assert_eq!(
+            user.employee.email.as_deref(),
+            Some("jane.doe@acme.example")
+        );
         assert!(user.active);
         assert_eq!(user.manager_id.as_deref(), Some("wd-0"));
         assert_eq!(user.department.as_deref(), Some("R&D"));
@@ -628,7 +635,7 @@ mod tests {
         let raw = json!({
             "donationId": "gd-1", "lastModified": "2026-01-01T00:00:00Z",
             "donor": {"employeeCode": "E1", "email": "a@b.example"},
-            "value": 50.1, "currency": "EUR", "date": "2026-01-02T00:00:00Z", "ngo": "Red Cross",
+            "value": 50.1, "currency": "EUR", "date": "2026-01-02", "ngo": "Red Cross",
         });
         let record = read(Stream::GooderaDonations, raw).unwrap();
         let EventData::Donation(donation) = record.data else {

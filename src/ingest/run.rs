@@ -212,9 +212,11 @@ async fn pages(ctx: &IngestContext, run: &Run, source: Arc<dyn Source>) -> Ended
         },
     };
     let page_size = u32::try_from(run.page_size).unwrap_or(100);
-    let mut remaining = run
-        .record_limit
-        .map(|n| u64::try_from(n).unwrap_or(0).saturating_sub(run.records_total as u64));
+    let mut remaining = run.record_limit.map(|n| {
+        u64::try_from(n)
+            .unwrap_or(0)
+            .saturating_sub(run.records_total as u64)
+    });
     let mut request = PageRequest {
         since,
         position: None,
@@ -237,8 +239,15 @@ async fn pages(ctx: &IngestContext, run: &Run, source: Arc<dyn Source>) -> Ended
             failed,
             errors: &errors,
         };
-        match store::store_page(ctx.db(), run, &ctx.owner, ctx.config.lease, records, progress)
-            .await
+        match store::store_page(
+            ctx.db(),
+            run,
+            &ctx.owner,
+            ctx.config.lease,
+            records,
+            progress,
+        )
+        .await
         {
             Ok(Some(stored)) => {
                 crate::metrics::ingest_page(

@@ -104,7 +104,10 @@ pub async fn create_run(
     .bind(run.company)
     .bind(run.stream)
     .bind(run.since)
-    .bind(run.record_limit.map(|n| i32::try_from(n).unwrap_or(i32::MAX)))
+    .bind(
+        run.record_limit
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+    )
     .bind(i32::try_from(run.page_size).unwrap_or(1000))
     .bind(owner)
     .bind(lease.as_secs_f64())
@@ -162,11 +165,13 @@ pub async fn high_water(
     company: CompanyId,
     stream: Stream,
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    sqlx::query_scalar("SELECT high_water FROM ingest_cursors WHERE company_id = $1 AND stream = $2")
-        .bind(company)
-        .bind(stream)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_scalar(
+        "SELECT high_water FROM ingest_cursors WHERE company_id = $1 AND stream = $2",
+    )
+    .bind(company)
+    .bind(stream)
+    .fetch_optional(pool)
+    .await
 }
 
 /// A page's effect on its run.
@@ -226,7 +231,7 @@ pub async fn store_page(
          SET source_updated_at = excluded.source_updated_at, data = excluded.data,
              run_id = excluded.run_id, stored_at = now()
          WHERE ingest_records.source_updated_at < excluded.source_updated_at
-         RETURNING (xmax = 0)",
+         RETURNING (xmax = '0'::xid)",
     )
     .bind(records.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
     .bind(run.company_id)
@@ -446,7 +451,10 @@ pub async fn list_records(
     query
         .push(" ORDER BY stored_at, id LIMIT ")
         .push_bind(i64::from(limit) + 1);
-    let rows = query.build_query_as::<StoredRecord>().fetch_all(pool).await?;
+    let rows = query
+        .build_query_as::<StoredRecord>()
+        .fetch_all(pool)
+        .await?;
     let (rows, next) = cursor::page(rows, limit, |r| Cursor {
         at: r.stored_at,
         id: r.id,

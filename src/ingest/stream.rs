@@ -77,6 +77,7 @@ pub enum Stream {
     strum::IntoStaticStr,
     utoipa::ToSchema,
 )]
+#[sqlx(type_name = "text")]
 pub enum EventType {
     #[serde(rename = "ingest.volunteer.logged")]
     #[sqlx(rename = "ingest.volunteer.logged")]
@@ -186,7 +187,10 @@ mod tests {
         assert_eq!(Stream::BuddyData.as_str(), "buddy-data");
         assert_eq!(Stream::from_route("benevity", "directory"), None);
         assert_eq!(
-            EventType::DonationMade.as_str().parse::<EventType>().unwrap(),
+            EventType::DonationMade
+                .as_str()
+                .parse::<EventType>()
+                .unwrap(),
             EventType::DonationMade
         );
     }

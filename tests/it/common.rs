@@ -24,6 +24,8 @@ pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 /// 32 bytes, base64: the key provider tokens are encrypted under in tests.
 pub const TOKEN_KEY: &str = "dGVzdC10b2tlbi1rZXktdGVzdC10b2tlbi1rZXktMDE=";
 pub const OPS_KEY: &str = "ops-key-for-tests-0123456789";
+/// 32 bytes, base64: the key of the keyed redaction modes in tests.
+pub const PII_KEY: &str = "cGlpLWtleS1mb3ItdGVzdHMtcGlpLWtleS1mb3ItdGU=";
 pub const ADMIN: &str = "ADMIN_CONSOLE";
 pub const MANAGE: &str = "MANAGE_INTEGRATIONS";
 
@@ -49,6 +51,7 @@ pub fn config(overrides: &[(&str, &str)]) -> Config {
         ("JWT_SECRET".into(), JWT_SECRET.into()),
         ("TOKEN_ENCRYPTION_KEY".into(), TOKEN_KEY.into()),
         ("OPS_API_KEYS".into(), OPS_KEY.into()),
+        ("PII_HASH_KEY".into(), PII_KEY.into()),
         ("REQUEST_BODY_LIMIT_BYTES".into(), "4096".into()),
         ("HEALTH_CHECK_TIMEOUT_MS".into(), "1000".into()),
     ]);

@@ -12,6 +12,7 @@ mod connectors;
 mod deliveries;
 mod health;
 mod http_errors;
+mod ingest;
 mod pipeline;
 mod sandbox;
 mod stats;

@@ -1,0 +1,390 @@
+//! Ingest end to end: the real router over a fresh database, pulling from
+//! the provider sandbox's seven sources over real HTTP. Retry pauses are
+//! configured to 1 ms so a retried page does not make a test wait.
+
+use axum::http::StatusCode;
+use impact_in::sandbox::{Sandbox, SandboxConfig, credentials, ingest as generated};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::common::{ADMIN, MANAGE, TestApp, sandbox_api};
+
+struct Ingest {
+    app: TestApp,
+    sandbox: Sandbox,
+    company: Uuid,
+    token: String,
+}
+
+const STREAMS: [&str; 9] = [
+    "benevity-volunteers",
+    "benevity-donations",
+    "goodera-volunteers",
+    "goodera-donations",
+    "workday-directory",
+    "kintell-enrollments",
+    "upskilling-enrollments",
+    "buddy-data",
+    "mentorship-placements",
+];
+
+fn route(stream: &str) -> String {
+    let (system, kind) = stream.split_once('-').unwrap();
+    format!("/v1/ingest/{system}/{kind}")
+}
+
+impl Ingest {
+    async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+        let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+        let mut vars: Vec<(String, String)> = credentials::env_vars(&sandbox.url())
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        vars.push(("INGEST_RETRY_INITIAL_DELAY_MS".into(), "1".into()));
+        for (k, v) in overrides {
+            vars.push(((*k).into(), (*v).into()));
+        }
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let app = TestApp::start(pool, crate::common::config(&pairs)).await;
+        let company = Uuid::new_v4();
+        Self {
+            app,
+            sandbox,
+            company,
+            token: crate::common::token(&[company], &[ADMIN, MANAGE]),
+        }
+    }
+
+    async fn control(&self, route: &str, body: Value) {
+        let status = sandbox_api::control(&self.sandbox, route, body).await;
+        assert!(status.is_success(), "{route}: {status}");
+    }
+
+    /// Runs one stream; the answer (200: the run ended).
+    async fn run(&self, stream: &str, query: &str) -> Value {
+        let response = self
+            .app
+            .post(
+                &format!("{}?company_id={}{query}", route(stream), self.company),
+                Some(&self.token),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+        response.body
+    }
+
+    async fn stored(&self, stream: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM ingest_records WHERE company_id = $1 AND stream = $2",
+        )
+        .bind(self.company)
+        .bind(stream)
+        .fetch_one(&self.app.state.db)
+        .await
+        .unwrap()
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn all_nine_streams_page_to_the_end_and_a_rerun_stores_nothing_twice(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let answer = t
+        .app
+        .post(
+            &format!("/v1/ingest/all?company_id={}&limit=40", t.company),
+            Some(&t.token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.body["success"], true, "{}", answer.body);
+    assert_eq!(answer.body["summary"]["successful"], 9);
+    let volume = generated::DEFAULT_RECORDS as i64;
+    for result in answer.body["results"].as_array().unwrap() {
+        let stream = result["connector"].as_str().unwrap();
+        assert_eq!(result["status"], "fulfilled", "{result}");
+        assert_eq!(result["data"]["status"], "succeeded", "{result}");
+        assert_eq!(
+            result["data"]["metadata"]["recordsProcessed"], volume,
+            "{result}"
+        );
+        assert_eq!(result["data"]["metadata"]["recordsFailed"], 0, "{result}");
+        // 250 records, 40 a page: 7 pages (the last one partly filled).
+        assert!(result["data"]["metadata"]["pages"].as_i64().unwrap() >= 7);
+        assert_eq!(t.stored(stream).await, volume, "{stream}");
+    }
+
+    // Again: only records at the saved cursor's time come back, and they
+    // change nothing.
+    for stream in STREAMS {
+        let again = t.run(stream, "").await;
+        assert_eq!(again["status"], "succeeded");
+        let fetched = again["metadata"]["totalRecords"].as_i64().unwrap();
+        assert!(fetched <= 2, "{stream} fetched {fetched} again");
+        assert_eq!(t.stored(stream).await, volume);
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_incremental_run_takes_only_what_changed_and_since_overrides_the_cursor(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let stream = "kintell-enrollments";
+    t.run(stream, "").await;
+    let before: Value = sqlx::query_scalar(
+        "SELECT data FROM ingest_records WHERE company_id = $1 AND stream = $2 ORDER BY source_id LIMIT 1",
+    )
+    .bind(t.company)
+    .bind(stream)
+    .fetch_one(&t.app.state.db)
+    .await
+    .unwrap();
+    t.control("ingest/changes", json!({"stream": stream, "count": 5}))
+        .await;
+    let changed = t.run(stream, "").await;
+    let fetched = changed["metadata"]["totalRecords"].as_i64().unwrap();
+    assert!((5..=7).contains(&fetched), "{changed}");
+    assert_eq!(t.stored(stream).await, generated::DEFAULT_RECORDS as i64);
+    let after: Value = sqlx::query_scalar(
+        "SELECT data FROM ingest_records WHERE company_id = $1 AND stream = $2 ORDER BY source_id LIMIT 1",
+    )
+    .bind(t.company)
+    .bind(stream)
+    .fetch_one(&t.app.state.db)
+    .await
+    .unwrap();
+    assert_ne!(
+        before["id"], after["id"],
+        "the changed record is a new event"
+    );
+
+    // `since` far back: everything again, still stored once.
+    let full = t.run(stream, "&since=2020-01-01").await;
+    assert_eq!(
+        full["metadata"]["totalRecords"],
+        generated::DEFAULT_RECORDS as i64
+    );
+    assert_eq!(t.stored(stream).await, generated::DEFAULT_RECORDS as i64);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_run_stopped_by_a_fault_is_partial_and_the_next_resumes_without_duplicates(pool: PgPool) {
+    let t = Ingest::start(pool, &[("INGEST_RETRY_ATTEMPTS", "2")]).await;
+    let stream = "goodera-volunteers";
+    // Two pages pass, then the third fails on both tries.
+    t.control(
+        "faults",
+        json!({"stream": stream, "afterRequests": 2, "count": 2, "status": 503}),
+    )
+    .await;
+    let partial = t.run(stream, "&limit=50").await;
+    assert_eq!(partial["status"], "partial", "{partial}");
+    assert_eq!(partial["success"], false);
+    assert_eq!(partial["metadata"]["pages"], 2);
+    assert_eq!(t.stored(stream).await, 100);
+    let error = partial["errors"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(error["kind"], "source", "{error}");
+    assert_eq!(error["errorClass"], "transient", "{error}");
+
+    let resumed = t.run(stream, "&limit=50").await;
+    assert_eq!(resumed["status"], "succeeded", "{resumed}");
+    // It started at the last stored page's time, not at the beginning.
+    assert!(resumed["metadata"]["totalRecords"].as_i64().unwrap() <= 152);
+    assert_eq!(t.stored(stream).await, generated::DEFAULT_RECORDS as i64);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_malformed_record_is_counted_named_and_the_rest_of_its_page_stored(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let stream = "benevity-donations";
+    t.control(
+        "ingest/malformed",
+        json!({"stream": stream, "indices": [3, 120]}),
+    )
+    .await;
+    let run = t.run(stream, "").await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["metadata"]["recordsFailed"], 2, "{run}");
+    assert_eq!(
+        run["metadata"]["recordsProcessed"],
+        generated::DEFAULT_RECORDS as i64 - 2
+    );
+    let errors = run["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{run}");
+    for error in errors {
+        assert_eq!(error["kind"], "record");
+        assert!(error["field"].is_string(), "{error}");
+    }
+    let text = run.to_string();
+    for index in [3, 120] {
+        for pii in generated::pii_of(generated::Stream::BenevityDonations, index) {
+            assert!(!text.contains(&pii), "the answer quotes {pii}");
+        }
+    }
+}
+
+/// Every known personal value the sandbox put in its records, searched for
+/// in a dump of every table after ingesting all nine streams: none is
+/// there.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn no_personal_data_from_any_stream_reaches_the_database(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let answer = t
+        .app
+        .post(
+            &format!("/v1/ingest/all?company_id={}", t.company),
+            Some(&t.token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(answer.body["success"], true, "{}", answer.body);
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+            .fetch_all(&t.app.state.db)
+            .await
+            .unwrap();
+    let mut dump = String::new();
+    for table in &tables {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT row_to_json(t)::text FROM {table} t"
+        )))
+        .fetch_all(&t.app.state.db)
+        .await
+        .unwrap();
+        dump.extend(rows);
+    }
+    assert!(
+        dump.contains("ingest.volunteer.logged"),
+        "records were stored"
+    );
+    let mut checked = 0;
+    for &stream in <generated::Stream as strum::VariantArray>::VARIANTS {
+        for index in 0..generated::DEFAULT_RECORDS {
+            for pii in generated::pii_of(stream, index) {
+                assert!(
+                    !dump.contains(&pii),
+                    "{pii} (record {index} of {stream:?}) is stored"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 2000, "only {checked} values checked");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn runs_and_records_are_tenant_scoped(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let run = t.run("mentorship-placements", "").await;
+    let run_id = run["runId"].as_str().unwrap();
+
+    let other = crate::common::token(&[Uuid::new_v4()], &[ADMIN, MANAGE]);
+    let refused = t
+        .app
+        .post(
+            &format!("/v1/ingest/buddy/data?company_id={}", t.company),
+            Some(&other),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let read_only = crate::common::token(&[t.company], &[ADMIN]);
+    let refused = t
+        .app
+        .post(
+            &format!("/v1/ingest/buddy/data?company_id={}", t.company),
+            Some(&read_only),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let hidden = t
+        .app
+        .get(&format!("/v1/ingest/runs/{run_id}"), Some(&other))
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
+    let none = t.app.get("/v1/ingest/records", Some(&other)).await;
+    assert_eq!(none.body["data"], json!([]));
+    let runs = t.app.get("/v1/ingest/runs", Some(&other)).await;
+    assert_eq!(runs.body["data"], json!([]));
+
+    let mine = t
+        .app
+        .get(
+            "/v1/ingest/records?type=ingest.placement.created&limit=7",
+            Some(&t.token),
+        )
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
+    assert_eq!(mine.body["data"].as_array().unwrap().len(), 7);
+    let first = &mine.body["data"][0];
+    assert_eq!(first["type"], "ingest.placement.created");
+    assert_eq!(first["event"]["correlationId"], run_id);
+    assert_eq!(first["event"]["type"], "ingest.placement.created");
+    let next = mine.body["nextCursor"].as_str().unwrap();
+    let second = t
+        .app
+        .get(
+            &format!("/v1/ingest/records?limit=7&cursor={next}"),
+            Some(&t.token),
+        )
+        .await;
+    assert_ne!(second.body["data"][0]["id"], first["id"]);
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_second_request_while_a_run_goes_answers_that_run(pool: PgPool) {
+    // The sandbox answers slowly, so the first run is still going.
+    let t = Ingest::start(pool, &[("INGEST_SYNC_WAIT_SECS", "0")]).await;
+    t.control("latency", json!({"stream": "workday-directory", "ms": 200}))
+        .await;
+    let path = format!("/v1/ingest/workday/directory?company_id={}", t.company);
+    let (first, second) = tokio::join!(
+        t.app.post(&path, Some(&t.token), Value::Null),
+        t.app.post(&path, Some(&t.token), Value::Null),
+    );
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+    assert_eq!(first.body["runId"], second.body["runId"]);
+    assert_eq!(first.body["status"], "running");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn bad_requests_name_the_parameter(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    for (query, field) in [
+        (String::new(), "company_id"),
+        (format!("?company_id={}&limit=0", t.company), "limit"),
+        (
+            format!("?company_id={}&since=yesterday", t.company),
+            "since",
+        ),
+        ("?company_id=nope".to_owned(), "company_id"),
+    ] {
+        let answer = t
+            .app
+            .post(
+                &format!("/v1/ingest/goodera/donations{query}"),
+                Some(&t.token),
+                Value::Null,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(answer.error_fields(), [field], "{query}");
+    }
+    let unknown = t
+        .app
+        .post(
+            &format!("/v1/ingest/goodera/directory?company_id={}", t.company),
+            Some(&t.token),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
