@@ -46,6 +46,10 @@ if needs_value JWT_SECRET && [ -z "$(env_get JWT_PUBLIC_KEY_FILE)" ]; then
   say "generating JWT_SECRET into .env"
   env_set JWT_SECRET "$(random_base64)"
 fi
+if needs_value PII_HASH_KEY; then
+  say "generating PII_HASH_KEY into .env"
+  env_set PII_HASH_KEY "$(random_base64)"
+fi
 if needs_value TOKEN_ENCRYPTION_KEY; then
   say "generating TOKEN_ENCRYPTION_KEY into .env"
   env_set TOKEN_ENCRYPTION_KEY "$(random_base64)"

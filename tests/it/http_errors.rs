@@ -755,6 +755,28 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
             StatusCode::SERVICE_UNAVAILABLE,
             app.send(webhook(&[])).await,
         ),
+        (
+            "/problems/ingest-run-not-found",
+            StatusCode::NOT_FOUND,
+            app.get(
+                &format!("/v1/ingest/runs/{}", Uuid::new_v4()),
+                Some(&reader),
+            )
+            .await,
+        ),
+        (
+            "/problems/ingest-not-configured",
+            StatusCode::SERVICE_UNAVAILABLE,
+            // Keyed redaction without its key: ingest refuses to run.
+            TestApp::start(pool.clone(), config(&[("PII_HASH_KEY", "")]))
+                .await
+                .post(
+                    &format!("/v1/ingest/buddy/data?company_id={company}"),
+                    Some(&writer),
+                    json!(null),
+                )
+                .await,
+        ),
         ("/problems/internal", StatusCode::INTERNAL_SERVER_ERROR, {
             // A bug, as far as the service can tell: its table is gone.
             sqlx::query("ALTER TABLE impact_deliveries RENAME TO impact_deliveries_gone")
