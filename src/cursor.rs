@@ -1,10 +1,11 @@
-//! Keyset positions in a list ordered newest first (the delivery log, the
-//! webhook events), handed to clients as opaque text.
+//! Keyset positions in a list ordered by a time and an id (the delivery
+//! log, the webhook events, ingest runs and records), handed to clients as
+//! opaque text.
 
 use std::{fmt, str::FromStr};
 
 use chrono::{DateTime, Utc};
-
+use sqlx::{Postgres, QueryBuilder};
 use uuid::Uuid;
 
 /// A row's place in list order (`<time> DESC, id DESC`); a page that
@@ -152,4 +153,26 @@ mod tests {
             assert_eq!(cursor.at.timestamp_micros(), micros.parse::<i64>().unwrap());
         }
     }
+}
+
+/// Which way a list runs through `(<time>, id)`.
+#[derive(Debug, Clone, Copy)]
+pub enum Order {
+    NewestFirst,
+    OldestFirst,
+}
+
+/// `(<column>, id) < (at, id)` (newest first) or `>` (oldest first): the
+/// rows past `cursor`, as the `(<column>, id)` index reads them.
+pub fn push_past(query: &mut QueryBuilder<Postgres>, column: &str, order: Order, cursor: Cursor) {
+    let op = match order {
+        Order::NewestFirst => "<",
+        Order::OldestFirst => ">",
+    };
+    query
+        .push(format!("({column}, id) {op} ("))
+        .push_bind(cursor.at)
+        .push(", ")
+        .push_bind(cursor.id)
+        .push(")");
 }

@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
 use super::{Delivery, DeliveryStatus, intake::Intake};
 use crate::{
     auth::CompanyScope,
-    cursor::{self, Cursor, Start},
+    cursor::{self, Cursor, Order, Start},
     ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
     provider::Provider,
 };
@@ -158,12 +158,7 @@ pub(super) fn push_filter(
     }
     if let Some(cursor) = after {
         and(query);
-        query
-            .push("(created_at, id) < (")
-            .push_bind(cursor.at)
-            .push(", ")
-            .push_bind(cursor.id)
-            .push(")");
+        cursor::push_past(query, "created_at", Order::NewestFirst, cursor);
     }
 }
 

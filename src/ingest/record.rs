@@ -200,7 +200,7 @@ fn amount_minor(field: &str, value: i64) -> Result<i64, RecordError> {
 /// A decimal amount in major units, in minor units (two decimals).
 fn major_to_minor(field: &str, value: f64) -> Result<i64, RecordError> {
     let minor = (value * 100.0).round();
-    if !minor.is_finite() || minor < 0.0 || minor > 1e15 {
+    if !(0.0..=1e15).contains(&minor) {
         return Err(RecordError::new(
             field,
             "must be a non-negative amount below 10^13",

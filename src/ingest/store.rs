@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::stream::{EventType, Stream};
 use crate::{
     auth::CompanyScope,
-    cursor::{self, Cursor, Start},
+    cursor::{self, Cursor, Order, Start},
     ids::CompanyId,
 };
 
@@ -361,12 +361,8 @@ pub async fn list_runs(
         query.push(" AND stream = ").push_bind(stream);
     }
     if let Some(after) = after {
-        query
-            .push(" AND (started_at, id) < (")
-            .push_bind(after.at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
+        query.push(" AND ");
+        cursor::push_past(&mut query, "started_at", Order::NewestFirst, after);
     }
     query
         .push(" ORDER BY started_at DESC, id DESC LIMIT ")
@@ -441,12 +437,8 @@ pub async fn list_records(
         query.push(" AND stored_at >= ").push_bind(since);
     }
     if let Some(after) = after {
-        query
-            .push(" AND (stored_at, id) > (")
-            .push_bind(after.at)
-            .push(", ")
-            .push_bind(after.id)
-            .push(")");
+        query.push(" AND ");
+        cursor::push_past(&mut query, "stored_at", Order::OldestFirst, after);
     }
     query
         .push(" ORDER BY stored_at, id LIMIT ")

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::event::InboundEvent;
 use crate::{
     auth::CompanyScope,
-    cursor::{self, Cursor, Start},
+    cursor::{self, Cursor, Order, Start},
     delivery::{DeliveryStatus, ProviderStatus},
     ids::{CompanyId, RecordId},
     provider::Provider,
@@ -422,12 +422,8 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &EventFilter, after: 
         query.push(" AND received_at <= ").push_bind(to);
     }
     if let Some(cursor) = after {
-        query
-            .push(" AND (received_at, id) < (")
-            .push_bind(cursor.at)
-            .push(", ")
-            .push_bind(cursor.id)
-            .push(")");
+        query.push(" AND ");
+        cursor::push_past(query, "received_at", Order::NewestFirst, cursor);
     }
 }
 
