@@ -19,9 +19,9 @@ use opentelemetry::{
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use secrecy::ExposeSecret;
-use tracing::Span;
+use tracing::{Level, Span};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, Layer, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, Layer, filter::Targets, fmt, prelude::*};
 
 use crate::config::{ConfigError, LogConfig, LogFormat, TracesConfig};
 
@@ -57,12 +57,16 @@ pub fn init(config: &LogConfig, traces: Option<&TracesConfig>) -> Result<Telemet
                 .expect("static directive"),
         );
     let provider = traces.map(tracer_provider).transpose()?;
+    // Spans have a filter of their own: the service's spans at info and
+    // above, whatever LOG_LEVEL says (production often logs at warn, and
+    // would otherwise export nothing).
     let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(SCOPE))
             // Which file and thread logged is noise in a trace view.
             .with_location(false)
             .with_threads(false)
+            .with_filter(Targets::new().with_target("impact_in", Level::INFO))
     });
     let layer = fmt::layer().with_writer(std::io::stderr);
     let logs = match config.format {
@@ -80,8 +84,7 @@ pub fn init(config: &LogConfig, traces: Option<&TracesConfig>) -> Result<Telemet
     };
     // `try_init`: a second call (tests) keeps the first subscriber.
     let installed = tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
+        .with(logs.with_filter(filter))
         .with(spans)
         .try_init()
         .is_ok();

@@ -122,7 +122,7 @@ struct Traced {
 
 impl Traced {
     /// `name` names its database.
-    async fn start(name: &str, otlp: &str) -> Self {
+    async fn start(name: &str, otlp: &str, log_level: &str) -> Self {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let database = fresh_database_url(name);
         succeeded(
@@ -141,6 +141,7 @@ impl Traced {
             ("PORT_IMPACT_IN", port.to_string()),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.into()),
             ("OTEL_SERVICE_NAME", "impact-in-under-test".into()),
+            ("LOG_LEVEL", log_level.into()),
         ]);
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut server = tokio::process::Command::from(impact_in(&pairs))
@@ -233,7 +234,8 @@ impl Traced {
 #[tokio::test]
 async fn one_delivery_is_one_trace_from_the_post_to_the_provider_call() {
     let (otlp, spans) = receiver().await;
-    let t = Traced::start("traces", &otlp).await;
+    // Logs at warn, as production often has them: spans are exported anyway.
+    let t = Traced::start("traces", &otlp, "warn").await;
 
     // The caller's trace, which the service must continue.
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -381,6 +383,7 @@ async fn an_unreachable_collector_changes_nothing_but_a_warning() {
     let t = Traced::start(
         "traces_down",
         &format!("http://user:collector-password@127.0.0.1:{closed}"),
+        "info",
     )
     .await;
     let created = t
