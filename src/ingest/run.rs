@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     connectors::{
-        ConnectorError, ErrorClass,
+        ConnectorError,
         sources::{PageRequest, Source},
     },
     ids::CompanyId,
@@ -286,9 +286,7 @@ async fn fetch(
             Err(err) => err,
         };
         crate::metrics::ingest_error(stream, err.class().into());
-        let retryable = matches!(err.class(), ErrorClass::Transient | ErrorClass::RateLimited)
-            || err.not_sent_for().is_some();
-        if !retryable || attempt >= ctx.config.retry_attempts {
+        if !err.is_retryable() || attempt >= ctx.config.retry_attempts {
             return Err(err);
         }
         let wait = err

@@ -353,7 +353,7 @@ pub(crate) fn terminate(pid: u32) {
     signal(pid, "TERM");
 }
 
-fn signal(pid: u32, name: &str) {
+pub(crate) fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()

@@ -388,3 +388,201 @@ async fn bad_requests_name_the_parameter(pool: PgPool) {
         .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+/// The real binary, killed (SIGKILL) in the middle of a run: a second
+/// process takes the run over once its lease runs out and finishes it from
+/// the last stored page; every record is stored once, and neither process's
+/// logs, at debug, hold any of the records' personal data.
+#[tokio::test]
+async fn a_run_killed_mid_way_is_resumed_by_another_process_without_loss_or_duplicates() {
+    use std::{process::Stdio, time::Duration};
+
+    use crate::binary::{
+        free_port, fresh_database_url, impact_in, read_all, signal, succeeded, terminate, until_ok,
+    };
+
+    const VOLUME: u64 = 2000;
+    let sandbox = Sandbox::start(SandboxConfig::default().with_records(VOLUME))
+        .await
+        .unwrap();
+    // Slow pages, so the kill lands mid-run.
+    let status = sandbox_api::control(
+        &sandbox,
+        "latency",
+        json!({"stream": "benevity-volunteers", "ms": 60}),
+    )
+    .await;
+    assert!(status.is_success());
+    let database = fresh_database_url("ingest_killed");
+    succeeded(
+        impact_in(&[("DATABASE_URL", &database)])
+            .arg("migrate")
+            .output()
+            .unwrap(),
+    );
+    let start = |port: u16| {
+        let mut vars: Vec<(&str, String)> = credentials::env_vars(&sandbox.url());
+        vars.extend([
+            ("DATABASE_URL", database.clone()),
+            ("JWT_SECRET", crate::common::JWT_SECRET.into()),
+            ("TOKEN_ENCRYPTION_KEY", crate::common::TOKEN_KEY.into()),
+            ("PII_HASH_KEY", crate::common::PII_KEY.into()),
+            ("HOST", "127.0.0.1".into()),
+            ("PORT_IMPACT_IN", port.to_string()),
+            ("LOG_LEVEL", "debug".into()),
+            ("INGEST_SYNC_WAIT_SECS", "0".into()),
+            ("INGEST_LEASE_SECS", "2".into()),
+            ("INGEST_RESUME_INTERVAL_SECS", "1".into()),
+        ]);
+        let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut child = tokio::process::Command::from(impact_in(&pairs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let logs = tokio::spawn(read_all(child.stderr.take().unwrap()));
+        (child, logs)
+    };
+    let company = Uuid::new_v4();
+    let token = crate::common::token(&[company], &[ADMIN, MANAGE]);
+    let client = reqwest::Client::new();
+
+    let first_port = free_port();
+    let (first, first_logs) = start(first_port);
+    until_ok(first_port, "/health/readiness").await;
+    let started: Value = client
+        .post(format!(
+            "http://127.0.0.1:{first_port}/v1/ingest/benevity/volunteers?company_id={company}&limit=100"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = started["runId"].as_str().unwrap().to_owned();
+    let run_at = |port: u16| {
+        let (client, token, run) = (client.clone(), token.clone(), run.clone());
+        async move {
+            client
+                .get(format!("http://127.0.0.1:{port}/v1/ingest/runs/{run}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Killed once a few pages are stored, long before the last of 20.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while run_at(first_port).await["metadata"]["pages"]
+            .as_i64()
+            .unwrap()
+            < 3
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the run stores pages");
+    signal(first.id().unwrap(), "KILL");
+    let mut first = first;
+    first.wait().await.unwrap();
+
+    let second_port = free_port();
+    let (second, second_logs) = start(second_port);
+    until_ok(second_port, "/health/readiness").await;
+    let finished = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let now = run_at(second_port).await;
+            if now["status"] != "running" {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the other process finishes the run");
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ingest_records WHERE company_id = $1")
+            .bind(company)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, VOLUME as i64);
+    pool.close().await;
+
+    terminate(second.id().unwrap());
+    let mut second = second;
+    second.wait().await.unwrap();
+    let logs = first_logs.await.unwrap() + &second_logs.await.unwrap();
+    assert!(logs.contains("resuming an ingest run"), "{logs}");
+    for index in 0..VOLUME {
+        for pii in generated::pii_of(generated::Stream::BenevityVolunteers, index) {
+            assert!(!logs.contains(&pii), "the logs hold {pii}");
+        }
+    }
+    use sqlx::{Postgres, migrate::MigrateDatabase};
+    let _ = Postgres::drop_database(&database).await;
+}
+
+/// A token the source stops accepting (expired early, revoked) is replaced
+/// once and the page asked again; the run does not notice.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_expired_token_is_replaced_and_the_run_goes_on(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    let stream = "workday-directory";
+    t.run(stream, "").await;
+    t.control("tokens/expire", json!({})).await;
+    let again = t.run(stream, "&since=2020-01-01").await;
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(
+        again["metadata"]["totalRecords"],
+        generated::DEFAULT_RECORDS as i64
+    );
+    let issued = sandbox_api::read(&t.sandbox, "stats").await["tokensIssued"]["workday"].clone();
+    assert_eq!(issued, 2, "one token, then one replacement");
+}
+
+/// Goodera's 429 is a rate limit, not a failure of the source: with tries
+/// left the page is asked again after the pause the source asked for (here
+/// none are left, so the run stops and says why), and the next run
+/// resumes.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn goodera_429_is_reported_as_a_rate_limit_and_the_next_run_resumes(pool: PgPool) {
+    let t = Ingest::start(pool, &[("INGEST_RETRY_ATTEMPTS", "1")]).await;
+    let stream = "goodera-donations";
+    t.control(
+        "faults",
+        json!({"stream": stream, "afterRequests": 1, "count": 1, "status": 429, "retryAfterSecs": 30}),
+    )
+    .await;
+    let limited = t.run(stream, "").await;
+    assert_eq!(limited["status"], "partial", "{limited}");
+    let error = limited["errors"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(error["errorClass"], "rate_limited", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry after 30"),
+        "{error}"
+    );
+    // The gate holds Goodera calls for the pause the source asked; a new
+    // run is throttled without a request until then.
+    let held = t.run(stream, "").await;
+    assert_eq!(held["status"], "failed", "{held}");
+    assert_eq!(held["errors"][0]["errorClass"], "rate_limited");
+    assert_eq!(t.stored(stream).await, 100);
+}
