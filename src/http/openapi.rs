@@ -203,6 +203,9 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen, 2, "the delivery list and the webhook events");
+        assert_eq!(
+            seen, 4,
+            "the delivery list, the webhook events, ingest runs and records"
+        );
     }
 }
