@@ -100,6 +100,7 @@ export HOST=127.0.0.1 PORT_IMPACT_IN=$port DATABASE_URL=$db_url \
   REDIS_KEY_PREFIX="impact-in-contract:$$:" LOG_FORMAT=json LOG_LEVEL=warn \
   JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
   TOKEN_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64) \
+  PII_HASH_KEY=$(head -c 32 /dev/urandom | base64) INGEST_SYNC_WAIT_SECS=0 \
   OPS_API_KEYS="ops-$(head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
 
 # The sandbox on a free port: its stdout is the variables that point the
@@ -109,7 +110,8 @@ export HOST=127.0.0.1 PORT_IMPACT_IN=$port DATABASE_URL=$db_url \
 started[$!]="the provider sandbox"
 sandbox=$!
 for _ in $(seq 1 300); do
-  grep -q '^WORKDAY_WEBHOOK_SECRET=' sandbox.env 2>/dev/null && break
+  # The last variable it prints.
+  grep -q '^MENTORSHIP_SERVICE_URL=' sandbox.env 2>/dev/null && break
   kill -0 "$sandbox" 2>/dev/null || die "the provider sandbox exited"
   sleep 0.1
 done

@@ -107,7 +107,7 @@ fn run_params(principal: &Principal, mut params: QueryParams) -> Result<RunParam
         ("company_id" = uuid::Uuid, Query, description = "The company (companyId is accepted too)"),
         ("since" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Records updated at or after this, instead of the saved cursor"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Records asked of the source per request (100); the run pages through everything new"),
-        ("max_records" = Option<u32>, Query, minimum = 1, description = "Stop the run after this many records (it ends succeeded with hasMore)"),
+        ("max_records" = Option<u32>, Query, minimum = 1, maximum = 10000000, description = "Stop the run after this many records (it ends succeeded with hasMore)"),
     ),
     responses(
         (status = 200, description = "The run ended", body = RunAnswer),
@@ -179,7 +179,7 @@ async fn start_and_wait(
         ("company_id" = uuid::Uuid, Query, description = "The company (companyId is accepted too)"),
         ("since" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Records updated at or after this, instead of each saved cursor"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Records asked of a source per request (100)"),
-        ("max_records" = Option<u32>, Query, minimum = 1, description = "Stop each run after this many records"),
+        ("max_records" = Option<u32>, Query, minimum = 1, maximum = 10000000, description = "Stop each run after this many records"),
     ),
     responses(
         (status = 200, description = "Each stream's run, ended or still going", body = AllAnswer),
