@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
+//! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -58,6 +59,8 @@ struct Options {
     /// Export spans (OTLP/HTTP) to a receiver in this process during the
     /// throughput scenario.
     otlp: bool,
+    /// Records per ingest stream (nine streams).
+    records: u64,
 }
 
 impl Options {
@@ -76,6 +79,7 @@ impl Options {
             events: 20_000,
             event_rate: 1000,
             otlp: false,
+            records: 111_112,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -92,6 +96,7 @@ impl Options {
             options.benevity = 10;
             options.events = 200;
             options.event_rate = 100;
+            options.records = 300;
         }
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -113,11 +118,11 @@ impl Options {
                 "--events" => options.events = value("--events") as usize,
                 "--event-rate" => options.event_rate = value("--event-rate"),
                 "--otlp" => options.otlp = true,
+                "--records" => options.records = value("--records"),
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
-                "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "all" => {
-                    options.scenario = arg
-                }
+                "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "ingest"
+                | "all" => options.scenario = arg,
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -185,6 +190,16 @@ async fn main() {
                 options.events,
                 options.event_rate,
                 options.seconds
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "ingest" {
+        let figures = repeat(&options, || ingest(&admin_url, &options)).await;
+        report(
+            &format!(
+                "ingest: nine streams × {} records from the sandbox, then a re-sync with nothing new",
+                options.records
             ),
             &figures,
         );
@@ -1117,5 +1132,87 @@ async fn webhooks(admin_url: &str, options: &Options) -> Figures {
         ("open loop p50 ms", percentile(&open_ms, 50.0)),
         ("open loop p99 ms", percentile(&open_ms, 99.0)),
         ("peak RSS MiB", rss),
+    ]
+}
+
+/// A 32-byte key, base64, for the redaction's keyed mode.
+const PII_KEY: &str = "YmVuY2gtcGlpLWtleS1iZW5jaC1waWkta2V5LWJlbmM=";
+
+/// A full sync of every stream, then an immediate re-sync: records/s end to
+/// end (fetch, read, redact, upsert), the service's peak RSS, and how long
+/// the re-sync with nothing new takes.
+async fn ingest(admin_url: &str, options: &Options) -> Figures {
+    let service = Service::start_with(
+        admin_url,
+        &[("PII_HASH_KEY", PII_KEY), ("INGEST_SYNC_WAIT_SECS", "0")],
+    )
+    .await;
+    let volume = service
+        .http
+        .post(format!("{}/_sandbox/ingest", service.sandbox.url()))
+        .json(&json!({"records": options.records}))
+        .send()
+        .await
+        .expect("sandbox volume");
+    assert!(volume.status().is_success());
+    let company = Uuid::new_v4();
+    let token = service.token(company);
+    let sync = || async {
+        let started = Instant::now();
+        let answer: Value = service
+            .http
+            .post(format!(
+                "{}/v1/ingest/all?company_id={company}&limit=1000",
+                service.url
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("ingest answers")
+            .json()
+            .await
+            .expect("JSON");
+        let runs: Vec<String> = answer["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["data"]["runId"].as_str().expect("a run").to_owned())
+            .collect();
+        let mut processed = 0;
+        for run in runs {
+            loop {
+                let now: Value = service
+                    .http
+                    .get(format!("{}/v1/ingest/runs/{run}", service.url))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .expect("run answers")
+                    .json()
+                    .await
+                    .expect("JSON");
+                if now["status"] != "running" {
+                    assert_eq!(now["status"], "succeeded", "{now}");
+                    processed += now["metadata"]["recordsProcessed"].as_u64().unwrap_or(0);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        (started.elapsed(), processed)
+    };
+    let (full, processed) = sync().await;
+    assert_eq!(processed, options.records * 9, "every record stored");
+    let rss = service.peak_rss_mib();
+    let (again, _) = sync().await;
+    service.stop().await;
+    vec![
+        (
+            "records/s end to end",
+            processed as f64 / full.as_secs_f64(),
+        ),
+        ("full sync s", full.as_secs_f64()),
+        ("peak RSS MiB", rss),
+        ("re-sync s", again.as_secs_f64()),
     ]
 }
