@@ -27,10 +27,10 @@ use crate::{
     cursor::Cursor,
     ids::CompanyId,
     ingest::{
-        IngestContext,
+        IngestContext, health,
         run::{self, Started},
         store::{self, RecordFilter, Run, RunStatus, StoredRecord},
-        stream::{EventType, Stream},
+        stream::{EventType, Stream, System},
     },
 };
 
@@ -41,6 +41,62 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/ingest/runs/{id}", get(show_run))
         .route("/v1/ingest/records", get(list_records))
         .route("/v1/ingest/{system}/{kind}", post(ingest_one))
+        .route("/integrations/health", get(integrations_health))
+        .route("/integrations/health/{connector}", get(integration_health))
+}
+
+/// `GET /integrations/health`: each source system probed (at most every
+/// 30 s) and its runs of the last 24 hours. No credentials needed: it holds
+/// counts only.
+#[utoipa::path(
+    get,
+    path = "/integrations/health",
+    operation_id = "integrations_health",
+    tag = "ingest",
+    summary = "Every source system's health",
+    responses(
+        (status = 200, description = "Per source: probe, runs, status", body = health::Report),
+        (status = 503, description = "Database unavailable, or ingest not configured", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+async fn integrations_health(
+    State(state): State<AppState>,
+) -> Result<Json<health::Report>, ApiError> {
+    Ok(Json(health::report(ingest(&state)?).await?))
+}
+
+/// `GET /integrations/health/{connector}`: one source system.
+#[utoipa::path(
+    get,
+    path = "/integrations/health/{connector}",
+    operation_id = "integration_health",
+    tag = "ingest",
+    summary = "One source system's health",
+    params(("connector" = String, Path, description = "benevity, goodera, workday, kintell, upskilling, buddy or mentorship")),
+    responses(
+        (status = 200, description = "Its probe, runs and status", body = health::SourceHealth),
+        (status = 404, description = "No such source system", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or ingest not configured", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(()),
+)]
+async fn integration_health(
+    State(state): State<AppState>,
+    Path(connector): Path<String>,
+) -> Result<Json<health::SourceHealth>, ApiError> {
+    let not_found = || ApiError::RouteNotFound {
+        method: axum::http::Method::GET,
+        path: format!("/integrations/health/{connector}"),
+    };
+    let system: System = connector.parse().map_err(|_| not_found())?;
+    let report = health::report(ingest(&state)?).await?;
+    report
+        .connectors
+        .into_iter()
+        .find(|c| c.name == system)
+        .map(Json)
+        .ok_or_else(not_found)
 }
 
 /// Records asked of the source per request, by default and at most.

@@ -45,6 +45,8 @@ use crate::app::AppState;
         super::ingest::list_runs,
         super::ingest::show_run,
         super::ingest::list_records,
+        super::ingest::integrations_health,
+        super::ingest::integration_health,
     ),
     modifiers(&Security, &Examples),
     tags(

@@ -3,6 +3,7 @@
 //! personal data (`redact`), and stored once per source record with the
 //! checkpoint of their page (`store`), by durable runs (`run`).
 
+pub mod health;
 pub mod record;
 pub mod redact;
 pub mod run;
@@ -49,6 +50,8 @@ pub struct Inner {
     pub owner: String,
     /// [`IngestConfig::concurrency`] slots.
     pub slots: Arc<tokio::sync::Semaphore>,
+    /// The last source health report (`health`).
+    pub health: health::HealthCache,
 }
 
 impl Deref for IngestContext {
@@ -84,6 +87,7 @@ impl IngestContext {
             config,
             finished: broadcast::channel(256).0,
             owner,
+            health: health::HealthCache::default(),
         }))
     }
 }

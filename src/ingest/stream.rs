@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
     Hash,
     Serialize,
     strum::Display,
+    strum::EnumString,
     strum::IntoStaticStr,
     utoipa::ToSchema,
 )]

@@ -596,3 +596,47 @@ async fn goodera_429_is_reported_as_a_rate_limit_and_the_next_run_resumes(pool: 
     assert_eq!(held["errors"][0]["errorClass"], "rate_limited");
     assert_eq!(t.stored(stream).await, 100);
 }
+
+/// Each source probed, with its runs' figures and no tenant data; a source
+/// that does not answer is unhealthy and says why.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn integrations_health_probes_every_source_and_counts_runs(pool: PgPool) {
+    let t = Ingest::start(pool, &[]).await;
+    t.run("mentorship-placements", "").await;
+    t.control(
+        "faults",
+        json!({"stream": "kintell-enrollments", "count": 1, "status": 500}),
+    )
+    .await;
+    let health = t.app.get("/integrations/health", None).await;
+    assert_eq!(health.status, StatusCode::OK, "{}", health.body);
+    let body = &health.body;
+    assert_eq!(body["summary"]["totalConnectors"], 7, "{body}");
+    assert_eq!(body["summary"]["unhealthy"], 1, "{body}");
+    assert_eq!(body["status"], "unhealthy");
+    let connector = |name: &str| {
+        body["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let kintell = connector("kintell");
+    assert_eq!(kintell["status"], "unhealthy");
+    assert!(kintell["reason"].as_str().unwrap().starts_with("transient"));
+    let mentorship = connector("mentorship");
+    assert_eq!(mentorship["status"], "healthy", "{mentorship}");
+    assert_eq!(mentorship["type"], "internal");
+    assert_eq!(mentorship["metrics"]["totalIngests"], 1);
+    assert_eq!(mentorship["metrics"]["successRate"], 1.0);
+    assert!(mentorship["metrics"]["avgLag"].is_number());
+    assert_eq!(connector("workday")["type"], "external");
+    assert!(!body.to_string().contains(&t.company.to_string()));
+
+    let one = t.app.get("/integrations/health/goodera", None).await;
+    assert_eq!(one.body["name"], "goodera", "{}", one.body);
+    let unknown = t.app.get("/integrations/health/salesforce", None).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+}
