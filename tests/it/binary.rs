@@ -534,6 +534,18 @@ async fn run_sh_stops_everything(stop: Stop) {
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .kill_on_drop(true);
+    // A shell that starts with a signal ignored can never trap it (POSIX),
+    // and a test runner started under nohup or in the background hands
+    // SIGHUP and SIGINT down ignored: give run.sh the defaults an operator's
+    // terminal gives it.
+    // SAFETY: only async-signal-safe calls, between fork and exec.
+    unsafe {
+        script.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut script = script.spawn().unwrap();
     let script_pid = script.id().unwrap();
     let run_log = || std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
