@@ -104,18 +104,21 @@ impl CursorSource {
         }
     }
 
-    fn collection(stream: Stream) -> &'static str {
-        match stream {
+    fn collection(stream: Stream) -> Result<&'static str, ConnectorError> {
+        Ok(match stream {
             Stream::BenevityVolunteers => "/volunteer-records",
             Stream::BenevityDonations => "/donation-records",
             Stream::KintellEnrollments | Stream::UpskillingEnrollments => "/v1/enrollments",
             Stream::BuddyData => "/v1/check-ins",
             Stream::MentorshipPlacements => "/v1/placements",
-            // Built only for the streams above (`ConnectorRegistry::source`).
+            // `ConnectorRegistry::source` builds this source for the
+            // streams above only.
             Stream::GooderaVolunteers | Stream::GooderaDonations | Stream::WorkdayDirectory => {
-                unreachable!("{stream} is not a cursor stream")
+                return Err(ConnectorError::Unsendable {
+                    message: format!("{stream} is not a cursor stream"),
+                });
             }
-        }
+        })
     }
 }
 
@@ -129,7 +132,7 @@ impl Source for CursorSource {
         if let Some(cursor) = &request.position {
             query.push(("cursor", cursor.clone()));
         }
-        let url = format!("{}{}", self.base, Self::collection(stream));
+        let url = format!("{}{}", self.base, Self::collection(stream)?);
         let reply = self
             .auth
             .send(
