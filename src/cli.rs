@@ -1,4 +1,4 @@
-//! Command line: `serve` (the default), `migrate`, `token`, `sandbox`.
+//! Command line: `serve` (the default), `migrate`, `rekey`, `token`, `sandbox`.
 
 use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 
@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::{
     auth::{JwtSigner, Role},
     config::{AuthConfig, Config, ConfigError, DatabaseConfig, LogConfig},
+    connectors::{keyring::Keyring, vault::Vault},
     db,
     sandbox::{self, SandboxConfig},
     telemetry,
@@ -27,6 +28,10 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Seal every vaulted credential again under TOKEN_ENCRYPTION_KEY, after
+    /// a key rotation (docs/runbook.md); fails while any opens under none
+    /// of the configured keys.
+    Rekey,
     /// Print a signed development JWT (needs JWT_SECRET).
     Token {
         /// Company the token grants; repeat for several.
@@ -134,6 +139,28 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("DATABASE_URL: cannot apply the migrations")?;
             tracing::info!("migrations applied");
             pool.close().await;
+            Ok(())
+        }
+        Command::Rekey => {
+            let config = Config::from_env()?;
+            telemetry::init_logs(&config.log);
+            let pool = db::connect_lazy(&config.database)?;
+            let vault = Vault::new(pool.clone(), Keyring::new(&config.connectors.keys));
+            let done = vault
+                .rekey()
+                .await
+                .context("DATABASE_URL: cannot read the credential vault")?;
+            pool.close().await;
+            println!(
+                "sealed again: {}, already under the current key: {}, unreadable: {}",
+                done.sealed_again, done.current, done.unreadable
+            );
+            anyhow::ensure!(
+                done.unreadable == 0,
+                "{} vaulted values open under none of the configured keys: keep \
+                 TOKEN_ENCRYPTION_KEY_PREVIOUS until they are stored again",
+                done.unreadable
+            );
             Ok(())
         }
         Command::Token {

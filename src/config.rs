@@ -12,9 +12,9 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::{
     connectors::{
         BreakerConfig, OutboundConfig,
+        keyring::{EncryptionKey, KeySet},
         retry::RetryPolicy,
         settings::{ProviderSettings, SettingsError},
-        tokens::TokenEncryptionKey,
     },
     ingest::{IngestConfig, redact::RedactionConfig},
     provider::Provider,
@@ -212,7 +212,12 @@ pub struct ConnectorsConfig {
     pub outbound: OutboundConfig,
     pub breaker: BreakerConfig,
     pub retry: RetryPolicies,
-    pub token_key: TokenEncryptionKey,
+    /// `TOKEN_ENCRYPTION_KEY` and `TOKEN_ENCRYPTION_KEY_PREVIOUS`: what
+    /// seals OAuth tokens and vaulted credentials.
+    pub keys: KeySet,
+    /// How long a company's built connectors are used before its vaulted
+    /// credentials are read again (changes made on another replica).
+    pub credentials_refresh: Duration,
     /// Set by `scripts/run.sh` when the providers point at the local sandbox,
     /// so the logs say so loudly.
     pub sandbox_mode: bool,
@@ -478,7 +483,10 @@ impl ConnectorsConfig {
                 return Err(ConfigError::new(var, problem));
             }
         }
-        let token_key = env
+        let key = |var: &str, raw: &str| {
+            EncryptionKey::from_base64(raw).map_err(|err| ConfigError::new(var, err.to_string()))
+        };
+        let current = env
             .secret("TOKEN_ENCRYPTION_KEY")?
             .ok_or_else(|| {
                 ConfigError::new(
@@ -486,10 +494,13 @@ impl ConnectorsConfig {
                     "missing: 32 random bytes, base64 (openssl rand -base64 32)",
                 )
             })
-            .and_then(|raw| {
-                TokenEncryptionKey::from_base64(&raw)
-                    .map_err(|err| ConfigError::new("TOKEN_ENCRYPTION_KEY", err.to_string()))
-            })?;
+            .and_then(|raw| key("TOKEN_ENCRYPTION_KEY", &raw))?;
+        // Earlier keys, still read while what they sealed is sealed again.
+        let previous = env
+            .list("TOKEN_ENCRYPTION_KEY_PREVIOUS")
+            .iter()
+            .map(|raw| key("TOKEN_ENCRYPTION_KEY_PREVIOUS", raw))
+            .collect::<Result<_, _>>()?;
         let [benevity, goodera, workday] = Provider::ALL.map(|p| retry_policy(env, p));
         Ok(Self {
             providers,
@@ -505,7 +516,8 @@ impl ConnectorsConfig {
                 cooldown: env.seconds("CIRCUIT_COOLDOWN_SECS", 30)?,
             },
             retry: RetryPolicies([benevity?, goodera?, workday?]),
-            token_key,
+            keys: KeySet { current, previous },
+            credentials_refresh: env.seconds("CREDENTIALS_REFRESH_SECS", 30)?,
             sandbox_mode: env.bool_or("SANDBOX_MODE", false)?,
         })
     }
@@ -842,6 +854,7 @@ mod tests {
             ("JWT_SECRET", "too-short"),
             ("TOKEN_ENCRYPTION_KEY", "c2hvcnQ="),
             ("TOKEN_ENCRYPTION_KEY", "not base64!"),
+            ("TOKEN_ENCRYPTION_KEY_PREVIOUS", "c2hvcnQ="),
             ("CIRCUIT_FAILURE_THRESHOLD", "0"),
             ("GOODERA_RETRY_MAX_ATTEMPTS", "zero"),
             ("BENEVITY_API_URL", "ftp://benevity.example"),

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::ingest::stream::Stream;
+use crate::ingest::{store::StreamRuns, stream::Stream};
 use crate::provider::Provider;
 
 pub const DELIVERIES: &str = "impact_in_deliveries_total";
@@ -40,9 +40,6 @@ pub const INGESTION_LAG: &str = "impact_in_ingestion_lag_seconds";
 pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 
-/// Runs per stream the success rate is taken over.
-const RECENT_RUNS: usize = 20;
-
 /// Seconds: 5 ms to 60 s for calls and requests.
 const CALL_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
@@ -59,15 +56,6 @@ static TOKEN_EXPIRY: OnceLock<Mutex<TokenExpiries>> = OnceLock::new();
 
 /// By provider and credential fingerprint.
 type TokenExpiries = HashMap<(Provider, String), DateTime<Utc>>;
-
-/// Per stream: when a run last succeeded, and how the recent runs ended.
-static INGEST_RUNS: OnceLock<Mutex<HashMap<Stream, IngestRuns>>> = OnceLock::new();
-
-#[derive(Default)]
-struct IngestRuns {
-    last_success: Option<DateTime<Utc>>,
-    recent: std::collections::VecDeque<bool>,
-}
 
 /// Installs the process's recorder on first call (tests build many apps in
 /// one process: they share it); the handle that renders it.
@@ -127,18 +115,6 @@ pub fn render(handle: &PrometheusHandle, now: DateTime<Utc>) -> String {
             let left = (*expires_at - now).num_milliseconds() as f64 / 1000.0;
             gauge!(OAUTH_TOKEN_EXPIRY, "provider" => provider.as_str(), "credential" => credential.clone())
                 .set(left);
-        }
-    }
-    if let Some(runs) = INGEST_RUNS.get() {
-        for (stream, runs) in runs.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let connector = stream.as_str();
-            if let Some(at) = runs.last_success {
-                let lag = (now - at).num_milliseconds() as f64 / 1000.0;
-                gauge!(INGESTION_LAG, "connector" => connector).set(lag);
-            }
-            let ok = runs.recent.iter().filter(|ok| **ok).count();
-            gauge!(CONNECTOR_SUCCESS_RATE, "connector" => connector)
-                .set(ok as f64 / runs.recent.len().max(1) as f64);
         }
     }
     handle.run_upkeep();
@@ -229,17 +205,19 @@ pub fn ingest_error(stream: Stream, error_type: &'static str) {
         .increment(1);
 }
 
-/// A run of `stream` ended; `impact_in_ingestion_lag_seconds` is the time
-/// since the last one that succeeded.
-pub fn ingest_run_finished(stream: Stream, success: bool, at: DateTime<Utc>) {
-    let runs = INGEST_RUNS.get_or_init(Mutex::default);
-    let mut runs = runs.lock().unwrap_or_else(|e| e.into_inner());
-    let runs = runs.entry(stream).or_default();
-    if success {
-        runs.last_success = Some(at);
-    }
-    runs.recent.push_back(success);
-    if runs.recent.len() > RECENT_RUNS {
-        runs.recent.pop_front();
+/// Each stream's runs (all companies, from the database): seconds since
+/// one last succeeded, and the share of those ended in the window that
+/// succeeded (left unset while none ended).
+pub fn ingest_runs(runs: &[StreamRuns], now: DateTime<Utc>) {
+    for runs in runs {
+        let connector = runs.stream.as_str();
+        if let Some(at) = runs.last_success {
+            let lag = (now - at).num_milliseconds() as f64 / 1000.0;
+            gauge!(INGESTION_LAG, "connector" => connector).set(lag);
+        }
+        if runs.ended > 0 {
+            gauge!(CONNECTOR_SUCCESS_RATE, "connector" => connector)
+                .set(runs.succeeded as f64 / runs.ended as f64);
+        }
     }
 }

@@ -10,6 +10,7 @@ mod breaker;
 mod error;
 pub mod goodera;
 mod http;
+pub mod keyring;
 mod oauth;
 mod rate;
 pub mod registry;
@@ -17,6 +18,7 @@ pub mod retry;
 pub mod settings;
 pub mod sources;
 pub mod tokens;
+pub mod vault;
 pub mod workday;
 
 #[cfg(test)]

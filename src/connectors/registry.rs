@@ -3,12 +3,15 @@
 //! one circuit breaker per provider endpoint and one rate gate per credential.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
+    hash::Hash,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use async_trait::async_trait;
-use secrecy::ExposeSecret;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -27,6 +30,7 @@ use super::{
     },
     sources::{CursorSource, GooderaSource, ScimSource, Source},
     tokens::TokenStore,
+    vault::{Vault, VaultEntries, VaultError},
     workday::{Transport, Workday},
 };
 use crate::{clock::SharedClock, ingest::stream::System, provider::Provider};
@@ -39,6 +43,30 @@ type Key = (Uuid, Provider);
 const MAX_SOURCE_PAGE_BYTES: usize = 32 * 1024 * 1024;
 type SourceKey = (Uuid, System);
 
+/// Why no connector or source could be built for a company.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// A built connector or source, and the vault contents it was built from.
+struct Cached<T: ?Sized> {
+    value: Arc<T>,
+    stamp: Vec<(String, DateTime<Utc>)>,
+    checked_at: DateTime<Utc>,
+}
+
+/// Whether a company's credentials for a provider are complete, for
+/// deliveries and for ingest; `Err` says what is missing or malformed.
+#[derive(Debug)]
+pub struct Readiness {
+    pub delivery: Result<(), SettingsError>,
+    pub ingest: Result<(), SettingsError>,
+}
+
 pub struct ConnectorRegistry {
     settings: ProviderSettings,
     outbound: Outbound,
@@ -46,12 +74,17 @@ pub struct ConnectorRegistry {
     /// records are far larger than a provider's answer to a delivery.
     source_outbound: Outbound,
     tokens: TokenStore,
+    vault: Vault,
+    /// How long a built connector is used before the vault is read again
+    /// for changes made through another replica (`CREDENTIALS_REFRESH_SECS`);
+    /// changes made through this one apply at once.
+    refresh: Duration,
     clock: SharedClock,
     breaker_config: BreakerConfig,
     breakers: Mutex<HashMap<String, (Provider, Arc<CircuitBreaker>)>>,
     gates: Mutex<HashMap<String, Arc<RateGate>>>,
-    connectors: Mutex<HashMap<Key, Arc<dyn Connector>>>,
-    sources: Mutex<HashMap<SourceKey, Arc<dyn Source>>>,
+    connectors: Mutex<HashMap<Key, Cached<dyn Connector>>>,
+    sources: Mutex<HashMap<SourceKey, Cached<dyn Source>>>,
 }
 
 /// One circuit's state, for health and metrics.
@@ -69,6 +102,8 @@ impl ConnectorRegistry {
         outbound: OutboundConfig,
         breaker_config: BreakerConfig,
         tokens: TokenStore,
+        vault: Vault,
+        refresh: Duration,
         clock: SharedClock,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
@@ -79,6 +114,8 @@ impl ConnectorRegistry {
             })?,
             outbound: Outbound::new(outbound)?,
             tokens,
+            vault,
+            refresh,
             clock,
             breaker_config,
             breakers: Mutex::default(),
@@ -89,32 +126,195 @@ impl ConnectorRegistry {
     }
 
     /// The connector for `provider` on behalf of `company`, built on first
-    /// use; an error says which variable is missing or malformed.
-    pub fn connector(
+    /// use from its vaulted values and variables; an error says which
+    /// variable is missing or malformed.
+    pub async fn connector(
         &self,
         company: Uuid,
         provider: Provider,
-    ) -> Result<Arc<dyn Connector>, SettingsError> {
-        if let Some(found) = self.lock_connectors().get(&(company, provider)) {
-            return Ok(Arc::clone(found));
-        }
-        let built = self.build(company, self.settings.resolve(provider, Some(company))?);
-        Ok(Arc::clone(
-            self.lock_connectors()
-                .entry((company, provider))
-                .or_insert(built),
-        ))
+    ) -> Result<Arc<dyn Connector>, CredentialsError> {
+        self.cached(
+            &self.connectors,
+            (company, (company, provider)),
+            Some(provider),
+            |vault| {
+                let config = self.settings.resolve_with(provider, Some(company), vault)?;
+                Ok(self.build(company, config))
+            },
+        )
+        .await
     }
 
     /// The ingest source of `system` on behalf of `company`, built on first
     /// use, with the company's credentials.
-    pub fn source(&self, company: Uuid, system: System) -> Result<Arc<dyn Source>, SettingsError> {
-        let key = (company, system);
-        if let Some(found) = self.sources.lock().expect("sources lock").get(&key) {
-            return Ok(Arc::clone(found));
+    pub async fn source(
+        &self,
+        company: Uuid,
+        system: System,
+    ) -> Result<Arc<dyn Source>, CredentialsError> {
+        self.cached(
+            &self.sources,
+            (company, (company, system)),
+            system.provider(),
+            |vault| {
+                let config = self.settings.resolve_source(system, Some(company), vault)?;
+                Ok(self.build_source(company, config))
+            },
+        )
+        .await
+    }
+
+    /// The value under `key` while it is fresh or its vault contents have
+    /// not changed; else built again by `build` from the vault's values.
+    /// When the vault cannot be read, a value already built is kept.
+    async fn cached<K, T>(
+        &self,
+        cache: &Mutex<HashMap<K, Cached<T>>>,
+        (company, key): (Uuid, K),
+        provider: Option<Provider>,
+        build: impl FnOnce(&BTreeMap<String, SecretString>) -> Result<Arc<T>, SettingsError>,
+    ) -> Result<Arc<T>, CredentialsError>
+    where
+        K: Hash + Eq + Copy,
+        T: ?Sized,
+    {
+        let now = self.clock.now();
+        let known = cache
+            .lock()
+            .expect("registry cache lock")
+            .get(&key)
+            .map(|c| {
+                let fresh = (now - c.checked_at)
+                    .to_std()
+                    .is_ok_and(|age| age < self.refresh);
+                (Arc::clone(&c.value), c.stamp.clone(), fresh)
+            });
+        let Some(provider) = provider else {
+            // Internal services have no vault: their variables never change.
+            if let Some((value, _, _)) = known {
+                return Ok(value);
+            }
+            let built = build(&BTreeMap::new())?;
+            return Ok(self.keep(cache, key, built, Vec::new(), now));
+        };
+        if let Some((value, _, true)) = &known {
+            return Ok(Arc::clone(value));
         }
+        let vault = match self.vault.load(company, provider).await {
+            Ok(vault) => vault,
+            Err(err) => match known {
+                Some((value, _, _)) => {
+                    tracing::warn!(%provider, error = %err, "cannot read the credential vault; keeping the credentials already in use");
+                    return Ok(value);
+                }
+                None => return Err(err.into()),
+            },
+        };
+        let VaultEntries { values, stamp } = vault;
+        if let Some((value, known_stamp, _)) = known
+            && known_stamp == stamp
+        {
+            return Ok(self.keep(cache, key, value, stamp, now));
+        }
+        let built = build(&values)?;
+        Ok(self.keep(cache, key, built, stamp, now))
+    }
+
+    /// Caches `value`, unless a value built from the same vault contents
+    /// is there already: callers racing to build one all get the first
+    /// (one connector, so one OAuth token and one breaker per company).
+    fn keep<K: Hash + Eq, T: ?Sized>(
+        &self,
+        cache: &Mutex<HashMap<K, Cached<T>>>,
+        key: K,
+        value: Arc<T>,
+        stamp: Vec<(String, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Arc<T> {
+        let mut cache = cache.lock().expect("registry cache lock");
+        let entry = cache.entry(key).or_insert_with(|| Cached {
+            value: Arc::clone(&value),
+            stamp: stamp.clone(),
+            checked_at: now,
+        });
+        if entry.stamp != stamp {
+            entry.value = value;
+            entry.stamp = stamp;
+        }
+        entry.checked_at = now;
+        Arc::clone(&entry.value)
+    }
+
+    /// Drops what was built for `company` with `provider`'s credentials, so
+    /// the next use reads the vault again.
+    fn forget(&self, company: Uuid, provider: Provider) {
+        self.connectors
+            .lock()
+            .expect("registry cache lock")
+            .remove(&(company, provider));
+        self.sources
+            .lock()
+            .expect("registry cache lock")
+            .retain(|(c, system), _| !(*c == company && system.provider() == Some(provider)));
+    }
+
+    /// Replaces the company's vaulted credentials for `provider`; they apply
+    /// to this process's next delivery or run at once.
+    pub async fn store_credentials(
+        &self,
+        company: Uuid,
+        provider: Provider,
+        values: &BTreeMap<String, SecretString>,
+    ) -> Result<(), VaultError> {
+        self.vault.replace(company, provider, values).await?;
+        self.forget(company, provider);
+        Ok(())
+    }
+
+    /// Removes the company's vaulted credentials for `provider`; how many
+    /// names it held.
+    pub async fn remove_credentials(
+        &self,
+        company: Uuid,
+        provider: Provider,
+    ) -> Result<u64, VaultError> {
+        let removed = self.vault.remove(company, provider).await?;
+        self.forget(company, provider);
+        Ok(removed)
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Whether `values` (vaulted, or about to be), with the variables,
+    /// configure `provider` for `company`, for deliveries and for ingest.
+    pub fn readiness(
+        &self,
+        company: Uuid,
+        provider: Provider,
+        values: &BTreeMap<String, SecretString>,
+    ) -> Readiness {
+        let system = match provider {
+            Provider::Benevity => System::Benevity,
+            Provider::Goodera => System::Goodera,
+            Provider::Workday => System::Workday,
+        };
+        Readiness {
+            delivery: self
+                .settings
+                .resolve_with(provider, Some(company), values)
+                .map(drop),
+            ingest: self
+                .settings
+                .resolve_source(system, Some(company), values)
+                .map(drop),
+        }
+    }
+
+    fn build_source(&self, company: Uuid, config: SourceConfig) -> Arc<dyn Source> {
         let outbound = self.source_outbound.clone();
-        let built: Arc<dyn Source> = match self.settings.resolve_source(system, Some(company))? {
+        match config {
             SourceConfig::Benevity {
                 api_url,
                 oauth,
@@ -159,14 +359,7 @@ impl ConnectorRegistry {
                 },
                 outbound,
             )),
-        };
-        Ok(Arc::clone(
-            self.sources
-                .lock()
-                .expect("sources lock")
-                .entry(key)
-                .or_insert(built),
-        ))
+        }
     }
 
     /// The rate gate of one credential, shared by every connector and source
@@ -195,10 +388,6 @@ impl ConnectorRegistry {
             .collect();
         reports.sort_by(|a, b| a.endpoint.cmp(&b.endpoint));
         reports
-    }
-
-    fn lock_connectors(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Arc<dyn Connector>>> {
-        self.connectors.lock().expect("connectors lock")
     }
 
     fn build(&self, company: Uuid, config: ProviderConfig) -> Arc<dyn Connector> {
@@ -320,5 +509,23 @@ impl Connector for Guarded {
     /// how an operator finds out whether the provider is back.
     async fn health(&self) -> Result<(), ConnectorError> {
         self.inner.health().await
+    }
+}
+
+impl From<CredentialsError> for ConnectorError {
+    /// Missing or malformed credentials cannot change by retrying; a vault
+    /// that cannot be read right now can.
+    fn from(err: CredentialsError) -> Self {
+        match err {
+            CredentialsError::Vault(VaultError::Database(_)) => ConnectorError::Transient {
+                message: err.to_string(),
+                status: None,
+                retry_after: None,
+                excerpt: None,
+            },
+            err => ConnectorError::Unsendable {
+                message: err.to_string(),
+            },
+        }
     }
 }

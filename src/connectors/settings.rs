@@ -1,9 +1,13 @@
 //! Provider credentials: `BENEVITY_*`, `GOODERA_*` and `WORKDAY_*` variables,
 //! read once at start. A company's own credentials override the global ones
 //! variable by variable, as `{PROVIDER}_{TENANT}_{NAME}` where `{TENANT}` is
-//! the company id in upper case with `_` for `-` (seed 002's pattern).
+//! the company id in upper case with `_` for `-` (seed 002's pattern), and
+//! a company's vaulted values (`vault.rs`) override both.
 
-use std::{collections::HashMap, fmt};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
@@ -160,10 +164,22 @@ impl ProviderSettings {
         provider: Provider,
         company: Option<Uuid>,
     ) -> Result<ProviderConfig, SettingsError> {
+        self.resolve_with(provider, company, &BTreeMap::new())
+    }
+
+    /// As [`ProviderSettings::resolve`], with the company's vaulted values
+    /// (by name: `API_KEY`) read before any variable.
+    pub fn resolve_with(
+        &self,
+        provider: Provider,
+        company: Option<Uuid>,
+        vault: &BTreeMap<String, SecretString>,
+    ) -> Result<ProviderConfig, SettingsError> {
         let vars = Vars {
             settings: self,
             provider,
             tenant: company.map(tenant_key),
+            vault,
         };
         match provider {
             Provider::Benevity => vars.benevity().map(ProviderConfig::Benevity),
@@ -206,17 +222,20 @@ pub enum SourceConfig {
 }
 
 impl ProviderSettings {
-    /// The source configuration of `system` for `company` (its own
-    /// variables first, then the global ones).
+    /// The source configuration of `system` for `company`: its vaulted
+    /// values (by name, for the system's provider), then its own variables,
+    /// then the global ones.
     pub fn resolve_source(
         &self,
         system: System,
         company: Option<Uuid>,
+        vault: &BTreeMap<String, SecretString>,
     ) -> Result<SourceConfig, SettingsError> {
         let vars = |provider| Vars {
             settings: self,
             provider,
             tenant: company.map(tenant_key),
+            vault,
         };
         match system {
             System::Benevity => {
@@ -313,11 +332,12 @@ pub fn tenant_key(company: Uuid) -> String {
     company.to_string().to_ascii_uppercase().replace('-', "_")
 }
 
-/// Lookups for one provider and, optionally, one tenant.
+/// Lookups for one provider and, optionally, one tenant and its vault.
 struct Vars<'a> {
     settings: &'a ProviderSettings,
     provider: Provider,
     tenant: Option<String>,
+    vault: &'a BTreeMap<String, SecretString>,
 }
 
 impl Vars<'_> {
@@ -327,9 +347,13 @@ impl Vars<'_> {
 
     fn get(&self, key: &str) -> Option<&SecretString> {
         let prefix = self.provider.as_str().to_ascii_uppercase();
-        self.tenant
-            .as_ref()
-            .and_then(|tenant| self.settings.vars.get(&format!("{prefix}_{tenant}_{key}")))
+        self.vault
+            .get(key)
+            .or_else(|| {
+                self.tenant
+                    .as_ref()
+                    .and_then(|tenant| self.settings.vars.get(&format!("{prefix}_{tenant}_{key}")))
+            })
             .or_else(|| self.settings.vars.get(&self.name(key)))
     }
 
@@ -568,6 +592,43 @@ mod tests {
         );
         assert_eq!(key_of(Some(Uuid::new_v4())).0, "global-key");
         assert_eq!(key_of(None).0, "global-key");
+    }
+
+    #[test]
+    fn vaulted_values_come_before_tenant_and_global_variables() {
+        let company: Uuid = "6f1c2a8e-0d5b-4a39-9b0e-2f7d0c1e5a44".parse().unwrap();
+        let s = settings(&[
+            ("GOODERA_API_URL", "https://api.goodera.example"),
+            ("GOODERA_AUTH", "api_key"),
+            ("GOODERA_API_KEY", "global-key"),
+            (
+                "GOODERA_6F1C2A8E_0D5B_4A39_9B0E_2F7D0C1E5A44_API_KEY",
+                "tenant-key",
+            ),
+        ]);
+        let key_with = |vault: &[(&str, &str)]| {
+            let vault: BTreeMap<String, SecretString> = vault
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), SecretString::from(*v)))
+                .collect();
+            match s
+                .resolve_with(Provider::Goodera, Some(company), &vault)
+                .unwrap()
+            {
+                ProviderConfig::Goodera(GooderaConfig {
+                    auth: GooderaAuth::ApiKey(key),
+                    ..
+                }) => key.expose_secret().to_owned(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(key_with(&[("API_KEY", "vault-key")]), "vault-key");
+        assert_eq!(key_with(&[]), "tenant-key");
+        assert_eq!(
+            key_with(&[("PROJECT_ID", "p")]),
+            "tenant-key",
+            "name by name"
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::{
     cache::Cache,
     clock::SharedClock,
     config::{Config, DeliveryConfig, RetryPolicies},
-    connectors::{registry::ConnectorRegistry, tokens::TokenStore},
+    connectors::{keyring::Keyring, registry::ConnectorRegistry, tokens::TokenStore, vault::Vault},
     db,
 };
 
@@ -51,11 +51,14 @@ impl DeliveryContext {
     /// The context the settings describe, over `db`: the idempotency cache
     /// and the connectors are built here; nothing of the HTTP side is.
     pub fn from_config(config: &Config, db: PgPool, clock: SharedClock) -> anyhow::Result<Self> {
+        let keyring = Keyring::new(&config.connectors.keys);
         let connectors = ConnectorRegistry::new(
             config.connectors.providers.clone(),
             config.connectors.outbound.clone(),
             config.connectors.breaker.clone(),
-            TokenStore::new(db.clone(), &config.connectors.token_key),
+            TokenStore::new(db.clone(), keyring.clone()),
+            Vault::new(db.clone(), keyring),
+            config.connectors.credentials_refresh,
             clock.clone(),
         )?;
         Ok(Self::new(

@@ -484,9 +484,8 @@ async fn deliver(
     let connector = ctx
         .connectors
         .connector(claimed.company_id.0, claimed.provider)
-        .map_err(|err| ConnectorError::Unsendable {
-            message: err.to_string(),
-        })?;
+        .await
+        .map_err(ConnectorError::from)?;
     connector
         .deliver(DeliveryRequest {
             delivery_id: &claimed.delivery_id.to_string(),

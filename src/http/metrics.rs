@@ -12,7 +12,13 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use crate::{app::AppState, connectors::CircuitState, delivery::queue, metrics};
+use crate::{
+    app::AppState,
+    connectors::CircuitState,
+    delivery::queue,
+    ingest::{health, store},
+    metrics,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/metrics", get(scrape))
@@ -44,11 +50,20 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         }
     }
     // Read at scrape time, bounded: a database that does not answer leaves
-    // the queue gauges at their last value rather than failing the scrape.
+    // the queue and ingest gauges at their last value rather than failing
+    // the scrape.
     if let Ok(Ok((depth, oldest))) =
         tokio::time::timeout(state.config.health_check_timeout, queue::depth(&state.db)).await
     {
         metrics::queue(depth, oldest);
+    }
+    if let Ok(Ok(runs)) = tokio::time::timeout(
+        state.config.health_check_timeout,
+        store::stream_runs(&state.db, health::WINDOW_HOURS),
+    )
+    .await
+    {
+        metrics::ingest_runs(&runs, state.delivery.clock.now());
     }
     for circuit in state.delivery.connectors.circuits() {
         let value = match circuit.state {

@@ -1,6 +1,7 @@
 //! The HTTP surface: one router, its middleware stack, and one file per route
 //! group. Handlers parse, authorize and call into the domain modules.
 
+mod credentials;
 mod date;
 mod deliveries;
 pub mod error;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             .merge(stats::routes())
             .merge(webhooks::routes(state.config.webhooks.body_limit_bytes))
             .merge(ingest::routes())
+            .merge(credentials::routes())
             .merge(openapi::routes());
     }
     routes

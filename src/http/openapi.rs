@@ -47,6 +47,9 @@ use crate::app::AppState;
         super::ingest::list_records,
         super::ingest::integrations_health,
         super::ingest::integration_health,
+        super::credentials::store,
+        super::credentials::show,
+        super::credentials::remove,
     ),
     modifiers(&Security, &Examples),
     tags(
@@ -54,6 +57,7 @@ use crate::app::AppState;
         (name = "replay", description = "Operator replays"),
         (name = "webhooks", description = "Provider webhooks in (signed, no bearer token)"),
         (name = "ingest", description = "Records pulled from the source systems, personal data redacted"),
+        (name = "credentials", description = "A company's credential vault: values in, never out"),
         (name = "health", description = "Kubernetes probes"),
         (name = "operations", description = "Metrics"),
     )

@@ -10,15 +10,15 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use super::{
-    IngestContext,
+    IngestContext, store,
     stream::{Stream, System},
 };
 use crate::connectors::sources::PageRequest;
 
 /// A probe slower than this marks its source degraded.
 const SLOW_PROBE: Duration = Duration::from_secs(5);
-/// Runs over this window make the success rate.
-const WINDOW_HOURS: i64 = 24;
+/// Runs over this window make the success rate (here and on `/metrics`).
+pub const WINDOW_HOURS: i32 = 24;
 /// Below this success rate (with runs to judge by) a source is degraded.
 const DEGRADED_BELOW: f64 = 0.9;
 /// How long a report is reused: probes cost requests, and Goodera's share a
@@ -182,7 +182,7 @@ async fn probe(ctx: &IngestContext, system: System) -> (Duration, Option<String>
         .find(|s| s.system() == system)
         .expect("every system has a stream");
     // The nil company has no variables of its own: the global ones answer.
-    let source = match ctx.delivery.connectors.source(Uuid::nil(), system) {
+    let source = match ctx.delivery.connectors.source(Uuid::nil(), system).await {
         Ok(source) => source,
         Err(err) => return (started.elapsed(), Some(err.to_string())),
     };
@@ -207,27 +207,15 @@ async fn probe(ctx: &IngestContext, system: System) -> (Duration, Option<String>
 /// Per system: runs ended in the window, their success rate, and seconds
 /// since the last success.
 async fn run_metrics(ctx: &IngestContext) -> Result<Vec<(System, RunMetrics)>, sqlx::Error> {
-    let rows: Vec<(Stream, i64, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT stream,
-                count(*) FILTER (WHERE status <> 'running'
-                                 AND finished_at > now() - make_interval(hours => $1)),
-                count(*) FILTER (WHERE status = 'succeeded'
-                                 AND finished_at > now() - make_interval(hours => $1)),
-                max(finished_at) FILTER (WHERE status = 'succeeded')
-         FROM ingest_runs GROUP BY stream",
-    )
-    .bind(WINDOW_HOURS as i32)
-    .fetch_all(ctx.db())
-    .await?;
+    let rows = store::stream_runs(ctx.db(), WINDOW_HOURS).await?;
     let now = Utc::now();
     Ok(SYSTEMS
         .into_iter()
         .map(|system| {
-            let mine = rows.iter().filter(|(s, ..)| s.system() == system);
-            let (ended, succeeded, last) = mine
-                .fold((0, 0, None), |(e, s, l), (_, ended, succeeded, last)| {
-                    (e + ended, s + succeeded, l.max(*last))
-                });
+            let mine = rows.iter().filter(|runs| runs.stream.system() == system);
+            let (ended, succeeded, last) = mine.fold((0, 0, None), |(e, s, l), runs| {
+                (e + runs.ended, s + runs.succeeded, l.max(runs.last_success))
+            });
             (
                 system,
                 RunMetrics {

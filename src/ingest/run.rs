@@ -129,11 +129,10 @@ pub async fn execute(ctx: IngestContext, run: Run) {
         .delivery
         .connectors
         .source(run.company_id.0, run.stream.system())
+        .await
     {
         Ok(source) => pages(&ctx, &run, source).await,
-        Err(err) => Ended::Source(ConnectorError::Unsendable {
-            message: err.to_string(),
-        }),
+        Err(err) => Ended::Source(err.into()),
     };
     let (status, has_more, error) = match ended {
         Ended::Done => (RunStatus::Succeeded, false, None),
@@ -165,11 +164,6 @@ pub async fn execute(ctx: IngestContext, run: Run) {
             } else {
                 done
             };
-            crate::metrics::ingest_run_finished(
-                done.stream,
-                done.status == RunStatus::Succeeded,
-                Utc::now(),
-            );
             tracing::info!(
                 run = %done.id,
                 stream = %done.stream,

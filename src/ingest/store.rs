@@ -453,3 +453,40 @@ pub async fn list_records(
     });
     Ok(RecordPage { rows, next })
 }
+
+/// One stream's runs, all companies: those that ended within the window,
+/// how many of them succeeded, and when one last succeeded (ever).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRuns {
+    pub stream: Stream,
+    pub ended: i64,
+    pub succeeded: i64,
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+/// Every stream that has ever run, for `/integrations/health` and the
+/// ingest gauges of `/metrics` (read from the database, so every replica
+/// reports the runs of all).
+pub async fn stream_runs(db: &PgPool, window_hours: i32) -> Result<Vec<StreamRuns>, sqlx::Error> {
+    let rows: Vec<(Stream, i64, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT stream,
+                count(*) FILTER (WHERE status <> 'running'
+                                 AND finished_at > now() - make_interval(hours => $1)),
+                count(*) FILTER (WHERE status = 'succeeded'
+                                 AND finished_at > now() - make_interval(hours => $1)),
+                max(finished_at) FILTER (WHERE status = 'succeeded')
+         FROM ingest_runs GROUP BY stream",
+    )
+    .bind(window_hours)
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(stream, ended, succeeded, last_success)| StreamRuns {
+            stream,
+            ended,
+            succeeded,
+            last_success,
+        })
+        .collect())
+}

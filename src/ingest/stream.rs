@@ -102,6 +102,20 @@ pub enum EventType {
     PlacementCreated,
 }
 
+impl System {
+    /// The provider whose credentials it is read with; `None` for the
+    /// platform's internal services.
+    pub fn provider(self) -> Option<crate::provider::Provider> {
+        use crate::provider::Provider;
+        match self {
+            Self::Benevity => Some(Provider::Benevity),
+            Self::Goodera => Some(Provider::Goodera),
+            Self::Workday => Some(Provider::Workday),
+            Self::Kintell | Self::Upskilling | Self::Buddy | Self::Mentorship => None,
+        }
+    }
+}
+
 impl Stream {
     pub const ALL: [Stream; 9] = [
         Self::BenevityVolunteers,

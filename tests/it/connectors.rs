@@ -128,6 +128,7 @@ async fn deliver(
         .delivery
         .connectors
         .connector(company, provider)
+        .await
         .expect("provider is configured")
         .deliver(DeliveryRequest {
             delivery_id,
@@ -267,6 +268,7 @@ async fn a_provider_without_credentials_is_reported_as_not_configured(pool: PgPo
         .delivery
         .connectors
         .connector(Uuid::new_v4(), Provider::Goodera)
+        .await
         .err()
         .unwrap();
     assert_eq!(
@@ -535,6 +537,7 @@ async fn soap_faults_are_classified_by_their_code(pool: PgPool) {
         .delivery
         .connectors
         .connector(company, Provider::Workday)
+        .await
         .unwrap()
         .deliver(DeliveryRequest {
             delivery_id: &new_id(),
@@ -641,6 +644,7 @@ async fn the_connection_test_checks_credentials_without_delivering(pool: PgPool)
                 .delivery
                 .connectors
                 .connector(company, provider)
+                .await
                 .unwrap();
             connector
                 .health()
@@ -660,6 +664,7 @@ async fn the_connection_test_checks_credentials_without_delivering(pool: PgPool)
             .delivery
             .connectors
             .connector(stranger, provider)
+            .await
             .unwrap()
             .health()
             .await

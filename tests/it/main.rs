@@ -9,6 +9,7 @@ mod auth;
 mod binary;
 mod cache;
 mod connectors;
+mod credentials;
 mod deliveries;
 mod health;
 mod http_errors;

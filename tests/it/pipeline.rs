@@ -1378,7 +1378,8 @@ async fn a_webhook_that_overtakes_the_attempts_outcome_settles_it(pool: PgPool) 
 }
 
 /// After deliveries (one retried, one answered from the idempotency cache,
-/// one over OAuth) and webhooks (verified and refused), `/metrics` exports
+/// one over OAuth), webhooks (verified and refused) and an ingest run,
+/// `/metrics` exports
 /// every metric the alert rules and the dashboard use, under the seeds'
 /// names, with bounded labels.
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -1407,6 +1408,19 @@ async fn metrics_export_every_name_the_alerts_and_the_dashboard_use(pool: PgPool
         .post("/webhooks/goodera", None, json!({"type": "data.processed"}))
         .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    // An ingest run: the ingest gauges are read from the runs stored.
+    let ingested = p
+        .app
+        .post(
+            &format!(
+                "/v1/ingest/kintell/enrollments?company_id={}&max_records=5",
+                p.company
+            ),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ingested.body["success"], true, "{}", ingested.body);
 
     let scraped = p.app.get("/metrics", None).await;
     assert_eq!(scraped.status, StatusCode::OK);
