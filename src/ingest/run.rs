@@ -283,16 +283,19 @@ async fn fetch(
         if !err.is_retryable() || attempt >= ctx.config.retry_attempts {
             return Err(err);
         }
-        let wait = err
-            .not_sent_for()
-            .or(err.retry_after())
-            .unwrap_or(pause)
-            .min(ctx.config.retry_max_delay);
+        let wait = retry_wait(&err, pause, ctx.config.retry_max_delay);
         tracing::info!(%stream, attempt, error = %ctx.redactor.redact_text(&err.to_string()), wait_ms = wait.as_millis() as u64, "ingest page failed; trying again");
         tokio::time::sleep(wait).await;
         pause = (pause * 2).min(ctx.config.retry_max_delay);
         attempt += 1;
     }
+}
+
+/// How long to pause before asking again: as long as the source (its
+/// `Retry-After`) or our own rate gate said, else the doubling `pause`;
+/// never more than `max`.
+fn retry_wait(err: &ConnectorError, pause: Duration, max: Duration) -> Duration {
+    err.retry_after().unwrap_or(pause).min(max)
 }
 
 /// Reads and redacts a page: the records to store, and one error per
@@ -359,5 +362,34 @@ fn envelope(ctx: &IngestContext, run: &Run, record: Record) -> NewRecord {
         source_id: ctx.redactor.redact_text(&record.source_id).into_owned(),
         source_updated_at: record.updated_at,
         event,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retry_waits_as_long_as_the_source_asked_within_the_bound() {
+        let pause = Duration::from_millis(500);
+        let max = Duration::from_secs(60);
+        let limited = |secs| ConnectorError::RateLimited {
+            status: Some(429),
+            retry_after: Some(Duration::from_secs(secs)),
+            excerpt: None,
+        };
+        assert_eq!(retry_wait(&limited(30), pause, max), Duration::from_secs(30));
+        assert_eq!(retry_wait(&limited(3600), pause, max), max, "bounded");
+        let throttled = ConnectorError::Throttled {
+            retry_after: Duration::from_secs(12),
+        };
+        assert_eq!(retry_wait(&throttled, pause, max), Duration::from_secs(12));
+        let transient = ConnectorError::Transient {
+            message: "503".into(),
+            status: Some(503),
+            retry_after: None,
+            excerpt: None,
+        };
+        assert_eq!(retry_wait(&transient, pause, max), pause);
     }
 }
