@@ -7,6 +7,7 @@
 //! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
+//! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -61,6 +62,9 @@ struct Options {
     otlp: bool,
     /// Records per ingest stream (nine streams).
     records: u64,
+    /// Goodera's requests a minute in the ingest scenario (sandbox and
+    /// service); `None`: its published 100.
+    goodera_per_minute: Option<u64>,
 }
 
 impl Options {
@@ -80,6 +84,7 @@ impl Options {
             event_rate: 1000,
             otlp: false,
             records: 111_112,
+            goodera_per_minute: None,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -119,6 +124,9 @@ impl Options {
                 "--event-rate" => options.event_rate = value("--event-rate"),
                 "--otlp" => options.otlp = true,
                 "--records" => options.records = value("--records"),
+                "--goodera-per-minute" => {
+                    options.goodera_per_minute = Some(value("--goodera-per-minute"))
+                }
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
                 "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "ingest"
@@ -198,8 +206,9 @@ async fn main() {
         let figures = repeat(&options, || ingest(&admin_url, &options)).await;
         report(
             &format!(
-                "ingest: nine streams × {} records from the sandbox, then a re-sync with nothing new",
-                options.records
+                "ingest: nine streams × {} records from the sandbox (Goodera at {} requests/min), then a re-sync with nothing new",
+                options.records,
+                options.goodera_per_minute.unwrap_or(100)
             ),
             &figures,
         );
@@ -300,7 +309,16 @@ impl Service {
             .expect("create the bench database");
         let database_url = on_database(admin_url, &database);
 
-        let sandbox = Sandbox::start(SandboxConfig::default())
+        // The sandbox allows what the service is told Goodera allows.
+        let mut sandbox_config = SandboxConfig::default();
+        if let Some((_, per_minute)) = extra
+            .iter()
+            .find(|(name, _)| *name == "GOODERA_RATE_LIMIT_PER_MINUTE")
+        {
+            sandbox_config =
+                sandbox_config.with_goodera_per_minute(per_minute.parse().expect("a number"));
+        }
+        let sandbox = Sandbox::start(sandbox_config)
             .await
             .expect("sandbox starts");
         let port = TcpListener::bind("127.0.0.1:0")
@@ -1142,11 +1160,12 @@ const PII_KEY: &str = "YmVuY2gtcGlpLWtleS1iZW5jaC1waWkta2V5LWJlbmM=";
 /// end (fetch, read, redact, upsert), the service's peak RSS, and how long
 /// the re-sync with nothing new takes.
 async fn ingest(admin_url: &str, options: &Options) -> Figures {
-    let service = Service::start_with(
-        admin_url,
-        &[("PII_HASH_KEY", PII_KEY), ("INGEST_SYNC_WAIT_SECS", "0")],
-    )
-    .await;
+    let goodera_per_minute = options.goodera_per_minute.map(|n| n.to_string());
+    let mut vars = vec![("PII_HASH_KEY", PII_KEY), ("INGEST_SYNC_WAIT_SECS", "0")];
+    if let Some(per_minute) = &goodera_per_minute {
+        vars.push(("GOODERA_RATE_LIMIT_PER_MINUTE", per_minute));
+    }
+    let service = Service::start_with(admin_url, &vars).await;
     let volume = service
         .http
         .post(format!("{}/_sandbox/ingest", service.sandbox.url()))

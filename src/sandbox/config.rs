@@ -10,6 +10,9 @@ use super::{
 };
 use crate::provider::Provider;
 
+/// Goodera's published limit: requests per minute per client.
+pub const GOODERA_PER_MINUTE: u32 = 100;
+
 /// Accepted credentials per provider and the ingest volume. `Default` holds
 /// the values of [`credentials`] and 250 records per stream; the `with_*`
 /// builders add to them.
@@ -29,6 +32,8 @@ pub struct SandboxConfig {
     pub(crate) webhook_url: Option<String>,
     /// Records per ingest stream, after a start or a reset.
     pub(crate) records: u64,
+    /// Goodera's requests per minute per client (its published 100).
+    pub(crate) goodera_per_minute: u32,
 }
 
 #[derive(Clone)]
@@ -82,6 +87,7 @@ impl Default for SandboxConfig {
             }],
             webhook_url: None,
             records: DEFAULT_RECORDS,
+            goodera_per_minute: GOODERA_PER_MINUTE,
         }
     }
 }
@@ -98,6 +104,14 @@ impl SandboxConfig {
     /// 100,000,000; more is capped).
     pub fn with_records(mut self, records: u64) -> Self {
         self.records = records.min(MAX_RECORDS);
+        self
+    }
+
+    /// Let each Goodera client make `per_minute` requests a minute instead
+    /// of Goodera's published 100 (benchmarks that measure impact-in, not
+    /// Goodera's limit).
+    pub fn with_goodera_per_minute(mut self, per_minute: u32) -> Self {
+        self.goodera_per_minute = per_minute.max(1);
         self
     }
 

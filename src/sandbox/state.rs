@@ -30,7 +30,6 @@ use crate::provider::Provider;
 
 /// Lifetime of an issued access token (`expires_in`).
 pub(crate) const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
-const GOODERA_LIMIT_PER_MINUTE: u32 = 100;
 
 pub(crate) struct SandboxState {
     pub(crate) config: SandboxConfig,
@@ -195,7 +194,7 @@ impl SandboxState {
     pub(crate) fn new(config: SandboxConfig) -> Self {
         Self {
             webhooks: Arc::new(WebhookSender::new(config.webhook_url.clone())),
-            inner: Mutex::new(Inner::new(config.records)),
+            inner: Mutex::new(Inner::new(&config)),
             config,
         }
     }
@@ -376,7 +375,7 @@ impl SandboxState {
     pub(crate) fn reset(&self) {
         let mut inner = self.lock();
         let tokens = std::mem::take(&mut inner.tokens);
-        *inner = Inner::new(self.config.records);
+        *inner = Inner::new(&self.config);
         inner.tokens = tokens;
         self.webhooks.reset();
     }
@@ -407,8 +406,7 @@ impl SandboxState {
 }
 
 impl Inner {
-    /// `records` per ingest stream.
-    fn new(records: u64) -> Self {
+    fn new(config: &SandboxConfig) -> Self {
         Self {
             tokens: HashMap::new(),
             faults: HashMap::new(),
@@ -418,8 +416,8 @@ impl Inner {
             tokens_issued: Counters::default(),
             requests: Counters::default(),
             ingest_requests: Stream::VARIANTS.iter().map(|&s| (s, 0)).collect(),
-            goodera_rate: FixedWindow::new(GOODERA_LIMIT_PER_MINUTE, Duration::from_secs(60)),
-            datasets: std::array::from_fn(|_| Dataset::new(records)),
+            goodera_rate: FixedWindow::new(config.goodera_per_minute, Duration::from_secs(60)),
+            datasets: std::array::from_fn(|_| Dataset::new(config.records)),
         }
     }
 
