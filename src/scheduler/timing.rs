@@ -1,0 +1,626 @@
+//! When a schedule fires: schedules and time zones parsed from what a caller
+//! sends, and the instants a schedule fires at. Pure: no clock, database or
+//! HTTP. The rules, for API users, are in `docs/scheduling.md`.
+//!
+//! A schedule is matched against the wall clock of its time zone, one minute
+//! at a time in calendar order (skipping whole days, hours and minutes that
+//! cannot match), and each matching local time is then placed on the UTC
+//! time line:
+//!
+//! - a local time that exists once fires at that instant;
+//! - a local time in a spring-forward gap fires at the first instant after
+//!   the gap (so several gap times can share one firing);
+//! - a local time in a fall-back fold fires at its first occurrence, and
+//!   also at its second when the schedule runs every hour (its hour field
+//!   matches all 24 hours), as Vixie cron does.
+//!
+//! Firings are a set of instants: two local times that land on one instant
+//! fire once.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The named schedules. Their text form (wire, database) is the name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum Preset {
+    Hourly,
+    #[serde(rename = "every-6-hours")]
+    #[strum(serialize = "every-6-hours")]
+    Every6Hours,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl Preset {
+    /// The cron expression the preset fires by.
+    pub fn expression(self) -> &'static str {
+        match self {
+            Self::Hourly => "0 * * * *",
+            Self::Every6Hours => "0 */6 * * *",
+            Self::Daily => "0 0 * * *",
+            Self::Weekly => "0 0 * * 0",
+            Self::Monthly => "0 0 1 * *",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The five fields of a cron expression, named as in error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "kebab-case")]
+pub enum CronField {
+    Minute,
+    Hour,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+}
+
+impl CronField {
+    /// The values a field may name. Day-of-week takes 7 as well as 0 for
+    /// Sunday, as cron does.
+    fn bounds(self) -> (u32, u32) {
+        match self {
+            Self::Minute => (0, 59),
+            Self::Hour => (0, 23),
+            Self::DayOfMonth => (1, 31),
+            Self::Month => (1, 12),
+            Self::DayOfWeek => (0, 7),
+        }
+    }
+
+    /// The values `*` stands for (Sunday once, as 0).
+    fn star(self) -> (u32, u32) {
+        match self {
+            Self::DayOfWeek => (0, 6),
+            other => other.bounds(),
+        }
+    }
+
+    /// The names a field takes besides numbers, each for its number.
+    fn names(self) -> &'static [(&'static str, u32)] {
+        match self {
+            Self::Month => &[
+                ("JAN", 1),
+                ("FEB", 2),
+                ("MAR", 3),
+                ("APR", 4),
+                ("MAY", 5),
+                ("JUN", 6),
+                ("JUL", 7),
+                ("AUG", 8),
+                ("SEP", 9),
+                ("OCT", 10),
+                ("NOV", 11),
+                ("DEC", 12),
+            ],
+            Self::DayOfWeek => &[
+                ("SUN", 0),
+                ("MON", 1),
+                ("TUE", 2),
+                ("WED", 3),
+                ("THU", 4),
+                ("FRI", 5),
+                ("SAT", 6),
+            ],
+            _ => &[],
+        }
+    }
+}
+
+/// Why a schedule was refused. The messages are written for the caller
+/// (a 422 naming the field `schedule`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("is empty")]
+    Empty,
+    #[error(
+        "unknown preset `{0}` (expected hourly, every-6-hours, daily, weekly, monthly \
+         or a 5-field cron expression)"
+    )]
+    UnknownPreset(String),
+    #[error("expected 5 fields (minute hour day-of-month month day-of-week), got {0}")]
+    FieldCount(usize),
+    #[error("{field} has an empty item")]
+    EmptyItem { field: CronField },
+    #[error("{field} `{text}` is not a number{}", names_hint(*.field))]
+    NotANumber { field: CronField, text: String },
+    #[error("{field} {value} is out of range {min}-{max}")]
+    OutOfRange {
+        field: CronField,
+        value: String,
+        min: u32,
+        max: u32,
+    },
+    #[error("{field} range {start}-{end} runs backwards (a list such as 22-23,0-5 wraps around)")]
+    Backwards {
+        field: CronField,
+        start: String,
+        end: String,
+    },
+    #[error("{field} step `{text}` is not a number of 1 or more")]
+    BadStep { field: CronField, text: String },
+    #[error(
+        "{field} step needs `*` or a range before the slash, as in */15 or 5-59/15, got `{text}`"
+    )]
+    StepWithoutRange { field: CronField, text: String },
+    #[error("never fires: no month it allows has a day-of-month it allows (such as 30 February)")]
+    NeverFires,
+}
+
+fn names_hint(field: CronField) -> &'static str {
+    match field {
+        CronField::Month => " or a month name (JAN-DEC)",
+        CronField::DayOfWeek => " or a day name (SUN-SAT)",
+        _ => "",
+    }
+}
+
+/// A parsed schedule: a preset or a standard 5-field cron expression
+/// (minute hour day-of-month month day-of-week), with lists, ranges, steps,
+/// and month and day names. Seconds, years and the extensions some crons
+/// have (`L`, `W`, `#`, `?`, `@daily`) are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    text: String,
+    preset: Option<Preset>,
+    fields: Fields,
+}
+
+impl Schedule {
+    /// The text it was parsed from, without surrounding whitespace.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The preset it was given as; `None` for a cron expression, even one
+    /// equal to a preset's.
+    pub fn preset(&self) -> Option<Preset> {
+        self.preset
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for Schedule {
+    type Err = ScheduleError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let text = raw.trim();
+        if text.is_empty() {
+            return Err(ScheduleError::Empty);
+        }
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (preset, fields) = match words.as_slice() {
+            // A lone word that could start a cron expression is one with
+            // too few fields, not a misspelt preset.
+            [word] if !word.starts_with(|c: char| c.is_ascii_digit() || c == '*') => {
+                let preset = Preset::from_str(word)
+                    .map_err(|_| ScheduleError::UnknownPreset((*word).to_owned()))?;
+                (Some(preset), Fields::parse(preset.expression())?)
+            }
+            _ => (None, Fields::parse(text)?),
+        };
+        Ok(Schedule {
+            text: text.to_owned(),
+            preset,
+            fields,
+        })
+    }
+}
+
+/// An IANA time zone (`America/New_York`), by which a schedule reads the
+/// wall clock. The default is UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Zone(Tz);
+
+impl Zone {
+    pub const UTC: Zone = Zone(Tz::UTC);
+
+    /// The IANA name.
+    pub fn as_str(self) -> &'static str {
+        self.0.name()
+    }
+
+    pub fn tz(self) -> Tz {
+        self.0
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a time zone was refused (a 422 naming the field `timezone`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ZoneError {
+    #[error("is empty")]
+    Empty,
+    #[error("unknown time zone `{0}` (expected an IANA name such as America/New_York or UTC)")]
+    Unknown(String),
+}
+
+impl FromStr for Zone {
+    type Err = ZoneError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err(ZoneError::Empty);
+        }
+        Tz::from_str(name)
+            .map(Zone)
+            .map_err(|_| ZoneError::Unknown(name.to_owned()))
+    }
+}
+
+/// How day-of-month and day-of-week combine: as in Vixie cron, a day
+/// matches either field when both are restricted, and both fields when one
+/// of them starts with `*` (so `*` leaves the day to the other field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DayRule {
+    Either,
+    Both,
+}
+
+/// The matching values of each field, one bit per value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fields {
+    minutes: u64,
+    hours: u64,
+    days_of_month: u64,
+    months: u64,
+    /// Sunday is bit 0 (a 7 in the expression is folded onto it).
+    days_of_week: u64,
+    day_rule: DayRule,
+}
+
+/// How far ahead a search for a matching minute looks. Between 1901 and
+/// 2099 the weekdays of the calendar repeat every 28 years, so a schedule
+/// with no matching minute in 28 years has none at all; the longest real
+/// wait (29 February on a given weekday) is 28 years.
+const SEARCH_YEARS: u32 = 28;
+
+impl Fields {
+    fn parse(expression: &str) -> Result<Self, ScheduleError> {
+        let parts: Vec<&str> = expression.split_whitespace().collect();
+        let [minute, hour, day_of_month, month, day_of_week] = parts.as_slice() else {
+            return Err(ScheduleError::FieldCount(parts.len()));
+        };
+        let day_rule = if day_of_month.starts_with('*') || day_of_week.starts_with('*') {
+            DayRule::Both
+        } else {
+            DayRule::Either
+        };
+        let mut days_of_week = parse_field(CronField::DayOfWeek, day_of_week)?;
+        if days_of_week & (1 << 7) != 0 {
+            days_of_week = (days_of_week & !(1 << 7)) | 1;
+        }
+        let fields = Fields {
+            minutes: parse_field(CronField::Minute, minute)?,
+            hours: parse_field(CronField::Hour, hour)?,
+            days_of_month: parse_field(CronField::DayOfMonth, day_of_month)?,
+            months: parse_field(CronField::Month, month)?,
+            days_of_week,
+            day_rule,
+        };
+        // Any fixed start works: the search covers a whole calendar cycle.
+        let start = NaiveDate::from_ymd_opt(2001, 1, 1)
+            .expect("2001-01-01 is a date")
+            .and_time(NaiveTime::MIN);
+        if fields.next_match(start).is_none() {
+            return Err(ScheduleError::NeverFires);
+        }
+        Ok(fields)
+    }
+
+    fn day_matches(&self, date: NaiveDate) -> bool {
+        let in_month = self.days_of_month & (1 << date.day()) != 0;
+        let in_week = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
+        match self.day_rule {
+            DayRule::Either => in_month || in_week,
+            DayRule::Both => in_month && in_week,
+        }
+    }
+
+    /// The first local minute at or after `from` (a whole minute) that the
+    /// fields match, within [`SEARCH_YEARS`]. Skips whole months, days and
+    /// hours that cannot match, so a yearly schedule costs a few hundred
+    /// steps, not half a million.
+    fn next_match(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+        let until = from
+            .date()
+            .checked_add_months(Months::new(12 * SEARCH_YEARS))
+            .unwrap_or(NaiveDate::MAX);
+        let mut date = from.date();
+        let (mut hour, mut minute) = (from.hour(), from.minute());
+        while date <= until {
+            if self.months & (1 << date.month()) == 0 {
+                date = date.with_day(1)?.checked_add_months(Months::new(1))?;
+                (hour, minute) = (0, 0);
+                continue;
+            }
+            if self.day_matches(date)
+                && let Some((h, m)) = self.time_from(hour, minute)
+            {
+                return date.and_hms_opt(h, m, 0);
+            }
+            date = date.succ_opt()?;
+            (hour, minute) = (0, 0);
+        }
+        None
+    }
+
+    /// The first matching time of day at or after `hour:minute`.
+    fn time_from(&self, hour: u32, minute: u32) -> Option<(u32, u32)> {
+        let first_hour = first_bit_from(self.hours, hour)?;
+        if first_hour == hour {
+            // Only the rest of the starting hour is left; later hours are whole.
+            if let Some(m) = first_bit_from(self.minutes, minute) {
+                return Some((hour, m));
+            }
+            let next_hour = first_bit_from(self.hours, hour + 1)?;
+            return Some((next_hour, first_bit_from(self.minutes, 0)?));
+        }
+        Some((first_hour, first_bit_from(self.minutes, 0)?))
+    }
+}
+
+/// The lowest set bit at or above `from`.
+fn first_bit_from(bits: u64, from: u32) -> Option<u32> {
+    let rest = bits.checked_shr(from)?.checked_shl(from)?;
+    (rest != 0).then(|| rest.trailing_zeros())
+}
+
+fn parse_field(field: CronField, text: &str) -> Result<u64, ScheduleError> {
+    let mut bits = 0;
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err(ScheduleError::EmptyItem { field });
+        }
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(step)),
+            None => (item, None),
+        };
+        let (start, end) = if range == "*" {
+            field.star()
+        } else if let Some((start, end)) = range.split_once('-') {
+            let (first, last) = (parse_value(field, start)?, parse_value(field, end)?);
+            if first > last {
+                return Err(ScheduleError::Backwards {
+                    field,
+                    start: start.to_owned(),
+                    end: end.to_owned(),
+                });
+            }
+            (first, last)
+        } else if step.is_some() {
+            // `5/15` means 5-59/15 in some crons and is an error in others.
+            return Err(ScheduleError::StepWithoutRange {
+                field,
+                text: item.to_owned(),
+            });
+        } else {
+            let value = parse_value(field, range)?;
+            (value, value)
+        };
+        let step =
+            match step {
+                None => 1,
+                Some(step) => number(step).filter(|step| *step >= 1).ok_or_else(|| {
+                    ScheduleError::BadStep {
+                        field,
+                        text: step.to_owned(),
+                    }
+                })?,
+            };
+        for value in (start..=end).step_by(step as usize) {
+            bits |= 1 << value;
+        }
+    }
+    Ok(bits)
+}
+
+/// A number (digits only: no sign) or, in month and day-of-week, a name.
+fn parse_value(field: CronField, text: &str) -> Result<u32, ScheduleError> {
+    let (min, max) = field.bounds();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return number(text)
+            .filter(|value| (min..=max).contains(value))
+            .ok_or_else(|| ScheduleError::OutOfRange {
+                field,
+                value: text.to_owned(),
+                min,
+                max,
+            });
+    }
+    field
+        .names()
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(text))
+        .map(|(_, value)| *value)
+        .ok_or_else(|| ScheduleError::NotANumber {
+            field,
+            text: text.to_owned(),
+        })
+}
+
+fn number(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    fn schedule(text: &str) -> Schedule {
+        text.parse().unwrap()
+    }
+
+    fn refusal(text: &str) -> String {
+        text.parse::<Schedule>().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn presets_parse_by_name_and_keep_their_text() {
+        for &preset in Preset::VARIANTS {
+            let parsed = schedule(preset.as_str());
+            assert_eq!(parsed.preset(), Some(preset));
+            assert_eq!(parsed.as_str(), preset.as_str());
+            assert_eq!(parsed.fields, Fields::parse(preset.expression()).unwrap());
+            assert_eq!(
+                serde_json::to_value(preset).unwrap(),
+                serde_json::json!(preset.as_str())
+            );
+            assert_eq!(preset.to_string(), preset.as_str());
+        }
+        assert_eq!(Preset::Every6Hours.as_str(), "every-6-hours");
+        assert_eq!(
+            serde_json::from_str::<Preset>("\"every-6-hours\"").unwrap(),
+            Preset::Every6Hours
+        );
+        // An expression equal to a preset's is not the preset.
+        let cron = schedule(" 0 0 * * * ");
+        assert_eq!(cron.preset(), None);
+        assert_eq!(cron.as_str(), "0 0 * * *");
+    }
+
+    #[test]
+    fn cron_expressions_take_lists_ranges_steps_and_names() {
+        let fields = schedule("0,30 9-17/2 */10 JAN-mar,Dec MON-FRI").fields;
+        assert_eq!(fields.minutes, 1 | 1 << 30);
+        assert_eq!(fields.hours, 1 << 9 | 1 << 11 | 1 << 13 | 1 << 15 | 1 << 17);
+        assert_eq!(fields.days_of_month, 1 << 1 | 1 << 11 | 1 << 21 | 1 << 31);
+        assert_eq!(fields.months, 1 << 1 | 1 << 2 | 1 << 3 | 1 << 12);
+        assert_eq!(fields.days_of_week, 0b0111110);
+        assert_eq!(fields.day_rule, DayRule::Both);
+        // 7 is Sunday too.
+        assert_eq!(schedule("0 0 * * 5-7").fields.days_of_week, 0b1100001);
+        assert_eq!(schedule("0 0 1 * 1").fields.day_rule, DayRule::Either);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        for (text, why) in [
+            ("", "is empty"),
+            (
+                "yearly",
+                "unknown preset `yearly` (expected hourly, every-6-hours, daily, weekly, \
+                 monthly or a 5-field cron expression)",
+            ),
+            (
+                "0 0 0 * * *",
+                "expected 5 fields (minute hour day-of-month month day-of-week), got 6",
+            ),
+            (
+                "0 0 0 * * * 2030",
+                "expected 5 fields (minute hour day-of-month month day-of-week), got 7",
+            ),
+            (
+                "*/5",
+                "expected 5 fields (minute hour day-of-month month day-of-week), got 1",
+            ),
+            ("61 * * * *", "minute 61 is out of range 0-59"),
+            ("0 24 * * *", "hour 24 is out of range 0-23"),
+            ("0 0 0 * *", "day-of-month 0 is out of range 1-31"),
+            ("0 0 * 13 *", "month 13 is out of range 1-12"),
+            ("0 0 * * 8", "day-of-week 8 is out of range 0-7"),
+            (
+                "0 0 * * 99999999999",
+                "day-of-week 99999999999 is out of range 0-7",
+            ),
+            ("0 0 L * *", "day-of-month `L` is not a number"),
+            (
+                "0 0 * FOO *",
+                "month `FOO` is not a number or a month name (JAN-DEC)",
+            ),
+            (
+                "0 0 * * 1#2",
+                "day-of-week `1#2` is not a number or a day name (SUN-SAT)",
+            ),
+            ("0 0 ? * *", "day-of-month `?` is not a number"),
+            ("0 -1 * * *", "hour `` is not a number"),
+            ("1,,2 * * * *", "minute has an empty item"),
+            (
+                "0 22-5 * * *",
+                "hour range 22-5 runs backwards (a list such as 22-23,0-5 wraps around)",
+            ),
+            (
+                "*/0 * * * *",
+                "minute step `0` is not a number of 1 or more",
+            ),
+            (
+                "*/x * * * *",
+                "minute step `x` is not a number of 1 or more",
+            ),
+            (
+                "5/15 * * * *",
+                "minute step needs `*` or a range before the slash, as in */15 or 5-59/15, \
+                 got `5/15`",
+            ),
+            (
+                "0 0 30 2 *",
+                "never fires: no month it allows has a day-of-month it allows \
+                 (such as 30 February)",
+            ),
+            (
+                "0 9 31 4,6,9,11 *",
+                "never fires: no month it allows has a day-of-month it allows \
+                 (such as 30 February)",
+            ),
+        ] {
+            assert_eq!(refusal(text), why, "{text:?}");
+        }
+        // Rare but real: 29 February, and 29 February on a Sunday.
+        schedule("0 0 29 2 *");
+        schedule("0 0 29 2 */7");
+    }
+
+    #[test]
+    fn zones_are_iana_names_and_default_to_utc() {
+        let zone: Zone = "America/New_York".parse().unwrap();
+        assert_eq!(zone.as_str(), "America/New_York");
+        assert_eq!(zone.tz(), chrono_tz::America::New_York);
+        assert_eq!(Zone::default(), Zone::UTC);
+        assert_eq!(Zone::default().to_string(), "UTC");
+        assert_eq!(
+            "Mars/Olympus".parse::<Zone>().unwrap_err().to_string(),
+            "unknown time zone `Mars/Olympus` (expected an IANA name such as \
+             America/New_York or UTC)"
+        );
+        assert_eq!(" ".parse::<Zone>().unwrap_err(), ZoneError::Empty);
+    }
+}
