@@ -20,7 +20,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{Datelike, Months, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use chrono::{
+    DateTime, Datelike, MappedLocalTime, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta,
+    TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -343,6 +346,12 @@ impl Fields {
         Ok(fields)
     }
 
+    /// Whether the hour field matches every hour: such a schedule runs at
+    /// an interval, and fires in both copies of a repeated hour.
+    fn every_hour(&self) -> bool {
+        self.hours == (1 << 24) - 1
+    }
+
     fn day_matches(&self, date: NaiveDate) -> bool {
         let in_month = self.days_of_month & (1 << date.day()) != 0;
         let in_week = self.days_of_week & (1 << date.weekday().num_days_from_sunday()) != 0;
@@ -479,6 +488,143 @@ fn number(text: &str) -> Option<u32> {
         return None;
     }
     text.parse().ok()
+}
+
+/// The resolution of a schedule.
+const MINUTE: TimeDelta = TimeDelta::minutes(1);
+
+/// The first firing strictly after `after`. `None` only past the end of the
+/// calendar chrono can represent.
+pub fn next_after(schedule: &Schedule, zone: Zone, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let tz = zone.tz();
+    let fields = &schedule.fields;
+    let local_after = after.with_timezone(&tz).naive_local();
+    // Local times in calendar order fire in time order, except the second
+    // copy of a repeated range, which comes after the first copy's later
+    // local times; a schedule that fires there is looked at separately.
+    let mut from = floor_to_minute(local_after)?.checked_add_signed(MINUTE)?;
+    let in_calendar_order = loop {
+        let Some(local) = fields.next_match(from) else {
+            break None;
+        };
+        if let Some(firing) = firing_after(fields, tz, local, after) {
+            break Some(firing);
+        }
+        from = local.checked_add_signed(MINUTE)?;
+    };
+    let in_second_copy = if fields.every_hour() {
+        second_copy_firing(fields, tz, after, local_after)
+    } else {
+        None
+    };
+    match (in_calendar_order, in_second_copy) {
+        (Some(one), Some(other)) => Some(one.min(other)),
+        (one, other) => one.or(other),
+    }
+}
+
+/// The instant the matching local time `local` fires at, if it is after
+/// `after`.
+fn firing_after(
+    fields: &Fields,
+    tz: Tz,
+    local: NaiveDateTime,
+    after: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match tz.from_local_datetime(&local) {
+        MappedLocalTime::Single(instant) => Some(instant.with_timezone(&Utc)),
+        MappedLocalTime::Ambiguous(one, other) => {
+            let (first, second) = in_order(one, other);
+            // A schedule that runs every hour fires in both copies; any
+            // other fires once, in the first.
+            if first > after || !fields.every_hour() {
+                Some(first)
+            } else {
+                Some(second)
+            }
+        }
+        MappedLocalTime::None => end_of_gap(tz, local),
+    }
+    .filter(|firing| *firing > after)
+}
+
+/// When `after` lies in the first copy of a repeated range (clocks about to
+/// go back), the first firing of an every-hour schedule in the second copy.
+/// The calendar-order search has passed those local times already.
+fn second_copy_firing(
+    fields: &Fields,
+    tz: Tz,
+    after: DateTime<Utc>,
+    local_after: NaiveDateTime,
+) -> Option<DateTime<Utc>> {
+    let MappedLocalTime::Ambiguous(one, other) = tz.from_local_datetime(&local_after) else {
+        return None;
+    };
+    let (first, second) = in_order(one, other);
+    if after != first {
+        return None;
+    }
+    // The repeated range is as long as the clocks went back, and holds
+    // `local_after`, so it starts no earlier than this.
+    let repeated_for = second - first;
+    let mut from = ceil_to_minute(local_after.checked_sub_signed(repeated_for)?)?;
+    // Later local times fire first in the first copy, which the
+    // calendar-order search finds.
+    while let Some(local) = fields
+        .next_match(from)
+        .filter(|local| *local <= local_after)
+    {
+        if let MappedLocalTime::Ambiguous(one, other) = tz.from_local_datetime(&local) {
+            return Some(in_order(one, other).1);
+        }
+        from = local.checked_add_signed(MINUTE)?;
+    }
+    None
+}
+
+/// The first instant after the spring-forward gap that the local time
+/// `in_gap` falls in: the instant the clocks jumped.
+fn end_of_gap(tz: Tz, in_gap: NaiveDateTime) -> Option<DateTime<Utc>> {
+    // Gaps last an hour or less, except where a zone skipped a whole day
+    // (Samoa, 2011-12-30).
+    const LONGEST_GAP_MINUTES: u32 = 2 * 24 * 60;
+    let mut local = floor_to_minute(in_gap)?;
+    let mut instant = None;
+    for _ in 0..LONGEST_GAP_MINUTES {
+        local = local.checked_add_signed(MINUTE)?;
+        if let Some(exists) = tz.from_local_datetime(&local).earliest() {
+            instant = Some(exists.with_timezone(&Utc));
+            break;
+        }
+    }
+    // That is the first whole local minute after the gap. Zones jump at a
+    // whole minute today; some jumped at odd seconds long ago (from local
+    // mean time), and then the gap ended up to a minute earlier.
+    let mut instant = instant?;
+    while let Some(before) = instant.checked_sub_signed(TimeDelta::seconds(1))
+        && before.with_timezone(&tz).naive_local() > in_gap
+    {
+        instant = before;
+    }
+    Some(instant)
+}
+
+fn in_order<T: TimeZone>(one: DateTime<T>, other: DateTime<T>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let (one, other) = (one.with_timezone(&Utc), other.with_timezone(&Utc));
+    (one.min(other), one.max(other))
+}
+
+fn floor_to_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
+    local.with_second(0)?.with_nanosecond(0)
+}
+
+fn ceil_to_minute(local: NaiveDateTime) -> Option<NaiveDateTime> {
+    let floor = floor_to_minute(local)?;
+    if floor == local {
+        Some(floor)
+    } else {
+        floor.checked_add_signed(MINUTE)
+    }
 }
 
 #[cfg(test)]
@@ -622,5 +768,275 @@ mod tests {
              America/New_York or UTC)"
         );
         assert_eq!(" ".parse::<Zone>().unwrap_err(), ZoneError::Empty);
+    }
+
+    fn zone(name: &str) -> Zone {
+        name.parse().unwrap()
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    /// The first `count` firings after `after`, in UTC, as RFC 3339.
+    fn firings(text: &str, zone_name: &str, after: &str, count: usize) -> Vec<String> {
+        let (schedule, zone) = (schedule(text), zone(zone_name));
+        let mut instant = at(after);
+        (0..count)
+            .map(|_| {
+                instant = next_after(&schedule, zone, instant).unwrap();
+                instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            })
+            .collect()
+    }
+
+    const NEW_YORK: &str = "America/New_York";
+    const BERLIN: &str = "Europe/Berlin";
+    const SAO_PAULO: &str = "America/Sao_Paulo";
+
+    #[test]
+    fn a_time_in_the_spring_gap_fires_when_the_gap_ends() {
+        // New York 2025-03-09: 02:00 EST became 03:00 EDT (07:00Z).
+        assert_eq!(
+            firings("30 2 * * *", NEW_YORK, "2025-03-08T12:00:00Z", 3),
+            [
+                "2025-03-09T07:00:00Z",
+                "2025-03-10T06:30:00Z",
+                "2025-03-11T06:30:00Z"
+            ]
+        );
+        // Two gap times share the one firing.
+        assert_eq!(
+            firings("0,30 2 * * *", NEW_YORK, "2025-03-09T00:00:00Z", 3),
+            [
+                "2025-03-09T07:00:00Z",
+                "2025-03-10T06:00:00Z",
+                "2025-03-10T06:30:00Z"
+            ]
+        );
+        // Every hour: 02:00 does not exist, its firing is 03:00 EDT's.
+        assert_eq!(
+            firings("hourly", NEW_YORK, "2025-03-09T05:30:00Z", 3),
+            [
+                "2025-03-09T06:00:00Z",
+                "2025-03-09T07:00:00Z",
+                "2025-03-09T08:00:00Z"
+            ]
+        );
+        assert_eq!(
+            firings("*/15 * * * *", NEW_YORK, "2025-03-09T06:40:00Z", 3),
+            [
+                "2025-03-09T06:45:00Z",
+                "2025-03-09T07:00:00Z",
+                "2025-03-09T07:15:00Z"
+            ]
+        );
+        // 02:30 is a time that does not exist too: it fires at 03:00 EDT,
+        // half an hour before 03:30 EDT.
+        assert_eq!(
+            firings("30 * * * *", NEW_YORK, "2025-03-09T06:00:00Z", 3),
+            [
+                "2025-03-09T06:30:00Z",
+                "2025-03-09T07:00:00Z",
+                "2025-03-09T07:30:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repeated_time_fires_once_when_its_hour_is_named() {
+        // New York 2025-11-02: 02:00 EDT became 01:00 EST (06:00Z), so
+        // 01:30 came at 05:30Z (EDT) and at 06:30Z (EST).
+        assert_eq!(
+            firings("30 1 * * *", NEW_YORK, "2025-11-01T12:00:00Z", 2),
+            ["2025-11-02T05:30:00Z", "2025-11-03T06:30:00Z"]
+        );
+        // Asked from inside the second copy, too.
+        assert_eq!(
+            firings("30 1 * * *", NEW_YORK, "2025-11-02T06:10:00Z", 1),
+            ["2025-11-03T06:30:00Z"]
+        );
+        assert_eq!(
+            firings("*/20 1 * * *", NEW_YORK, "2025-11-02T04:59:00Z", 4),
+            [
+                "2025-11-02T05:00:00Z",
+                "2025-11-02T05:20:00Z",
+                "2025-11-02T05:40:00Z",
+                "2025-11-03T06:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_every_hour_schedule_fires_in_both_copies_of_a_repeated_hour() {
+        assert_eq!(
+            firings("hourly", NEW_YORK, "2025-11-02T04:30:00Z", 3),
+            [
+                "2025-11-02T05:00:00Z",
+                "2025-11-02T06:00:00Z",
+                "2025-11-02T07:00:00Z"
+            ]
+        );
+        // From anywhere in the first copy, the second copy comes next.
+        assert_eq!(
+            firings("hourly", NEW_YORK, "2025-11-02T05:59:59Z", 1),
+            ["2025-11-02T06:00:00Z"]
+        );
+        assert_eq!(
+            firings("*/20 * * * *", NEW_YORK, "2025-11-02T05:30:00Z", 7),
+            [
+                "2025-11-02T05:40:00Z",
+                "2025-11-02T06:00:00Z",
+                "2025-11-02T06:20:00Z",
+                "2025-11-02T06:40:00Z",
+                "2025-11-02T07:00:00Z",
+                "2025-11-02T07:20:00Z",
+                "2025-11-02T07:40:00Z"
+            ]
+        );
+        assert_eq!(
+            firings("45 * * * *", NEW_YORK, "2025-11-02T05:50:00Z", 2),
+            ["2025-11-02T06:45:00Z", "2025-11-02T07:45:00Z"]
+        );
+    }
+
+    #[test]
+    fn a_missing_midnight_fires_when_the_day_begins() {
+        // Sao Paulo 2018-11-04: 00:00 -03 became 01:00 -02 (03:00Z).
+        assert_eq!(
+            firings("daily", SAO_PAULO, "2018-11-02T12:00:00Z", 3),
+            [
+                "2018-11-03T03:00:00Z",
+                "2018-11-04T03:00:00Z",
+                "2018-11-05T02:00:00Z"
+            ]
+        );
+        assert_eq!(
+            firings("every-6-hours", SAO_PAULO, "2018-11-03T20:00:00Z", 4),
+            [
+                "2018-11-03T21:00:00Z",
+                "2018-11-04T03:00:00Z",
+                "2018-11-04T08:00:00Z",
+                "2018-11-04T14:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn berlin_transitions_follow_the_same_rules() {
+        // 2025-03-30: 02:00 CET became 03:00 CEST (01:00Z).
+        assert_eq!(
+            firings("30 2 * * *", BERLIN, "2025-03-29T12:00:00Z", 2),
+            ["2025-03-30T01:00:00Z", "2025-03-31T00:30:00Z"]
+        );
+        assert_eq!(
+            firings("hourly", BERLIN, "2025-03-29T23:30:00Z", 3),
+            [
+                "2025-03-30T00:00:00Z",
+                "2025-03-30T01:00:00Z",
+                "2025-03-30T02:00:00Z"
+            ]
+        );
+        // 2025-10-26: 03:00 CEST became 02:00 CET (01:00Z).
+        assert_eq!(
+            firings("30 2 * * *", BERLIN, "2025-10-25T12:00:00Z", 2),
+            ["2025-10-26T00:30:00Z", "2025-10-27T01:30:00Z"]
+        );
+        assert_eq!(
+            firings("hourly", BERLIN, "2025-10-25T23:30:00Z", 3),
+            [
+                "2025-10-26T00:00:00Z",
+                "2025-10-26T01:00:00Z",
+                "2025-10-26T02:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_6_hours_keeps_local_hours_across_transitions() {
+        assert_eq!(
+            firings("every-6-hours", NEW_YORK, "2025-11-01T23:00:00Z", 3),
+            [
+                "2025-11-02T04:00:00Z",
+                "2025-11-02T11:00:00Z",
+                "2025-11-02T17:00:00Z"
+            ]
+        );
+        assert_eq!(
+            firings("every-6-hours", NEW_YORK, "2025-03-08T23:00:00Z", 3),
+            [
+                "2025-03-09T05:00:00Z",
+                "2025-03-09T10:00:00Z",
+                "2025-03-09T16:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn days_months_and_weekdays() {
+        // Only months with a 31st.
+        assert_eq!(
+            firings("0 9 31 * *", "UTC", "2025-01-01T00:00:00Z", 8),
+            [
+                "2025-01-31T09:00:00Z",
+                "2025-03-31T09:00:00Z",
+                "2025-05-31T09:00:00Z",
+                "2025-07-31T09:00:00Z",
+                "2025-08-31T09:00:00Z",
+                "2025-10-31T09:00:00Z",
+                "2025-12-31T09:00:00Z",
+                "2026-01-31T09:00:00Z"
+            ]
+        );
+        // Both day fields restricted: either matches (Fridays, and the 13th).
+        assert_eq!(
+            firings("0 0 13 * FRI", "UTC", "2025-06-10T00:00:00Z", 4),
+            [
+                "2025-06-13T00:00:00Z",
+                "2025-06-20T00:00:00Z",
+                "2025-06-27T00:00:00Z",
+                "2025-07-04T00:00:00Z"
+            ]
+        );
+        // One starts with `*`: both must match (odd days that are Mondays).
+        assert_eq!(
+            firings("0 0 */2 * 1", "UTC", "2025-06-01T00:00:00Z", 2),
+            ["2025-06-09T00:00:00Z", "2025-06-23T00:00:00Z"]
+        );
+        // Weekdays at 09:00 New York time, skipping the weekend.
+        assert_eq!(
+            firings("0 9 * * 1-5", NEW_YORK, "2025-06-05T14:00:00Z", 3),
+            [
+                "2025-06-06T13:00:00Z",
+                "2025-06-09T13:00:00Z",
+                "2025-06-10T13:00:00Z"
+            ]
+        );
+        // Sundays at local midnight.
+        assert_eq!(
+            firings("weekly", NEW_YORK, "2025-10-26T04:00:00Z", 2),
+            ["2025-11-02T04:00:00Z", "2025-11-09T05:00:00Z"]
+        );
+        assert_eq!(
+            firings("monthly", NEW_YORK, "2025-10-15T00:00:00Z", 2),
+            ["2025-11-01T04:00:00Z", "2025-12-01T05:00:00Z"]
+        );
+        // 29 February comes every four years.
+        assert_eq!(
+            firings("0 0 29 2 *", "UTC", "2025-01-01T00:00:00Z", 2),
+            ["2028-02-29T00:00:00Z", "2032-02-29T00:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn firings_are_strictly_after_the_given_instant() {
+        assert_eq!(
+            firings("daily", "UTC", "2025-06-01T00:00:00Z", 1),
+            ["2025-06-02T00:00:00Z"]
+        );
+        assert_eq!(
+            firings("daily", "UTC", "2025-05-31T23:59:59.999Z", 1),
+            ["2025-06-01T00:00:00Z"]
+        );
     }
 }
