@@ -523,6 +523,173 @@ pub fn next_after(schedule: &Schedule, zone: Zone, after: DateTime<Utc>) -> Opti
     }
 }
 
+/// What a schedule should do now, after missed firings are folded into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coalesced {
+    /// The due time to fire for now: the latest one after the last handled
+    /// due time and at or before now. Earlier missed ones are dropped.
+    pub fire: Option<DateTime<Utc>>,
+    /// The first due time after now (and after the last handled one): the
+    /// schedule keeps its rhythm instead of catching up one by one.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Coalesced catch-up. `last_due` is the last due time that was handled;
+/// every due time after it and at or before `now` is due. However many
+/// passed while no replica ran, the schedule fires once, for the most
+/// recent of them: its period is the latest complete one, the data the
+/// next firing's period follows on from, and firing an older one would
+/// deliver stale data now and the latest period never.
+pub fn due_now(
+    schedule: &Schedule,
+    zone: Zone,
+    last_due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Coalesced {
+    Coalesced {
+        fire: latest_firing(schedule, zone, now, Until::AtOrBefore).filter(|due| *due > last_due),
+        next: next_after(schedule, zone, now.max(last_due)),
+    }
+}
+
+/// Whether a search back from an instant may return the instant itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    Before,
+    AtOrBefore,
+}
+
+/// The latest firing before `end` (or at it). The firings are those
+/// [`next_after`] gives, walked forward from ever earlier starts until one
+/// is found, so both directions follow the same rules.
+fn latest_firing(
+    schedule: &Schedule,
+    zone: Zone,
+    end: DateTime<Utc>,
+    until: Until,
+) -> Option<DateTime<Utc>> {
+    let in_range = |firing: &DateTime<Utc>| match until {
+        Until::Before => *firing < end,
+        Until::AtOrBefore => *firing <= end,
+    };
+    // From an hour (minute schedules) to past the longest wait
+    // (29 February on a weekday); each step looks 32 times further back.
+    let lookbacks = [
+        TimeDelta::hours(1),
+        TimeDelta::days(2),
+        TimeDelta::days(64),
+        TimeDelta::days(2048),
+        TimeDelta::days(366 * (i64::from(SEARCH_YEARS) + 1)),
+    ];
+    for lookback in lookbacks {
+        let mut latest = None;
+        let mut cursor = end.checked_sub_signed(lookback)?;
+        while let Some(firing) = next_after(schedule, zone, cursor).filter(in_range) {
+            latest = Some(firing);
+            cursor = firing;
+        }
+        if latest.is_some() {
+            return latest;
+        }
+    }
+    None
+}
+
+/// The most firings [`preview`] lists.
+pub const MAX_PREVIEW: usize = 50;
+
+/// A firing as shown to a person: the instant, and the same instant on the
+/// schedule's wall clock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Firing {
+    pub utc: DateTime<Utc>,
+    /// RFC 3339 with the zone's offset at that instant
+    /// (`2025-03-09T03:00:00-04:00`).
+    pub local: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be from 1 to {MAX_PREVIEW}, got {0}")]
+pub struct PreviewCountError(pub usize);
+
+/// The next `count` (1 to [`MAX_PREVIEW`]) firings after `from`; fewer only
+/// at the end of the representable calendar.
+pub fn preview(
+    schedule: &Schedule,
+    zone: Zone,
+    from: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<Firing>, PreviewCountError> {
+    if !(1..=MAX_PREVIEW).contains(&count) {
+        return Err(PreviewCountError(count));
+    }
+    let firings = std::iter::successors(next_after(schedule, zone, from), |previous| {
+        next_after(schedule, zone, *previous)
+    })
+    .take(count)
+    .map(|utc| Firing {
+        utc,
+        local: utc
+            .with_timezone(&zone.tz())
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+    })
+    .collect();
+    Ok(firings)
+}
+
+/// The span of time a firing covers: from `start` (included) to `end`
+/// (excluded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// What the firing due at `due` covers:
+///
+/// - `hourly`: the hour before `due`; `every-6-hours`: the six hours before
+///   it (elapsed time, whatever the wall clock did);
+/// - `daily`: the local calendar day before `due`'s (23 or 25 hours long
+///   on a transition day); `weekly`: the local week, Monday 00:00 to
+///   Monday 00:00, before the week of `due`; `monthly`: the local calendar
+///   month before `due`'s. A local midnight in a gap begins when the gap
+///   ends, as a firing would;
+/// - a cron expression: from the firing before `due` to `due`.
+///
+/// `None` only at the ends of the representable calendar.
+pub fn period(schedule: &Schedule, zone: Zone, due: DateTime<Utc>) -> Option<Period> {
+    let tz = zone.tz();
+    let due_date = due.with_timezone(&tz).date_naive();
+    let days_back = |days: u64| due_date.checked_sub_days(chrono::Days::new(days));
+    let (start, end) = match schedule.preset {
+        Some(Preset::Hourly) => (due.checked_sub_signed(TimeDelta::hours(1))?, due),
+        Some(Preset::Every6Hours) => (due.checked_sub_signed(TimeDelta::hours(6))?, due),
+        Some(Preset::Daily) => (day_start(tz, days_back(1)?)?, day_start(tz, due_date)?),
+        Some(Preset::Weekly) => {
+            let monday = days_back(u64::from(due_date.weekday().num_days_from_monday()))?;
+            let previous_monday = monday.checked_sub_days(chrono::Days::new(7))?;
+            (day_start(tz, previous_monday)?, day_start(tz, monday)?)
+        }
+        Some(Preset::Monthly) => {
+            let first = due_date.with_day(1)?;
+            let previous_first = first.checked_sub_months(Months::new(1))?;
+            (day_start(tz, previous_first)?, day_start(tz, first)?)
+        }
+        None => (latest_firing(schedule, zone, due, Until::Before)?, due),
+    };
+    Some(Period { start, end })
+}
+
+/// The first instant of a local day: its midnight, or when the gap ends for
+/// a day that begins in one, or the first of two midnights.
+fn day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+    let midnight = date.and_time(NaiveTime::MIN);
+    match tz.from_local_datetime(&midnight).earliest() {
+        Some(instant) => Some(instant.with_timezone(&Utc)),
+        None => end_of_gap(tz, midnight),
+    }
+}
+
 /// The instant the matching local time `local` fires at, if it is after
 /// `after`.
 fn firing_after(
@@ -1038,5 +1205,244 @@ mod tests {
             firings("daily", "UTC", "2025-05-31T23:59:59.999Z", 1),
             ["2025-06-01T00:00:00Z"]
         );
+    }
+
+    fn period_of(text: &str, zone_name: &str, due: &str) -> (String, String, i64) {
+        let period = period(&schedule(text), zone(zone_name), at(due)).unwrap();
+        let show =
+            |instant: DateTime<Utc>| instant.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        (
+            show(period.start),
+            show(period.end),
+            (period.end - period.start).num_hours(),
+        )
+    }
+
+    #[test]
+    fn missed_firings_fold_into_one_and_the_rhythm_goes_on() {
+        let daily = schedule("0 6 * * *");
+        let last_due = at("2025-06-01T06:00:00Z");
+        // Down from just after the 1st's run to the 4th at noon: the 2nd,
+        // 3rd and 4th were missed. The 4th fires, once.
+        let now = at("2025-06-04T12:00:00Z");
+        let caught_up = due_now(&daily, Zone::UTC, last_due, now);
+        assert_eq!(
+            caught_up,
+            Coalesced {
+                fire: Some(at("2025-06-04T06:00:00Z")),
+                next: Some(at("2025-06-05T06:00:00Z")),
+            }
+        );
+        // Handled: nothing more is due until the next time.
+        let fired = caught_up.fire.unwrap();
+        assert_eq!(
+            due_now(&daily, Zone::UTC, fired, at("2025-06-04T12:01:00Z")),
+            Coalesced {
+                fire: None,
+                next: Some(at("2025-06-05T06:00:00Z")),
+            }
+        );
+        // A due time equal to now is due.
+        assert_eq!(
+            due_now(&daily, Zone::UTC, fired, at("2025-06-05T06:00:00Z")).fire,
+            Some(at("2025-06-05T06:00:00Z"))
+        );
+        // A last due time ahead of now (clocks apart) fires nothing again.
+        assert_eq!(
+            due_now(
+                &daily,
+                Zone::UTC,
+                at("2025-06-05T06:00:00Z"),
+                at("2025-06-05T05:59:00Z")
+            ),
+            Coalesced {
+                fire: None,
+                next: Some(at("2025-06-06T06:00:00Z")),
+            }
+        );
+        // Down for a year, every minute: still one firing.
+        let every_minute = schedule("* * * * *");
+        assert_eq!(
+            due_now(
+                &every_minute,
+                zone(BERLIN),
+                at("2024-06-01T00:00:00Z"),
+                at("2025-06-01T00:00:30Z")
+            ),
+            Coalesced {
+                fire: Some(at("2025-06-01T00:00:00Z")),
+                next: Some(at("2025-06-01T00:01:00Z")),
+            }
+        );
+    }
+
+    #[test]
+    fn presets_cover_the_span_before_their_due_time() {
+        assert_eq!(
+            period_of("hourly", NEW_YORK, "2025-11-02T06:00:00Z"),
+            (
+                "2025-11-02T05:00:00Z".into(),
+                "2025-11-02T06:00:00Z".into(),
+                1
+            )
+        );
+        assert_eq!(
+            period_of("every-6-hours", NEW_YORK, "2025-11-02T11:00:00Z"),
+            (
+                "2025-11-02T05:00:00Z".into(),
+                "2025-11-02T11:00:00Z".into(),
+                6
+            )
+        );
+        assert_eq!(
+            period_of("daily", BERLIN, "2025-06-02T22:00:00Z"),
+            (
+                "2025-06-01T22:00:00Z".into(),
+                "2025-06-02T22:00:00Z".into(),
+                24
+            )
+        );
+        // 2025-03-09 in New York was 23 hours long, 2025-11-02 25.
+        assert_eq!(
+            period_of("daily", NEW_YORK, "2025-03-10T04:00:00Z"),
+            (
+                "2025-03-09T05:00:00Z".into(),
+                "2025-03-10T04:00:00Z".into(),
+                23
+            )
+        );
+        assert_eq!(
+            period_of("daily", NEW_YORK, "2025-11-03T05:00:00Z"),
+            (
+                "2025-11-02T04:00:00Z".into(),
+                "2025-11-03T05:00:00Z".into(),
+                25
+            )
+        );
+        // Sao Paulo's 2018-11-04 began at 01:00 -02 (03:00Z): it ends the
+        // 3rd and begins the 4th, a day of 23 hours.
+        assert_eq!(
+            period_of("daily", SAO_PAULO, "2018-11-04T03:00:00Z"),
+            (
+                "2018-11-03T03:00:00Z".into(),
+                "2018-11-04T03:00:00Z".into(),
+                24
+            )
+        );
+        assert_eq!(
+            period_of("daily", SAO_PAULO, "2018-11-05T02:00:00Z"),
+            (
+                "2018-11-04T03:00:00Z".into(),
+                "2018-11-05T02:00:00Z".into(),
+                23
+            )
+        );
+        // Sunday 2025-11-09 00:00 EST: the week from Monday 27 October to
+        // Monday 3 November, across the fall-back (169 hours).
+        assert_eq!(
+            period_of("weekly", NEW_YORK, "2025-11-09T05:00:00Z"),
+            (
+                "2025-10-27T04:00:00Z".into(),
+                "2025-11-03T05:00:00Z".into(),
+                169
+            )
+        );
+        assert_eq!(
+            period_of("monthly", NEW_YORK, "2025-12-01T05:00:00Z"),
+            (
+                "2025-11-01T04:00:00Z".into(),
+                "2025-12-01T05:00:00Z".into(),
+                721
+            )
+        );
+        assert_eq!(
+            period_of("monthly", "UTC", "2025-03-01T00:00:00Z"),
+            (
+                "2025-02-01T00:00:00Z".into(),
+                "2025-03-01T00:00:00Z".into(),
+                672
+            )
+        );
+    }
+
+    #[test]
+    fn a_cron_expression_covers_the_time_since_its_previous_firing() {
+        // Friday 09:00 to Monday 09:00, New York time.
+        assert_eq!(
+            period_of("0 9 * * 1-5", NEW_YORK, "2025-06-09T13:00:00Z"),
+            (
+                "2025-06-06T13:00:00Z".into(),
+                "2025-06-09T13:00:00Z".into(),
+                72
+            )
+        );
+        // The previous firing is found by the same rules: here the one the
+        // spring gap moved to 03:00 EDT.
+        assert_eq!(
+            period_of("30 2 * * *", NEW_YORK, "2025-03-10T06:30:00Z"),
+            (
+                "2025-03-09T07:00:00Z".into(),
+                "2025-03-10T06:30:00Z".into(),
+                23
+            )
+        );
+        // And the second copy of a repeated hour.
+        assert_eq!(
+            period_of("0 * * * *", NEW_YORK, "2025-11-02T07:00:00Z"),
+            (
+                "2025-11-02T06:00:00Z".into(),
+                "2025-11-02T07:00:00Z".into(),
+                1
+            )
+        );
+        // A far previous firing: four years back.
+        assert_eq!(
+            period_of("0 0 29 2 *", "UTC", "2028-02-29T00:00:00Z"),
+            (
+                "2024-02-29T00:00:00Z".into(),
+                "2028-02-29T00:00:00Z".into(),
+                35064
+            )
+        );
+    }
+
+    #[test]
+    fn preview_lists_1_to_50_firings_with_local_times() {
+        let (daily, new_york) = (schedule("30 2 * * *"), zone(NEW_YORK));
+        let from = at("2025-03-08T12:00:00Z");
+        let listed = preview(&daily, new_york, from, 2).unwrap();
+        assert_eq!(
+            listed,
+            [
+                Firing {
+                    utc: at("2025-03-09T07:00:00Z"),
+                    local: "2025-03-09T03:00:00-04:00".into(),
+                },
+                Firing {
+                    utc: at("2025-03-10T06:30:00Z"),
+                    local: "2025-03-10T02:30:00-04:00".into(),
+                },
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&listed[0]).unwrap(),
+            serde_json::json!({"utc": "2025-03-09T07:00:00Z", "local": "2025-03-09T03:00:00-04:00"})
+        );
+        assert_eq!(preview(&daily, new_york, from, 50).unwrap().len(), 50);
+        assert_eq!(
+            preview(&daily, Zone::UTC, from, 1).unwrap()[0].local,
+            "2025-03-09T02:30:00+00:00"
+        );
+        for count in [0, 51] {
+            assert_eq!(
+                preview(&daily, new_york, from, count)
+                    .unwrap_err()
+                    .to_string(),
+                format!("must be from 1 to 50, got {count}")
+            );
+        }
+        // A yearly schedule: 50 years ahead in one call.
+        let yearly = preview(&schedule("0 0 1 1 *"), new_york, from, 50).unwrap();
+        assert_eq!(yearly[49].local, "2075-01-01T00:00:00-05:00");
     }
 }
