@@ -1445,4 +1445,155 @@ mod tests {
         let yearly = preview(&schedule("0 0 1 1 *"), new_york, from, 50).unwrap();
         assert_eq!(yearly[49].local, "2075-01-01T00:00:00-05:00");
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Zones with transitions of every kind: an hour at 02:00 (New
+        /// York, Berlin), at midnight (Sao Paulo until 2019), half an hour
+        /// (Lord Howe), southern summers (Sydney), none (Kolkata, UTC).
+        const ZONES: [&str; 7] = [
+            "UTC",
+            "America/New_York",
+            "Europe/Berlin",
+            "America/Sao_Paulo",
+            "Australia/Lord_Howe",
+            "Australia/Sydney",
+            "Asia/Kolkata",
+        ];
+
+        fn cron_expression() -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(vec!["0", "30", "59", "*/15", "0,45", "*"]),
+                prop::sample::select(vec!["*", "0", "1", "2", "3", "23", "*/6", "1-3", "9-17"]),
+                prop::sample::select(vec!["*", "1", "15", "29", "31", "1-7"]),
+                prop::sample::select(vec!["*", "1", "3", "*/3", "2,11", "10-12"]),
+                prop::sample::select(vec!["*", "0", "1-5", "6"]),
+            )
+                .prop_map(|(minute, hour, dom, month, dow)| {
+                    format!("{minute} {hour} {dom} {month} {dow}")
+                })
+        }
+
+        fn any_schedule() -> impl Strategy<Value = Schedule> {
+            prop_oneof![
+                prop::sample::select(Preset::VARIANTS).prop_map(|p| p.as_str().to_owned()),
+                cron_expression(),
+            ]
+            .prop_filter_map("never fires", |text| text.parse().ok())
+        }
+
+        /// The instants from 2018 to 2026 when the zone's offset changed.
+        fn transitions(tz: Tz) -> Vec<DateTime<Utc>> {
+            use chrono::Offset;
+            let offset = |instant: DateTime<Utc>| instant.with_timezone(&tz).offset().fix();
+            let mut found = Vec::new();
+            let mut day = at("2018-01-01T00:00:00Z");
+            while day < at("2027-01-01T00:00:00Z") {
+                let next = day + TimeDelta::days(1);
+                if offset(day) != offset(next) {
+                    let (mut before, mut after) = (day, next);
+                    while after - before > TimeDelta::seconds(1) {
+                        let middle = before + (after - before) / 2;
+                        if offset(middle) == offset(before) {
+                            before = middle;
+                        } else {
+                            after = middle;
+                        }
+                    }
+                    found.push(after);
+                }
+                day = next;
+            }
+            found
+        }
+
+        static TRANSITIONS: std::sync::LazyLock<
+            std::collections::HashMap<&str, Vec<DateTime<Utc>>>,
+        > = std::sync::LazyLock::new(|| {
+            ZONES
+                .iter()
+                .map(|name| (*name, transitions(zone(name).tz())))
+                .collect()
+        });
+
+        /// A zone, and an instant from 2024 to 2026 or, half of the time,
+        /// within three hours of one of the zone's transitions, where the
+        /// rules are tested (a uniform instant is in a repeated hour once in
+        /// 4,000 draws).
+        fn zone_and_instant() -> impl Strategy<Value = (Zone, DateTime<Utc>)> {
+            let start = at("2024-01-01T00:00:00Z").timestamp();
+            let end = at("2027-01-01T00:00:00Z").timestamp();
+            (
+                prop::sample::select(&ZONES[..]),
+                start..end,
+                any::<bool>(),
+                any::<prop::sample::Index>(),
+                -3 * 3600i64..3 * 3600,
+            )
+                .prop_map(|(name, anywhere, near, which, shift)| {
+                    let zone = zone(name);
+                    let transitions = &TRANSITIONS[name];
+                    let instant = if near && !transitions.is_empty() {
+                        *which.get(transitions) + TimeDelta::seconds(shift)
+                    } else {
+                        DateTime::from_timestamp(anywhere, 0).unwrap()
+                    };
+                    (zone, instant)
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            #[test]
+            fn firings_increase_and_do_not_depend_on_where_the_search_starts(
+                schedule in any_schedule(),
+                (zone, after) in zone_and_instant(),
+                fraction in 0.0f64..1.0,
+            ) {
+                let first = next_after(&schedule, zone, after).unwrap();
+                let second = next_after(&schedule, zone, first).unwrap();
+                prop_assert!(after < first && first < second);
+                // The longest wait in the generator is a single month's
+                // 29th or 31st: about a year.
+                prop_assert!(first - after <= TimeDelta::days(366 + 2), "{first}");
+                // Any start between `after` and the firing finds the same
+                // firing, so the firings are one set, however they are
+                // reached.
+                let span = (first - after).num_seconds() - 1;
+                let between = after + TimeDelta::seconds((span as f64 * fraction) as i64);
+                prop_assert_eq!(next_after(&schedule, zone, between), Some(first));
+                // And the same set backwards.
+                prop_assert_eq!(latest_firing(&schedule, zone, second, Until::Before), Some(first));
+            }
+
+            #[test]
+            fn a_daily_schedule_fires_once_every_local_day(
+                minute in 0u32..60,
+                hour in 0u32..24,
+                (zone, after) in zone_and_instant(),
+            ) {
+                let schedule = schedule(&format!("{minute} {hour} * * *"));
+                let day_of = |instant: DateTime<Utc>| instant.with_timezone(&zone.tz()).date_naive();
+                let first = next_after(&schedule, zone, after).unwrap();
+                let second = next_after(&schedule, zone, first).unwrap();
+                prop_assert!(day_of(first) <= day_of(after).succ_opt().unwrap());
+                prop_assert_eq!(day_of(second), day_of(first).succ_opt().unwrap());
+            }
+            #[test]
+            fn an_hourly_schedule_never_waits_much_more_than_an_hour(
+                minute in 0u32..60,
+                (zone, after) in zone_and_instant(),
+            ) {
+                // An hour, or an hour and a half across Lord Howe's
+                // half-hour fall-back. Two hours would mean a repeated hour
+                // without its second firing.
+                let schedule = schedule(&format!("{minute} * * * *"));
+                let next = next_after(&schedule, zone, after).unwrap();
+                prop_assert!(next - after <= TimeDelta::minutes(90), "{next}");
+            }
+        }
+    }
 }
