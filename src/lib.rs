@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod provider;
 pub mod report;
 pub mod sandbox;
+pub mod scheduler;
 pub mod telemetry;
 pub mod webhooks;
 mod xml;

@@ -1,0 +1,3 @@
+//! Delivery schedules.
+
+pub mod timing;
