@@ -650,9 +650,8 @@ pub struct Period {
 /// - `hourly`: the hour before `due`; `every-6-hours`: the six hours before
 ///   it (elapsed time, whatever the wall clock did);
 /// - `daily`: the local calendar day before `due`'s (23 or 25 hours long
-///   on a transition day); `weekly`: the local week, Monday 00:00 to
-///   Monday 00:00, before the week of `due`; `monthly`: the local calendar
-///   month before `due`'s. A local midnight in a gap begins when the gap
+///   on a transition day); `weekly`: the seven local days before `due`'s
+///   day; `monthly`: the local calendar month before `due`'s. A local midnight in a gap begins when the gap
 ///   ends, as a firing would;
 /// - a cron expression: from the firing before `due` to `due`.
 ///
@@ -665,11 +664,10 @@ pub fn period(schedule: &Schedule, zone: Zone, due: DateTime<Utc>) -> Option<Per
         Some(Preset::Hourly) => (due.checked_sub_signed(TimeDelta::hours(1))?, due),
         Some(Preset::Every6Hours) => (due.checked_sub_signed(TimeDelta::hours(6))?, due),
         Some(Preset::Daily) => (day_start(tz, days_back(1)?)?, day_start(tz, due_date)?),
-        Some(Preset::Weekly) => {
-            let monday = days_back(u64::from(due_date.weekday().num_days_from_monday()))?;
-            let previous_monday = monday.checked_sub_days(chrono::Days::new(7))?;
-            (day_start(tz, previous_monday)?, day_start(tz, monday)?)
-        }
+        // The seven local days before the firing's day: the seed's Sunday
+        // 00:00 reports Sunday to Saturday, the week that just ended, not a
+        // Monday-to-Sunday week that ended six days before.
+        Some(Preset::Weekly) => (day_start(tz, days_back(7)?)?, day_start(tz, due_date)?),
         Some(Preset::Monthly) => {
             let first = due_date.with_day(1)?;
             let previous_first = first.checked_sub_months(Months::new(1))?;
@@ -1337,13 +1335,13 @@ mod tests {
                 23
             )
         );
-        // Sunday 2025-11-09 00:00 EST: the week from Monday 27 October to
-        // Monday 3 November, across the fall-back (169 hours).
+        // Sunday 2025-11-09 00:00 EST: the week that just ended, Sunday 2
+        // November to Saturday 8 November, across the fall-back (169 hours).
         assert_eq!(
             period_of("weekly", NEW_YORK, "2025-11-09T05:00:00Z"),
             (
-                "2025-10-27T04:00:00Z".into(),
-                "2025-11-03T05:00:00Z".into(),
+                "2025-11-02T04:00:00Z".into(),
+                "2025-11-09T05:00:00Z".into(),
                 169
             )
         );
