@@ -378,7 +378,10 @@ mod tests {
             retry_after: Some(Duration::from_secs(secs)),
             excerpt: None,
         };
-        assert_eq!(retry_wait(&limited(30), pause, max), Duration::from_secs(30));
+        assert_eq!(
+            retry_wait(&limited(30), pause, max),
+            Duration::from_secs(30)
+        );
         assert_eq!(retry_wait(&limited(3600), pause, max), max, "bounded");
         let throttled = ConnectorError::Throttled {
             retry_after: Duration::from_secs(12),
