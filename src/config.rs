@@ -85,6 +85,7 @@ pub struct Config {
     /// Where spans go; `None` (no OTLP endpoint set): no exporter, no cost.
     pub traces: Option<TracesConfig>,
     pub ingest: IngestConfig,
+    pub scheduler: SchedulerConfig,
     /// How personal data is redacted before ingest stores it; `None` when a
     /// keyed mode has no `PII_HASH_KEY`: ingest then refuses to run
     /// (503 naming the variable) while deliveries go on.
@@ -251,12 +252,60 @@ pub struct WebhookConfig {
 
 /// The retry policy of each provider (`{PROVIDER}_RETRY_*`).
 #[derive(Debug, Clone)]
-pub struct RetryPolicies([RetryPolicy; 3]);
+pub struct RetryPolicies {
+    providers: [RetryPolicy; 3],
+    /// Deliveries a schedule created (seed 004: 5, 10, 20 minutes apart),
+    /// whichever the provider.
+    scheduled: RetryPolicy,
+}
 
 impl RetryPolicies {
     pub fn get(&self, provider: Provider) -> &RetryPolicy {
-        &self.0[provider as usize]
+        &self.providers[provider as usize]
     }
+
+    /// The policy of one delivery: a schedule's own when it came from one.
+    pub fn for_delivery(&self, provider: Provider, scheduled: bool) -> &RetryPolicy {
+        if scheduled {
+            &self.scheduled
+        } else {
+            self.get(provider)
+        }
+    }
+}
+
+/// `SCHEDULER_MAX_RETRIES` (3) retries after the first call,
+/// `SCHEDULER_RETRY_DELAY_MS` (5 minutes) apart at first, times
+/// `SCHEDULER_BACKOFF_MULTIPLIER` (2) each time: 5, 10, 20 minutes. No
+/// jitter, so the seed's figures hold; firings of different schedules are
+/// already spread by their own times.
+fn scheduled_retry_policy(env: &Env) -> Result<RetryPolicy, ConfigError> {
+    let retries: u32 = env.parse_or("SCHEDULER_MAX_RETRIES", 3, "a whole number")?;
+    let factor: f32 = env.parse_or("SCHEDULER_BACKOFF_MULTIPLIER", 2.0, "a number")?;
+    if !(1.0..=10.0).contains(&factor) {
+        return Err(ConfigError::new(
+            "SCHEDULER_BACKOFF_MULTIPLIER",
+            "must be from 1 to 10",
+        ));
+    }
+    Ok(RetryPolicy {
+        max_attempts: retries.saturating_add(1),
+        initial_delay: env.millis("SCHEDULER_RETRY_DELAY_MS", 5 * 60 * 1000)?,
+        factor,
+        max_delay: Duration::from_secs(24 * 60 * 60),
+        jitter: 0.0,
+        ..RetryPolicy::default()
+    })
+}
+
+/// The in-process scheduler (`scheduler::task`).
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// `ENABLE_SCHEDULER` (true): whether `serve` runs it.
+    pub enabled: bool,
+    /// `SCHEDULER_CHECK_INTERVAL` minutes (1): the longest it sleeps; it also
+    /// wakes at the next due time and when a schedule changes here.
+    pub check_interval: Duration,
 }
 
 /// The shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least
@@ -331,6 +380,12 @@ impl Config {
                 retry_initial_delay: env.millis("INGEST_RETRY_INITIAL_DELAY_MS", 500)?,
                 retry_max_delay: env.seconds("INGEST_RETRY_MAX_DELAY_SECS", 60)?,
                 concurrency: env.positive("INGEST_CONCURRENCY", 3)?,
+            },
+            scheduler: SchedulerConfig {
+                enabled: env.bool_or("ENABLE_SCHEDULER", true)?,
+                check_interval: Duration::from_secs(
+                    60 * env.positive::<u64>("SCHEDULER_CHECK_INTERVAL", 1)?,
+                ),
             },
             redaction: match RedactionConfig::from_lookup(lookup) {
                 Ok(redaction) => Some(redaction),
@@ -515,7 +570,10 @@ impl ConnectorsConfig {
                 window: env.seconds("CIRCUIT_WINDOW_SECS", 10)?,
                 cooldown: env.seconds("CIRCUIT_COOLDOWN_SECS", 30)?,
             },
-            retry: RetryPolicies([benevity?, goodera?, workday?]),
+            retry: RetryPolicies {
+                providers: [benevity?, goodera?, workday?],
+                scheduled: scheduled_retry_policy(env)?,
+            },
             keys: KeySet { current, previous },
             credentials_refresh: env.seconds("CREDENTIALS_REFRESH_SECS", 30)?,
             sandbox_mode: env.bool_or("SANDBOX_MODE", false)?,

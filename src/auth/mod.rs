@@ -50,6 +50,23 @@ impl CompanyScope {
             Self::Only(ids) => Some(ids),
         }
     }
+
+    /// ` AND company_id …` for a query being built. One company is an
+    /// equality, so the planner can read a (company_id, …) index in order.
+    pub fn push_and(&self, query: &mut sqlx::QueryBuilder<sqlx::Postgres>) {
+        match self.as_filter() {
+            None => {}
+            Some([company]) => {
+                query.push(" AND company_id = ").push_bind(*company);
+            }
+            Some(companies) => {
+                query
+                    .push(" AND company_id = ANY(")
+                    .push_bind(companies.to_vec())
+                    .push(")");
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

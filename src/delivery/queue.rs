@@ -14,7 +14,7 @@ use super::DeliveryStatus;
 use crate::{
     auth::CompanyScope,
     connectors::ErrorClass,
-    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
+    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId, ScheduleId},
     provider::Provider,
 };
 
@@ -34,6 +34,8 @@ pub struct Claimed {
     pub next_trigger: Trigger,
     /// The creating request's trace (see `telemetry::join`).
     pub traceparent: Option<String>,
+    /// The schedule that created it, whose retry policy it follows.
+    pub schedule_id: Option<ScheduleId>,
     /// Since when it waited in the queue: its last change before the claim.
     pub queued_since: DateTime<Utc>,
 }
@@ -59,7 +61,7 @@ pub enum Trigger {
 }
 
 const CLAIMED: &str = "id, delivery_id, company_id, provider, payload, payload_hash, \
-                       attempt_count, rate_limited_count, next_trigger, traceparent";
+                       attempt_count, rate_limited_count, next_trigger, traceparent, schedule_id";
 
 fn seconds(duration: Duration) -> f64 {
     duration.as_secs_f64()
@@ -287,11 +289,22 @@ pub async fn complete(
                  locked_by = NULL, locked_at = NULL, locked_until = NULL, updated_at = now()
              FROM outcome o
              WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
-             RETURNING d.id, d.status,
+             RETURNING d.id, d.status, d.schedule_id, d.last_error,
                        extract(epoch FROM now() - d.created_at)::float8 AS age_secs,
                        o.attempt, o.counted, o.trigger, o.started_at,
                        o.finished_at, o.duration_ms, o.http_status, o.error_class,
                        o.error_message, o.response_excerpt
+         ), scheduled AS (
+             -- A schedule follows the final outcome of what it created: the
+             -- SLA monitor pages on its consecutive failures.
+             UPDATE scheduled_deliveries s
+             SET last_status = done.status,
+                 last_error = CASE WHEN done.status = 'failed' THEN done.last_error END,
+                 consecutive_failures = CASE WHEN done.status = 'success' THEN 0
+                                             ELSE s.consecutive_failures + 1 END,
+                 updated_at = now()
+             FROM done
+             WHERE s.id = done.schedule_id AND done.status IN ('success', 'failed')
          ), logged AS (
              INSERT INTO delivery_attempts
                  (delivery_id, attempt_number, trigger, started_at, finished_at, duration_ms,

@@ -10,7 +10,7 @@ use super::{Delivery, DeliveryStatus, intake::Intake};
 use crate::{
     auth::CompanyScope,
     cursor::{self, Cursor, Order, Start},
-    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId},
+    ids::{CompanyId, DeliveryId, DeliveryKey, RecordId, ScheduleId},
     provider::Provider,
 };
 
@@ -193,6 +193,9 @@ pub struct NewRow {
     pub payload_hash: String,
     /// The creating request's trace, which the delivery's attempts join.
     pub traceparent: Option<String>,
+    /// The schedule whose firing created it; its first attempt is then
+    /// `scheduled` and its retries follow the schedules' policy.
+    pub schedule_id: Option<ScheduleId>,
 }
 
 /// Stores a pending delivery, due now, once per `deliveryId` and per
@@ -214,6 +217,7 @@ pub async fn insert(
         payload: new.payload,
         payload_hash: hash.clone(),
         traceparent: crate::telemetry::current_traceparent(),
+        schedule_id: None,
     };
     if let Some(delivery) = intake.insert(pool, row).await? {
         return Ok(Created::New(delivery));
@@ -248,19 +252,20 @@ pub async fn insert(
 /// or whose `deliveryId` is another row's record id (so that a key given
 /// to the API names one delivery); the inserted ones by record id.
 pub async fn insert_rows(
-    pool: &PgPool,
+    db: impl sqlx::PgExecutor<'_>,
     rows: &[NewRow],
 ) -> Result<HashMap<RecordId, Delivery>, sqlx::Error> {
     let inserted: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO impact_deliveries
              (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-              traceparent, next_attempt_at)
+              traceparent, schedule_id, next_trigger, next_attempt_at)
          SELECT id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-                traceparent, now()
+                traceparent, schedule_id,
+                CASE WHEN schedule_id IS NULL THEN 'automatic' ELSE 'scheduled' END, now()
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
-                     $7::text[], $8::text[])
+                     $7::text[], $8::text[], $9::uuid[])
              AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-                  traceparent)
+                  traceparent, schedule_id)
          WHERE NOT EXISTS (SELECT 1 FROM impact_deliveries e WHERE e.id = r.delivery_id)
          ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
@@ -285,7 +290,8 @@ pub async fn insert_rows(
             .map(|r| r.traceparent.as_deref())
             .collect::<Vec<_>>(),
     )
-    .fetch_all(pool)
+    .bind(rows.iter().map(|r| r.schedule_id).collect::<Vec<_>>())
+    .fetch_all(db)
     .await?;
     Ok(inserted.into_iter().map(|d| (d.id, d)).collect())
 }

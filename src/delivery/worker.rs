@@ -437,7 +437,9 @@ async fn try_once(ctx: &DeliveryContext, claimed: &Claimed) -> Outcome {
             attempt: None,
         };
     }
-    let policy = ctx.retry.get(claimed.provider);
+    let policy = ctx
+        .retry
+        .for_delivery(claimed.provider, claimed.schedule_id.is_some());
     let made = AttemptsMade {
         total: u32::try_from(claimed.attempt_count).unwrap_or(u32::MAX),
         rate_limited: u32::try_from(claimed.rate_limited_count).unwrap_or(u32::MAX)

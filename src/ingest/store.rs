@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, QueryBuilder};
 use uuid::Uuid;
 
 use super::stream::{EventType, Stream};
@@ -356,7 +356,7 @@ pub async fn list_runs(
 ) -> Result<RunPage, sqlx::Error> {
     let (after, offset) = start.split();
     let mut query = QueryBuilder::new(format!("SELECT {RUN_COLUMNS} FROM ingest_runs WHERE true"));
-    scoped(&mut query, scope);
+    scope.push_and(&mut query);
     if let Some(stream) = stream {
         query.push(" AND stream = ").push_bind(stream);
     }
@@ -377,20 +377,6 @@ pub async fn list_runs(
     Ok(RunPage { rows, next })
 }
 
-fn scoped(query: &mut QueryBuilder<Postgres>, scope: &CompanyScope) {
-    match scope.as_filter() {
-        None => {}
-        Some([company]) => {
-            query.push(" AND company_id = ").push_bind(*company);
-        }
-        Some(companies) => {
-            query
-                .push(" AND company_id = ANY(")
-                .push_bind(companies.to_vec())
-                .push(")");
-        }
-    }
-}
 
 /// A stored record, as the read API shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -429,7 +415,7 @@ pub async fn list_records(
         "SELECT id, company_id, stream, event_type, source_id, source_updated_at, data, stored_at
          FROM ingest_records WHERE true",
     );
-    scoped(&mut query, &filter.scope);
+    filter.scope.push_and(&mut query);
     if let Some(event_type) = filter.event_type {
         query.push(" AND event_type = ").push_bind(event_type);
     }
