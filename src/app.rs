@@ -22,6 +22,7 @@ use crate::{
     http::listener::Connections,
     ingest::{IngestContext, redact::Redactor},
     provider::Provider,
+    scheduler::SchedulerContext,
     webhooks::WebhookContext,
 };
 
@@ -40,6 +41,8 @@ pub struct Inner {
     pub webhooks: WebhookContext,
     /// Ingest; `None` when personal data could not be redacted (no key).
     pub ingest: Option<IngestContext>,
+    /// Export schedules.
+    pub scheduler: SchedulerContext,
     /// Renders the process's metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -107,7 +110,9 @@ impl AppState {
                 config.ingest.clone(),
             )
         });
+        let scheduler = SchedulerContext::new(delivery.clone(), config.scheduler.clone());
         Ok(Self(Arc::new(Inner {
+            scheduler,
             config,
             db,
             auth,
@@ -190,8 +195,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         shutdown.clone(),
                     ))
                 });
+            // Where the workers run, the scheduler does (any number of
+            // replicas may: each due time fires once).
+            let scheduler = (state.config.run_mode.runs_workers()
+                && state.config.scheduler.enabled)
+                .then(|| {
+                    tokio::spawn(crate::scheduler::task::run(
+                        state.scheduler.clone(),
+                        shutdown.clone(),
+                    ))
+                });
             if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
+            }
+            if let Some(scheduler) = scheduler {
+                let _ = scheduler.await;
             }
             if let Some(resumer) = resumer {
                 let _ = resumer.await;

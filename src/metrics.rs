@@ -39,6 +39,7 @@ pub const RECORDS_PROCESSED: &str = "impact_in_records_processed_total";
 pub const INGESTION_LAG: &str = "impact_in_ingestion_lag_seconds";
 pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
+pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
 
 /// Seconds: 5 ms to 60 s for calls and requests.
 const CALL_BUCKETS: [f64; 14] = [
@@ -197,6 +198,16 @@ pub fn ingest_page(stream: Stream, processed: u64, invalid: u64) {
         counter!(INGEST_ERRORS, "connector" => stream.as_str(), "error_type" => "validation")
             .increment(invalid);
     }
+}
+
+/// A schedule fired: a delivery queued, or skipped.
+pub fn schedule_fired(provider: Provider, outcome: crate::scheduler::schedule::FiringOutcome) {
+    use crate::scheduler::schedule::FiringOutcome;
+    let outcome = match outcome {
+        FiringOutcome::Enqueued => "enqueued",
+        FiringOutcome::Skipped => "skipped",
+    };
+    counter!(SCHEDULE_FIRINGS, "provider" => provider.as_str(), "outcome" => outcome).increment(1);
 }
 
 /// A source call of `stream` failed (`error_type`: the error class).

@@ -97,6 +97,7 @@ causes! {
     WebhookNotConfigured => SERVICE_UNAVAILABLE, "/problems/webhook-not-configured", "Webhook Not Configured";
     IngestNotConfigured => SERVICE_UNAVAILABLE, "/problems/ingest-not-configured", "Ingest Not Configured";
     IngestRunNotFound => NOT_FOUND, "/problems/ingest-run-not-found", "Ingest Run Not Found";
+    ScheduleNotFound => NOT_FOUND, "/problems/schedule-not-found", "Schedule Not Found";
     Internal => INTERNAL_SERVER_ERROR, "/problems/internal", "Internal Server Error";
     /// The database is unavailable, or the request timed out.
     Unavailable => SERVICE_UNAVAILABLE, "/problems/unavailable", "Service Unavailable";
@@ -171,6 +172,8 @@ pub enum ApiError {
     IngestNotConfigured,
     #[error("no ingest run {0}")]
     IngestRunNotFound(String),
+    #[error("no schedule {0}")]
+    ScheduleNotFound(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -228,6 +231,7 @@ impl ApiError {
             Self::WebhookNotConfigured(_) => Cause::WebhookNotConfigured,
             Self::IngestNotConfigured => Cause::IngestNotConfigured,
             Self::IngestRunNotFound(_) => Cause::IngestRunNotFound,
+            Self::ScheduleNotFound(_) => Cause::ScheduleNotFound,
             Self::Database(err) if is_unavailable(err) => Cause::Unavailable,
             Self::Database(_) | Self::Internal(_) => Cause::Internal,
         }

@@ -13,6 +13,7 @@ mod metrics;
 pub mod openapi;
 mod paging;
 mod replay;
+mod schedules;
 mod stats;
 pub mod views;
 mod webhooks;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
             .merge(webhooks::routes(state.config.webhooks.body_limit_bytes))
             .merge(ingest::routes())
             .merge(credentials::routes())
+            .merge(schedules::routes())
             .merge(openapi::routes());
     }
     routes

@@ -377,7 +377,6 @@ pub async fn list_runs(
     Ok(RunPage { rows, next })
 }
 
-
 /// A stored record, as the read API shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct StoredRecord {

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
     strum::EnumString,
     strum::IntoStaticStr,
     strum::VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]
@@ -600,7 +601,7 @@ pub const MAX_PREVIEW: usize = 50;
 
 /// A firing as shown to a person: the instant, and the same instant on the
 /// schedule's wall clock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Firing {
     pub utc: DateTime<Utc>,
     /// RFC 3339 with the zone's offset at that instant
@@ -629,12 +630,16 @@ pub fn preview(
     .take(count)
     .map(|utc| Firing {
         utc,
-        local: utc
-            .with_timezone(&zone.tz())
-            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        local: local(utc, zone),
     })
     .collect();
     Ok(firings)
+}
+
+/// `at` on the zone's wall clock, RFC 3339 with the offset then.
+pub fn local(at: DateTime<Utc>, zone: Zone) -> String {
+    at.with_timezone(&zone.tz())
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
 }
 
 /// The span of time a firing covers: from `start` (included) to `end`

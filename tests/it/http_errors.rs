@@ -756,6 +756,15 @@ async fn each_problem_type_is_answered_for_its_cause(pool: PgPool) {
             app.send(webhook(&[])).await,
         ),
         (
+            "/problems/schedule-not-found",
+            StatusCode::NOT_FOUND,
+            app.get(
+                &format!("/v1/impact-in/schedules/{}", Uuid::new_v4()),
+                Some(&reader),
+            )
+            .await,
+        ),
+        (
             "/problems/ingest-run-not-found",
             StatusCode::NOT_FOUND,
             app.get(

@@ -1,0 +1,79 @@
+//! The in-process scheduler: fires what is due, then sleeps until the next
+//! due time, the check interval, a schedule change here, or shutdown,
+//! whichever comes first. Any number of replicas may run it (`fire`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::{SchedulerContext, fire};
+
+/// Runs until `shutdown`; a firing under way finishes first (it is one
+/// transaction, so a kill mid-way leaves the due time to fire again).
+pub async fn run(ctx: SchedulerContext, shutdown: CancellationToken) {
+    tracing::info!(
+        check_interval_secs = ctx.config.check_interval.as_secs(),
+        "scheduler started"
+    );
+    loop {
+        let now = ctx.delivery.clock.now();
+        if let Err(err) = fire::tick(&ctx, now).await {
+            tracing::warn!(error = %err, "scheduler tick failed; trying again later");
+        }
+        let wait = match next_due(&ctx).await {
+            Ok(next) => until(next, ctx.delivery.clock.now(), ctx.config.check_interval),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the next due time");
+                ctx.config.check_interval
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = ctx.wake.notified() => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::info!("scheduler stopped");
+}
+
+/// The earliest next run of an active schedule, any company.
+async fn next_due(ctx: &SchedulerContext) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT min(next_run) FROM scheduled_deliveries WHERE active")
+        .fetch_one(ctx.db())
+        .await
+}
+
+/// How long to sleep: until `next` (a firing late by the time a tick takes,
+/// not by up to an interval), never more than `interval` (schedules other
+/// replicas changed), never less than nothing.
+fn until(next: Option<DateTime<Utc>>, now: DateTime<Utc>, interval: Duration) -> Duration {
+    next.map_or(interval, |next| {
+        (next - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(interval)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn it_sleeps_until_the_next_due_time_within_the_interval() {
+        let now: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().unwrap();
+        let minute = Duration::from_secs(60);
+        let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            until(at("2026-12-06T10:00:20Z"), now, minute),
+            Duration::from_secs(20)
+        );
+        assert_eq!(until(at("2026-12-06T11:00:00Z"), now, minute), minute);
+        assert_eq!(
+            until(at("2026-12-06T09:00:00Z"), now, minute),
+            Duration::ZERO
+        );
+        assert_eq!(until(None, now, minute), minute);
+    }
+}
