@@ -1,3 +1,4 @@
 //! Delivery schedules.
 
+pub mod report;
 pub mod timing;
