@@ -685,7 +685,7 @@ pub fn period(schedule: &Schedule, zone: Zone, due: DateTime<Utc>) -> Option<Per
 
 /// The first instant of a local day: its midnight, or when the gap ends for
 /// a day that begins in one, or the first of two midnights.
-fn day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
+pub(crate) fn day_start(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
     let midnight = date.and_time(NaiveTime::MIN);
     match tz.from_local_datetime(&midnight).earliest() {
         Some(instant) => Some(instant.with_timezone(&Utc)),

@@ -16,6 +16,7 @@ mod http_errors;
 mod ingest;
 mod pipeline;
 mod sandbox;
+mod scheduled_report;
 mod schedules;
 mod stats;
 mod traces;
