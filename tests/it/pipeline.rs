@@ -1468,3 +1468,134 @@ async fn metrics_export_every_name_the_alerts_and_the_dashboard_use(pool: PgPool
     assert!(!text.contains(first["deliveryId"].as_str().unwrap()));
     assert!(!text.contains(&format!("/v1/impact-in/deliveries/{}", id_of(&first))));
 }
+
+/// A schedule's firing sends the report of its period, computed from what
+/// ingest stored, through the queue (trigger `scheduled`); the same report
+/// again within 24 h is skipped; a failing provider gets the schedules'
+/// retries, 5, 10 and 20 minutes apart, and the schedule counts the
+/// failure. The sandbox's generated records fall in the 90 days before
+/// 2026-01-01, so the clock is set to that New Year's Day.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(pool: PgPool) {
+    let clock = Arc::new(ManualClock::new("2026-01-01T12:00:00Z".parse().unwrap()));
+    let p = Pipeline::start_with_clock(pool.clone(), &[], clock.clone()).await;
+    let ingested = p
+        .app
+        .post(
+            &format!("/v1/ingest/all?company_id={}", p.company),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ingested.body["success"], true, "{}", ingested.body);
+
+    let schedule = |platform: &str| {
+        p.app.post(
+            "/v1/impact-in/schedules",
+            Some(&p.token),
+            json!({"companyId": p.company, "platform": platform, "schedule": "monthly"}),
+        )
+    };
+    let benevity = schedule("benevity").await.body;
+    let p = &p;
+    let run = |id: &Value| {
+        let path = format!("/v1/impact-in/schedules/{}/run", id.as_str().unwrap());
+        async move { p.app.post(&path, Some(&p.token), json!({})).await }
+    };
+    let fired = run(&benevity["id"]).await.body;
+    assert_eq!(fired["outcome"], "enqueued", "{fired}");
+    assert_eq!(fired["periodStart"], "2025-12-01T00:00:00Z");
+    let delivery = p
+        .settled(fired["deliveryId"].as_str().unwrap(), "success")
+        .await;
+    assert_eq!(delivery["scheduleId"], benevity["id"]);
+    assert_eq!(delivery["attempts"][0]["trigger"], "scheduled");
+    let sent = &delivery["payload"];
+    assert_eq!(
+        sent["period"],
+        json!({"start": "2025-12-01", "end": "2025-12-31"})
+    );
+    assert!(sent["volunteerHours"].as_f64().unwrap() > 0.0, "{sent}");
+    assert!(sent["participantCount"].as_u64().unwrap() > 0, "{sent}");
+    let shown = p
+        .app
+        .get(
+            &format!(
+                "/v1/impact-in/schedules/{}",
+                benevity["id"].as_str().unwrap()
+            ),
+            Some(&p.token),
+        )
+        .await
+        .body;
+    assert_eq!(shown["lastStatus"], "success", "{shown}");
+    assert_eq!(shown["consecutiveFailures"], 0);
+
+    // The same month again a minute later: identical report, not sent twice.
+    clock.advance(Duration::from_secs(60));
+    let again = run(&benevity["id"]).await.body;
+    assert_eq!(again["outcome"], "skipped", "{again}");
+    assert!(
+        again["reason"]
+            .as_str()
+            .unwrap()
+            .contains("within 24 hours")
+    );
+
+    // Goodera fails every call: 4 calls, 5, 10 and 20 minutes apart.
+    p.control(
+        "faults",
+        json!({"provider": "goodera", "count": 10, "status": 503}),
+    )
+    .await;
+    let goodera = schedule("goodera").await.body;
+    let fired = run(&goodera["id"]).await.body;
+    let id = fired["deliveryId"].as_str().unwrap().to_owned();
+    for (attempt, minutes) in [(1, 5), (2, 10), (3, 20)] {
+        let waiting = p
+            .until(&id, |d| {
+                d["attemptCount"] == attempt && d["status"] == "retrying"
+            })
+            .await;
+        let (delay,): (f64,) = sqlx::query_as(
+            "SELECT extract(epoch FROM next_attempt_at - updated_at)::float8
+             FROM impact_deliveries WHERE delivery_id = $1::uuid",
+        )
+        .bind(&id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert!(
+            (delay - f64::from(minutes * 60)).abs() < 1.0,
+            "attempt {attempt}: due again in {delay} s, {waiting}"
+        );
+        // The wait is the queue's: make it due now instead of waiting.
+        sqlx::query(
+            "UPDATE impact_deliveries SET next_attempt_at = now() WHERE delivery_id = $1::uuid",
+        )
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+        p.app.state.delivery.queue.queued();
+    }
+    let failed = p.settled(&id, "failed").await;
+    assert_eq!(failed["attemptCount"], 4, "{failed}");
+    let shown = p
+        .app
+        .get(
+            &format!(
+                "/v1/impact-in/schedules/{}",
+                goodera["id"].as_str().unwrap()
+            ),
+            Some(&p.token),
+        )
+        .await
+        .body;
+    assert_eq!(shown["lastStatus"], "failed", "{shown}");
+    assert_eq!(shown["consecutiveFailures"], 1);
+    assert!(
+        shown["lastError"].as_str().unwrap().contains("503"),
+        "{shown}"
+    );
+}
