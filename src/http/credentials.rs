@@ -230,6 +230,8 @@ fn view(
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing MANAGE_INTEGRATIONS, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such provider", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A name the vault does not keep, or a value refused (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json"),
     ),

@@ -168,6 +168,8 @@ impl From<FireError> for ApiError {
         (status = 400, description = "Malformed JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing MANAGE_INTEGRATIONS, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid schedule or time zone (each named in `errors`, saying why)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json"),
     ),
@@ -213,7 +215,7 @@ async fn create(
         ("active" = Option<bool>, Query, description = "Only active (true) or paused (false) ones"),
         ("page" = Option<u64>, Query, minimum = 1, maximum = 100000),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^-?[0-9]{1,16}_[0-9a-f]{32}$", description = "nextCursor of a previous page"),
     ),
     responses(
         (status = 200, description = "A page of schedules (`total` null)", body = inline(Page<ScheduleView>)),
@@ -306,6 +308,8 @@ async fn show(
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing MANAGE_INTEGRATIONS", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No schedule of the caller's companies has this id", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "An invalid schedule or time zone (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json"),
     ),
@@ -412,7 +416,7 @@ async fn run_now(
 pub struct PreviewAnswer {
     schedule: String,
     timezone: String,
-    runs: Vec<timing::Firing>,
+    runs: Vec<timing::UpcomingRun>,
 }
 
 /// `GET /v1/impact-in/schedules/preview`: the next runs of a schedule that
@@ -424,8 +428,8 @@ pub struct PreviewAnswer {
     tag = "schedules",
     summary = "Preview the next runs of a schedule",
     params(
-        ("schedule" = String, Query, description = "A preset or a 5-field cron expression"),
-        ("timezone" = Option<String>, Query, description = "IANA zone (UTC)"),
+        ("schedule" = String, Query, min_length = 1, description = "A preset or a 5-field cron expression"),
+        ("timezone" = Option<String>, Query, min_length = 1, description = "IANA zone (UTC)"),
         ("count" = Option<u32>, Query, minimum = 1, maximum = 50, description = "How many runs (5)"),
     ),
     responses(
@@ -472,7 +476,7 @@ async fn preview(
     summary = "Schedules at a glance",
     params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies (all of them by default)")),
     responses(
-        (status = 200, description = "Counts and the latest firings", body = schedule::Stats),
+        (status = 200, description = "Counts and the latest firings", body = schedule::SchedulerStats),
         (status = 400, description = "A query parameter that does not parse", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing ADMIN_CONSOLE, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"),
@@ -484,7 +488,7 @@ async fn stats(
     State(state): State<AppState>,
     principal: Principal,
     mut params: QueryParams,
-) -> Result<axum::Json<schedule::Stats>, ApiError> {
+) -> Result<axum::Json<schedule::SchedulerStats>, ApiError> {
     principal.require_read()?;
     let company = params.get::<CompanyId>("companyId");
     params.finish()?;

@@ -247,7 +247,7 @@ pub enum FiringOutcome {
 /// `getSchedulerStats` (seed 004), over the caller's companies.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Stats {
+pub struct SchedulerStats {
     pub total: i64,
     pub active: i64,
     /// Active schedules whose next run has passed (firing now, or no
@@ -265,7 +265,7 @@ pub async fn stats(
     db: &PgPool,
     scope: &CompanyScope,
     now: DateTime<Utc>,
-) -> Result<Stats, sqlx::Error> {
+) -> Result<SchedulerStats, sqlx::Error> {
     let (total, active, due, failing): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT count(*),
                 count(*) FILTER (WHERE active),
@@ -296,7 +296,7 @@ pub async fn stats(
     .bind(scope.as_filter())
     .fetch_all(db)
     .await?;
-    Ok(Stats {
+    Ok(SchedulerStats {
         total,
         active,
         due,

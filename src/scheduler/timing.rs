@@ -602,7 +602,7 @@ pub const MAX_PREVIEW: usize = 50;
 /// A firing as shown to a person: the instant, and the same instant on the
 /// schedule's wall clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Firing {
+pub struct UpcomingRun {
     pub utc: DateTime<Utc>,
     /// RFC 3339 with the zone's offset at that instant
     /// (`2025-03-09T03:00:00-04:00`).
@@ -620,7 +620,7 @@ pub fn preview(
     zone: Zone,
     from: DateTime<Utc>,
     count: usize,
-) -> Result<Vec<Firing>, PreviewCountError> {
+) -> Result<Vec<UpcomingRun>, PreviewCountError> {
     if !(1..=MAX_PREVIEW).contains(&count) {
         return Err(PreviewCountError(count));
     }
@@ -628,7 +628,7 @@ pub fn preview(
         next_after(schedule, zone, *previous)
     })
     .take(count)
-    .map(|utc| Firing {
+    .map(|utc| UpcomingRun {
         utc,
         local: local(utc, zone),
     })
@@ -1417,11 +1417,11 @@ mod tests {
         assert_eq!(
             listed,
             [
-                Firing {
+                UpcomingRun {
                     utc: at("2025-03-09T07:00:00Z"),
                     local: "2025-03-09T03:00:00-04:00".into(),
                 },
-                Firing {
+                UpcomingRun {
                     utc: at("2025-03-10T06:30:00Z"),
                     local: "2025-03-10T02:30:00-04:00".into(),
                 },
