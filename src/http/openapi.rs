@@ -219,8 +219,8 @@ mod tests {
             }
         }
         assert_eq!(
-            seen, 4,
-            "the delivery list, the webhook events, ingest runs and records"
+            seen, 5,
+            "the delivery list, the webhook events, ingest runs and records, schedules"
         );
     }
 }
