@@ -129,7 +129,9 @@ if [ "${SANDBOX:-1}" != "0" ]; then
   # Its stdout is the variables set below; its logs go to stderr.
   # The providers' status webhooks go to this server, signed with the
   # sandbox's webhook secrets exported below.
-  "$bin" sandbox --port "$sandbox_port" --webhook-url "$url/webhooks" > /dev/null &
+  # Events dated up to today, so a schedule run now finds data to report.
+  "$bin" sandbox --port "$sandbox_port" --webhook-url "$url/webhooks" \
+    --events-until "$(date -u +%F)" > /dev/null &
   started[$!]="the provider sandbox"
   wait_listening $! 127.0.0.1 "$sandbox_port"
   # The sandbox prints the same variables; these are its documented values.

@@ -71,6 +71,11 @@ enum Command {
             value_parser = clap::value_parser!(u64).range(..=sandbox::ingest::MAX_RECORDS)
         )]
         records: u64,
+        /// Date the generated events in the 90 days before this day
+        /// (YYYY-MM-DD, e.g. today, so schedules find recent data) instead
+        /// of before 2026-01-01.
+        #[arg(long)]
+        events_until: Option<chrono::NaiveDate>,
     },
 }
 
@@ -191,6 +196,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             port,
             webhook_url,
             records,
+            events_until,
         } => {
             telemetry::init_logs(&LogConfig::from_env()?);
             let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))
@@ -209,6 +215,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 println!("{name}={value}");
             }
             let mut config = SandboxConfig::default().with_records(records);
+            if let Some(until) = events_until {
+                config = config.with_events_until(until);
+            }
             if let Some(url) = webhook_url {
                 tracing::info!(%url, "the sandbox posts status webhooks");
                 config = config.with_webhook_url(url.as_str());

@@ -34,6 +34,10 @@ pub struct SandboxConfig {
     pub(crate) records: u64,
     /// Goodera's requests per minute per client (its published 100).
     pub(crate) goodera_per_minute: u32,
+    /// The generated events happened in the 90 days before this (ms since
+    /// 1970): 2026-01-01 for tests, which compare with fixed dates; today
+    /// in a development run, so a schedule finds recent data.
+    pub(crate) events_until_ms: i64,
 }
 
 #[derive(Clone)]
@@ -88,6 +92,7 @@ impl Default for SandboxConfig {
             webhook_url: None,
             records: DEFAULT_RECORDS,
             goodera_per_minute: GOODERA_PER_MINUTE,
+            events_until_ms: super::ingest::EVENTS_UNTIL_MS,
         }
     }
 }
@@ -104,6 +109,16 @@ impl SandboxConfig {
     /// 100,000,000; more is capped).
     pub fn with_records(mut self, records: u64) -> Self {
         self.records = records.min(MAX_RECORDS);
+        self
+    }
+
+    /// Date the generated events in the 90 days before `until` instead of
+    /// before 2026-01-01.
+    pub fn with_events_until(mut self, until: chrono::NaiveDate) -> Self {
+        self.events_until_ms = until
+            .and_time(chrono::NaiveTime::MIN)
+            .and_utc()
+            .timestamp_millis();
         self
     }
 

@@ -172,6 +172,7 @@ pub fn record(stream: Stream, index: u64) -> Value {
             updated_at: base_updated_at(index),
             malformed: false,
         },
+        T0_MS,
     )
 }
 
@@ -205,9 +206,12 @@ pub fn pii_of(stream: Stream, index: u64) -> Vec<String> {
 }
 
 /// The record an entry of a page stands for.
-pub(crate) fn render(stream: Stream, entry: &Entry) -> Value {
+/// `events_until_ms`: the events (activities, donations, enrolments,
+/// placements) happened in the 90 days before it.
+pub(crate) fn render(stream: Stream, entry: &Entry, events_until_ms: i64) -> Value {
     let person = Person::new(entry.index);
     let record = Record {
+        events_until_ms,
         index: entry.index,
         revision: entry.revision,
         updated_at: rfc3339(entry.updated_at),
@@ -346,6 +350,8 @@ fn note(stream: Stream, person: &Person) -> Option<Note> {
 
 /// What every stream's record is made of.
 struct Record {
+    /// When the 90 days its events fall in end.
+    events_until_ms: i64,
     index: u64,
     revision: u32,
     updated_at: String,
@@ -380,15 +386,16 @@ impl Record {
         (1 + self.seed % 32) as f64 * 0.25 + f64::from(self.revision) * 0.5
     }
 
-    /// A day within the 90 before T0.
+    /// A day within the 90 before the events' end.
     fn date(&self) -> String {
         self.instant().date_naive().to_string()
     }
 
-    /// An instant (to the second) within the 90 days before T0.
+    /// An instant (to the second) within the 90 days before the events'
+    /// end.
     fn instant(&self) -> DateTime<Utc> {
         let before = (self.seed.rotate_right(48) % (90 * DAY_MS as u64)) / 1000 * 1000;
-        at(T0_MS - before as i64)
+        at(self.events_until_ms - before as i64)
     }
 
     fn free_text(&self, plain: &[&str]) -> String {
@@ -636,7 +643,7 @@ mod tests {
                 let pii = pii_of(stream, index);
                 assert!(pii.len() >= 2, "{stream} {index}: {pii:?}");
                 for revision in [0, 3] {
-                    let text = render(stream, &entry(index, revision, false)).to_string();
+                    let text = render(stream, &entry(index, revision, false), T0_MS).to_string();
                     for value in &pii {
                         let quoted = serde_json::to_string(value).unwrap();
                         let bare = &quoted[1..quoted.len() - 1];
@@ -656,10 +663,10 @@ mod tests {
     #[test]
     fn records_are_deterministic_and_a_revision_changes_them() {
         for &stream in Stream::VARIANTS {
-            let base = render(stream, &entry(42, 0, false));
+            let base = render(stream, &entry(42, 0, false), T0_MS);
             assert_eq!(base, record(stream, 42), "{stream}");
             assert_eq!(base.to_string(), record(stream, 42).to_string());
-            let revised = render(stream, &entry(42, 1, false));
+            let revised = render(stream, &entry(42, 1, false), T0_MS);
             assert_ne!(base, revised, "{stream}: a change changes content");
             assert_ne!(base, record(stream, 43), "{stream}");
         }
@@ -667,7 +674,7 @@ mod tests {
 
     #[test]
     fn malformed_records_break_one_documented_field() {
-        let broken = |stream| render(stream, &entry(7, 0, true));
+        let broken = |stream| render(stream, &entry(7, 0, true), T0_MS);
         let good = |stream| record(stream, 7);
         let hours = broken(Stream::BenevityVolunteers)["hours"]
             .as_f64()
@@ -711,7 +718,7 @@ mod tests {
         for &stream in Stream::VARIANTS {
             let started = Instant::now();
             let page: Vec<Value> = (999_000..1_000_000)
-                .map(|index| render(stream, &entry(index, 0, false)))
+                .map(|index| render(stream, &entry(index, 0, false), T0_MS))
                 .collect();
             let per_record = started.elapsed() / 1000;
             assert_eq!(page.len(), 1000);

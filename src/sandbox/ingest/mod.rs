@@ -18,6 +18,10 @@ pub(crate) use dataset::{Dataset, DatasetError, Page, Position, Window};
 pub use generate::{pii_of, record};
 pub(crate) use routes::routes;
 
+/// Generated events happened in the 90 days before 2026-01-01 unless
+/// configured otherwise (`SandboxConfig::with_events_until`).
+pub const EVENTS_UNTIL_MS: i64 = dataset::T0_MS;
+
 /// Records per stream unless configured otherwise.
 pub const DEFAULT_RECORDS: u64 = 250;
 /// Records per stream at most: ids carry the index in 8 digits, so that

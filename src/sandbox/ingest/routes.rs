@@ -188,7 +188,7 @@ fn cursor_page(
     };
     let page = state.ingest_page(stream, &window);
     let next_cursor = page.entries.last().filter(|_| page.more).map(cursor);
-    Ok(Json(json!({ "data": records(stream, &page), "nextCursor": next_cursor })).into_response())
+    Ok(Json(json!({ "data": records(state, stream, &page), "nextCursor": next_cursor })).into_response())
 }
 
 /// Goodera's paging: `page` (from 1) of `pageSize` records under a fixed
@@ -212,7 +212,7 @@ fn numbered_page(
     };
     let page = state.ingest_page(stream, &window);
     Ok(Json(json!({
-        "items": records(stream, &page),
+        "items": records(state, stream, &page),
         "page": number,
         "pageSize": page_size,
         "hasMore": page.more,
@@ -271,7 +271,7 @@ fn scim_page(state: &SandboxState, params: &Params) -> Result<Response, Response
         "totalResults": page.total,
         "startIndex": start_index,
         "itemsPerPage": page.entries.len(),
-        "Resources": records(Stream::WorkdayDirectory, &page),
+        "Resources": records(state, Stream::WorkdayDirectory, &page),
     });
     Ok(scim_json(StatusCode::OK, &list))
 }
@@ -337,10 +337,10 @@ fn read_cursor(cursor: &str) -> Option<Position> {
     })
 }
 
-fn records(stream: Stream, page: &Page) -> Vec<Value> {
+fn records(state: &SandboxState, stream: Stream, page: &Page) -> Vec<Value> {
     page.entries
         .iter()
-        .map(|entry| generate::render(stream, entry))
+        .map(|entry| generate::render(stream, entry, state.config.events_until_ms))
         .collect()
 }
 
