@@ -1,3 +1,5 @@
-//! Delivery schedules.
+//! Delivery schedules, and the daily maintenance that runs on the same
+//! scheduler.
 
+pub mod retention;
 pub mod timing;
