@@ -233,8 +233,8 @@ pub async fn run_if_due(
 
 /// Deletes everything old enough as of `now`, batch by batch, until none
 /// is left or `shutdown` is cancelled (checked between batches); what it
-/// removed. It holds no day: [`run_if_due`] is the daily job, this is the
-/// work (also what an operator or the benchmark runs directly).
+/// removed. It holds no day: [`run_if_due`] is the daily job, this is its
+/// work (which the benchmark also runs on its own).
 pub async fn sweep(
     db: &PgPool,
     config: &RetentionConfig,
