@@ -494,7 +494,7 @@ impl RetentionConfig {
     fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
         let pause_ms: u64 = env.parse_or(
             "RETENTION_BATCH_PAUSE_MS",
-            100,
+            50,
             "a whole number of milliseconds",
         )?;
         if pause_ms > MAX_RETENTION_PAUSE_MS {
@@ -505,7 +505,7 @@ impl RetentionConfig {
         }
         Ok(Self {
             days: env.positive("RETENTION_DAYS", 90)?,
-            batch_size: env.positive("RETENTION_BATCH_SIZE", 1000)?,
+            batch_size: env.positive("RETENTION_BATCH_SIZE", 200)?,
             batch_pause: Duration::from_millis(pause_ms),
         })
     }
@@ -871,8 +871,8 @@ mod tests {
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(config.auth.ops_api_keys.is_empty());
         assert_eq!(config.retention.days, 90);
-        assert_eq!(config.retention.batch_size, 1000);
-        assert_eq!(config.retention.batch_pause, Duration::from_millis(100));
+        assert_eq!(config.retention.batch_size, 200);
+        assert_eq!(config.retention.batch_pause, Duration::from_millis(50));
     }
 
     #[test]
