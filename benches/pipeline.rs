@@ -4,10 +4,11 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|retention|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
+//! cargo bench --bench pipeline -- retention --batch-size 200 --pause-ms 50 # the latency open loop while 1,000,000 rows are cleaned
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -27,12 +28,14 @@ use std::{
 use chrono::{DateTime, Utc};
 use impact_in::{
     auth::JwtSigner,
-    config::Config,
+    config::{Config, RetentionConfig},
     sandbox::{Sandbox, SandboxConfig, credentials},
+    scheduler::retention,
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 const JWT_SECRET: &str = "bench-secret-bench-secret-bench-secret-01";
@@ -65,6 +68,10 @@ struct Options {
     /// Goodera's requests a minute in the ingest scenario (sandbox and
     /// service); `None`: its published 100.
     goodera_per_minute: Option<u64>,
+    /// The retention scenario's `RETENTION_BATCH_SIZE`.
+    batch_size: i64,
+    /// The retention scenario's `RETENTION_BATCH_PAUSE_MS`.
+    pause_ms: u64,
 }
 
 impl Options {
@@ -85,6 +92,9 @@ impl Options {
             otlp: false,
             records: 111_112,
             goodera_per_minute: None,
+            // The service's defaults.
+            batch_size: 200,
+            pause_ms: 50,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -127,10 +137,12 @@ impl Options {
                 "--goodera-per-minute" => {
                     options.goodera_per_minute = Some(value("--goodera-per-minute"))
                 }
+                "--batch-size" => options.batch_size = value("--batch-size") as i64,
+                "--pause-ms" => options.pause_ms = value("--pause-ms"),
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
                 "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "ingest"
-                | "all" => options.scenario = arg,
+                | "retention" | "all" => options.scenario = arg,
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -209,6 +221,16 @@ async fn main() {
                 "ingest: nine streams × {} records from the sandbox (Goodera at {} requests/min), then a re-sync with nothing new",
                 options.records,
                 options.goodera_per_minute.unwrap_or(100)
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "retention" {
+        let figures = repeat(&options, || retention(&admin_url, &options)).await;
+        report(
+            &format!(
+                "retention: open loop {} deliveries/s for {} s, without and then while {} expired deliveries (each with an attempt) are cleaned in batches of {}, {} ms apart",
+                options.rate, options.seconds, options.rows, options.batch_size, options.pause_ms
             ),
             &figures,
         );
@@ -721,12 +743,41 @@ async fn latency(admin_url: &str, options: &Options) -> Figures {
     let service = Arc::new(Service::start(admin_url).await);
     let company = Uuid::new_v4();
     let token = Arc::new(service.token(company));
+    let (accepts, latencies, repeated) = open_loop(&service, company, &token, options, 0).await;
+    let rss = service.peak_rss_mib();
+    Arc::into_inner(service)
+        .expect("requests done")
+        .stop()
+        .await;
+    vec![
+        ("accept p50 ms", percentile(&accepts, 50.0)),
+        ("accept p99 ms", percentile(&accepts, 99.0)),
+        ("accept→provider p50 ms", percentile(&latencies, 50.0)),
+        ("accept→provider p99 ms", percentile(&latencies, 99.0)),
+        ("peak RSS MiB", rss),
+        ("sent twice", repeated as f64),
+    ]
+}
+
+/// The latency scenario's open loop against a running service: one POST
+/// every 1/`rate` s for `seconds`, each in its own task, whatever the
+/// previous ones are doing; then waits until all reached the sandbox.
+/// `before`: deliveries sent earlier to this service (their reports are
+/// not repeated, so the idempotency cache never answers). Accept times and
+/// accept→provider times in ms, sorted, and deliveries sent twice.
+async fn open_loop(
+    service: &Arc<Service>,
+    company: Uuid,
+    token: &Arc<String>,
+    options: &Options,
+    before: usize,
+) -> (Vec<f64>, Vec<f64>, usize) {
     let total = (options.rate * options.seconds) as usize;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / options.rate as f64));
     // Open loop: a late tick is sent at once, not skipped.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut requests = tokio::task::JoinSet::new();
-    for n in 0..total {
+    for n in before..before + total {
         ticker.tick().await;
         let (service, token) = (service.clone(), token.clone());
         requests.spawn(async move {
@@ -743,19 +794,139 @@ async fn latency(admin_url: &str, options: &Options) -> Figures {
         accepts.push(accept);
     }
     accepts.sort_by(f64::total_cmp);
-    let (arrivals, repeated) = service.arrivals(total).await;
-    let latencies = provider_latencies(&sent, &arrivals);
-    let rss = service.peak_rss_mib();
+    let (arrivals, repeated) = service.arrivals(before + total).await;
+    (accepts, provider_latencies(&sent, &arrivals), repeated)
+}
+
+/// Seeds `rows` finished deliveries, each with one attempt, all past the
+/// retention horizon; runs the open loop without cleanup, then again while
+/// the retention sweep deletes them (stopped when the open loop has
+/// finished; the rest is then deleted without pauses, the service idle).
+async fn retention(admin_url: &str, options: &Options) -> Figures {
+    let service = Arc::new(Service::start(admin_url).await);
+    let mut db = service.connect().await;
+    let (_, sample) = delivery(Uuid::new_v4(), 0);
+    let seeding = Instant::now();
+    // As the listing's rows, but all 100 days past their last change (one
+    // millisecond apart), each with the attempt that finished it.
+    sqlx::query(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status,
+              attempt_count, created_at, updated_at, delivered_at)
+         SELECT gen_random_uuid(), ($1::uuid[])[1 + i % 10],
+                (ARRAY['benevity', 'goodera', 'workday'])[1 + i % 3],
+                gen_random_uuid(), $2, md5(i::text),
+                CASE WHEN i % 7 = 0 THEN 'failed' ELSE 'success' END, 1,
+                t, t, CASE WHEN i % 7 = 0 THEN NULL ELSE t END
+         FROM generate_series(1, $3::bigint) AS i,
+              LATERAL (SELECT now() - interval '100 days' - make_interval(secs => i / 1000.0)) AS a(t)",
+    )
+    .bind((0..10).map(|_| Uuid::new_v4()).collect::<Vec<_>>())
+    .bind(&sample["payload"])
+    .bind(options.rows as i64)
+    .execute(&mut db)
+    .await
+    .expect("seed deliveries");
+    sqlx::query(
+        "INSERT INTO delivery_attempts
+             (delivery_id, attempt_number, trigger, started_at, finished_at, duration_ms,
+              http_status, error_class, error_message)
+         SELECT id, 1, 'automatic', updated_at, updated_at, 120,
+                CASE status WHEN 'success' THEN 200 ELSE 422 END,
+                CASE status WHEN 'failed' THEN 'permanent' END,
+                CASE status WHEN 'failed' THEN 'rejected: hours must be positive' END
+         FROM impact_deliveries",
+    )
+    .execute(&mut db)
+    .await
+    .expect("seed attempts");
+    sqlx::query("VACUUM ANALYZE impact_deliveries, delivery_attempts")
+        .execute(&mut db)
+        .await
+        .expect("vacuum");
+    // The seed's gigabytes of WAL are flushed now, not by a checkpoint
+    // during the first open loop (which then measured the checkpoint).
+    sqlx::query("CHECKPOINT")
+        .execute(&mut db)
+        .await
+        .expect("checkpoint");
+    println!(
+        "  seeded {} deliveries and their attempts in {:.1} s",
+        options.rows,
+        seeding.elapsed().as_secs_f64()
+    );
+
+    let company = Uuid::new_v4();
+    let token = Arc::new(service.token(company));
+    let (quiet, quiet_latencies, _) = open_loop(&service, company, &token, options, 0).await;
+
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(on_database(admin_url, &service.database).as_str())
+        .await
+        .expect("a pool for the sweep");
+    let config = RetentionConfig {
+        days: 90,
+        batch_size: options.batch_size,
+        batch_pause: Duration::from_millis(options.pause_ms),
+    };
+    let now = Utc::now();
+    let stop = CancellationToken::new();
+    let sweeping = tokio::spawn({
+        let (pool, config, stop) = (pool.clone(), config.clone(), stop.clone());
+        async move { retention::sweep(&pool, &config, now, &stop).await }
+    });
+    let started = Instant::now();
+    let sent_before = quiet.len();
+    // Its count of repeats covers both open loops.
+    let (busy, busy_latencies, repeated) =
+        open_loop(&service, company, &token, options, sent_before).await;
+    stop.cancel();
+    let during = sweeping.await.expect("sweep task").expect("sweep");
+    let window = started.elapsed();
+    let unpaced = RetentionConfig {
+        batch_pause: Duration::ZERO,
+        ..config
+    };
+    let rest_started = Instant::now();
+    let rest = retention::sweep(&pool, &unpaced, now, &CancellationToken::new())
+        .await
+        .expect("the rest of the sweep");
+    let rest_time = rest_started.elapsed();
+    assert_eq!(
+        during.deliveries + rest.deliveries,
+        options.rows,
+        "every expired delivery removed, no other"
+    );
+    assert_eq!(during.attempts + rest.attempts, options.rows);
+    pool.close().await;
     Arc::into_inner(service)
         .expect("requests done")
         .stop()
         .await;
+    let (quiet_p99, busy_p99) = (percentile(&quiet, 99.0), percentile(&busy, 99.0));
     vec![
-        ("accept p50 ms", percentile(&accepts, 50.0)),
-        ("accept p99 ms", percentile(&accepts, 99.0)),
-        ("accept→provider p50 ms", percentile(&latencies, 50.0)),
-        ("accept→provider p99 ms", percentile(&latencies, 99.0)),
-        ("peak RSS MiB", rss),
+        ("accept p50 ms, no cleanup", percentile(&quiet, 50.0)),
+        ("accept p99 ms, no cleanup", quiet_p99),
+        ("accept p50 ms, cleaning", percentile(&busy, 50.0)),
+        ("accept p99 ms, cleaning", busy_p99),
+        ("accept p99 cleaning / none", busy_p99 / quiet_p99),
+        (
+            "accept→provider p99 ms, none",
+            percentile(&quiet_latencies, 99.0),
+        ),
+        (
+            "accept→provider p99 ms, cleaning",
+            percentile(&busy_latencies, 99.0),
+        ),
+        (
+            "swept deliveries/s, cleaning",
+            during.deliveries as f64 / window.as_secs_f64(),
+        ),
+        (
+            "swept deliveries/s, unpaced idle",
+            rest.deliveries as f64 / rest_time.as_secs_f64(),
+        ),
         ("sent twice", repeated as f64),
     ]
 }

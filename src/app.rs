@@ -110,7 +110,11 @@ impl AppState {
                 config.ingest.clone(),
             )
         });
-        let scheduler = SchedulerContext::new(delivery.clone(), config.scheduler.clone());
+        let scheduler = SchedulerContext::new(
+            delivery.clone(),
+            config.scheduler.clone(),
+            config.retention.clone(),
+        );
         Ok(Self(Arc::new(Inner {
             scheduler,
             config,

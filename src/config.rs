@@ -80,6 +80,7 @@ pub struct Config {
     pub connectors: ConnectorsConfig,
     pub delivery: DeliveryConfig,
     pub webhooks: WebhookConfig,
+    pub retention: RetentionConfig,
     /// `METRICS_BEARER_TOKEN`: when set, `/metrics` requires it.
     pub metrics_token: Option<SecretString>,
     /// Where spans go; `None` (no OTLP endpoint set): no exporter, no cost.
@@ -241,6 +242,20 @@ pub struct DeliveryConfig {
     pub idempotency_ttl: Duration,
 }
 
+/// The daily retention job (`scheduler::retention`).
+#[derive(Debug, Clone)]
+pub struct RetentionConfig {
+    /// Finished deliveries are removed once their last change is this many
+    /// days old (webhook events no delivery holds: at least 7 days).
+    pub days: u32,
+    /// Deliveries (or events) one batch deletes, each batch its own short
+    /// transaction.
+    pub batch_size: i64,
+    /// The pause after each full batch, so the job never holds the
+    /// database's attention for long; 0 for none.
+    pub batch_pause: Duration,
+}
+
 /// Provider webhooks in (`/webhooks/*`).
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -365,6 +380,7 @@ impl Config {
                 tolerance: env.seconds("WEBHOOK_TOLERANCE_SECS", 300)?,
                 body_limit_bytes: env.positive("WEBHOOK_BODY_LIMIT_BYTES", 256 * 1024)?,
             },
+            retention: RetentionConfig::from_env_with(&env)?,
             metrics_token: env.secret("METRICS_BEARER_TOKEN")?.map(SecretString::from),
             traces: TracesConfig::from_env_with(&env)?,
             ingest: IngestConfig {
@@ -520,6 +536,32 @@ impl DeliveryConfig {
             poll_interval: env.millis("DELIVERY_POLL_INTERVAL_MS", 1000)?,
             replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 10)?,
             idempotency_ttl: env.seconds("IDEMPOTENCY_TTL_SECONDS", 24 * 60 * 60)?,
+        })
+    }
+}
+
+/// The longest `RETENTION_BATCH_PAUSE_MS`: a run renews its lease on the
+/// day after every batch, and a pause near the lease (five minutes) would
+/// let another replica take a live run over.
+const MAX_RETENTION_PAUSE_MS: u64 = 60_000;
+
+impl RetentionConfig {
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let pause_ms: u64 = env.parse_or(
+            "RETENTION_BATCH_PAUSE_MS",
+            50,
+            "a whole number of milliseconds",
+        )?;
+        if pause_ms > MAX_RETENTION_PAUSE_MS {
+            return Err(ConfigError::new(
+                "RETENTION_BATCH_PAUSE_MS",
+                format!("must be at most {MAX_RETENTION_PAUSE_MS}"),
+            ));
+        }
+        Ok(Self {
+            days: env.positive("RETENTION_DAYS", 90)?,
+            batch_size: env.positive("RETENTION_BATCH_SIZE", 200)?,
+            batch_pause: Duration::from_millis(pause_ms),
         })
     }
 }
@@ -886,6 +928,17 @@ mod tests {
         assert!(config.redis.url.is_none());
         assert_eq!(config.log.format, LogFormat::Json);
         assert!(config.auth.ops_api_keys.is_empty());
+        assert_eq!(config.retention.days, 90);
+        assert_eq!(config.retention.batch_size, 200);
+        assert_eq!(config.retention.batch_pause, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn the_retention_pause_may_be_zero() {
+        let mut vars = base();
+        vars.insert("RETENTION_BATCH_PAUSE_MS".into(), "0".into());
+        let config = Config::from_map(&vars).unwrap();
+        assert_eq!(config.retention.batch_pause, Duration::ZERO);
     }
 
     #[test]
@@ -919,6 +972,11 @@ mod tests {
             ("BENEVITY_AUTH", "password"),
             ("DELIVERY_LEASE_SECS", "60"),
             ("DELIVERY_WORKERS", "-1"),
+            ("RETENTION_DAYS", "0"),
+            ("RETENTION_DAYS", "90d"),
+            ("RETENTION_BATCH_SIZE", "0"),
+            ("RETENTION_BATCH_PAUSE_MS", "-1"),
+            ("RETENTION_BATCH_PAUSE_MS", "60001"),
             ("DATABASE_URL", "mysql://u:p@127.0.0.1/impact_in"),
             ("DATABASE_URL", "http://127.0.0.1:5432/impact_in"),
             ("DATABASE_URL", "127.0.0.1:5432/impact_in"),

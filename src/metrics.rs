@@ -3,7 +3,7 @@
 //! the seeds' (their dashboards and alert rules work unchanged) and those
 //! `deploy/prometheus/alerts.yml` and `deploy/grafana/impact-in.json` use;
 //! `docs/runbook.md` ("Metrics") lists them. Labels are bounded: provider,
-//! status, reason, outcome class, route template, endpoint; never a
+//! status, reason, outcome class, route template, endpoint, table; never a
 //! company, a delivery or an error text.
 
 use std::{
@@ -40,6 +40,7 @@ pub const INGESTION_LAG: &str = "impact_in_ingestion_lag_seconds";
 pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
+pub const RETENTION_REMOVED: &str = "impact_in_retention_removed_total";
 
 /// Seconds: 5 ms to 60 s for calls and requests.
 const CALL_BUCKETS: [f64; 14] = [
@@ -80,6 +81,9 @@ pub fn install() -> PrometheusHandle {
 /// alert on a ratio) exists before the first event of its kind.
 fn zero_counters() {
     zero_ingest_counters();
+    for table in crate::scheduler::retention::TABLES {
+        counter!(RETENTION_REMOVED, "table" => table).increment(0);
+    }
     for provider in Provider::ALL {
         let p = provider.as_str();
         for status in ["success", "failed"] {
@@ -175,6 +179,11 @@ pub fn token_expiry(provider: Provider, credential: &str, expires_at: DateTime<U
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert((provider, credential), expires_at);
+}
+
+/// The retention job deleted `rows` rows of `table`.
+pub fn retention_removed(table: &'static str, rows: u64) {
+    counter!(RETENTION_REMOVED, "table" => table).increment(rows);
 }
 
 /// The delivery queue, read at scrape time: deliveries waiting (pending or

@@ -1,13 +1,15 @@
 //! The in-process scheduler: fires what is due, then sleeps until the next
 //! due time, the check interval, a schedule change here, or shutdown,
 //! whichever comes first. Any number of replicas may run it (`fire`).
+//! Beside it, on its own task so a long cleanup never delays a firing, the
+//! daily retention job (`retention`, one replica a day).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::{SchedulerContext, fire};
+use super::{SchedulerContext, fire, retention};
 
 /// Runs until `shutdown`; a firing under way finishes first (it is one
 /// transaction, so a kill mid-way leaves the due time to fire again).
@@ -16,6 +18,7 @@ pub async fn run(ctx: SchedulerContext, shutdown: CancellationToken) {
         check_interval_secs = ctx.config.check_interval.as_secs(),
         "scheduler started"
     );
+    let cleanup = tokio::spawn(retain(ctx.clone(), shutdown.clone()));
     loop {
         let now = ctx.delivery.clock.now();
         if let Err(err) = fire::tick(&ctx, now).await {
@@ -34,7 +37,24 @@ pub async fn run(ctx: SchedulerContext, shutdown: CancellationToken) {
             () = shutdown.cancelled() => break,
         }
     }
+    let _ = cleanup.await;
     tracing::info!("scheduler stopped");
+}
+
+/// Asks every check interval whether today's retention is due here: the
+/// first replica to ask on a UTC day runs it (a cheap no-op for the rest),
+/// stopping between batches on shutdown.
+async fn retain(ctx: SchedulerContext, shutdown: CancellationToken) {
+    loop {
+        let now = ctx.delivery.clock.now();
+        if let Err(err) = retention::run_if_due(ctx.db(), &ctx.retention, now, &shutdown).await {
+            tracing::warn!(error = %err, "retention run failed; another replica or a later check takes it over");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ctx.config.check_interval) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// The earliest next run of an active schedule, any company.

@@ -15,6 +15,7 @@ mod health;
 mod http_errors;
 mod ingest;
 mod pipeline;
+mod retention;
 mod sandbox;
 mod scheduled_report;
 mod schedules;

@@ -188,7 +188,10 @@ fn cursor_page(
     };
     let page = state.ingest_page(stream, &window);
     let next_cursor = page.entries.last().filter(|_| page.more).map(cursor);
-    Ok(Json(json!({ "data": records(state, stream, &page), "nextCursor": next_cursor })).into_response())
+    Ok(
+        Json(json!({ "data": records(state, stream, &page), "nextCursor": next_cursor }))
+            .into_response(),
+    )
 }
 
 /// Goodera's paging: `page` (from 1) of `pageSize` records under a fixed
