@@ -1551,10 +1551,13 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
     let goodera = schedule("goodera").await.body;
     let fired = run(&goodera["id"]).await.body;
     let id = fired["deliveryId"].as_str().unwrap().to_owned();
-    for (attempt, minutes) in [(1, 5), (2, 10), (3, 20)] {
+    for (attempt, minutes) in [(1_usize, 5), (2, 10), (3, 20)] {
         let waiting = p
+            // Its outcome recorded, not the next attempt's claim in flight.
             .until(&id, |d| {
-                d["attemptCount"] == attempt && d["status"] == "retrying"
+                d["attempts"].as_array().map(Vec::len) == Some(attempt)
+                    && d["status"] == "retrying"
+                    && d["inFlightSince"].is_null()
             })
             .await;
         let (delay,): (f64,) = sqlx::query_as(
