@@ -151,6 +151,7 @@ impl From<FireError> for ApiError {
         match err {
             FireError::Database(err) => Self::Database(err),
             err @ FireError::NoPeriod(_) => Self::Internal(err.into()),
+            FireError::Metrics(err) => Self::ImpactMetricsUnavailable(err),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Per-company export schedules: when each fires (`timing`), the rows
-//! (`schedule`), what a firing sends (`report`, `fire`) and the in-process
+//! (`schedule`), what a firing sends (`report`, `metrics`, `fire`) and the in-process
 //! task that fires them (`task`). Docs: docs/scheduling.md.
 
 pub mod fire;
+pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod task;
@@ -12,6 +13,7 @@ use std::{ops::Deref, sync::Arc};
 
 use tokio::sync::Notify;
 
+use self::metrics::ImpactMetrics;
 use crate::{config::SchedulerConfig, delivery::DeliveryContext};
 
 /// The scheduler's handles: the delivery domain it enqueues into, its
@@ -22,6 +24,9 @@ pub struct SchedulerContext(Arc<Inner>);
 pub struct Inner {
     pub delivery: DeliveryContext,
     pub config: SchedulerConfig,
+    /// Where reports get their outcome scores, SROI and VIS;
+    /// `None` (no `IMPACT_METRICS_URL`): they are left out.
+    pub metrics: Option<ImpactMetrics>,
     /// Rung when a schedule is created or changed in this process, so the
     /// task sleeps until the new next due time rather than its interval.
     pub wake: Notify,
@@ -37,9 +42,14 @@ impl Deref for SchedulerContext {
 
 impl SchedulerContext {
     pub fn new(delivery: DeliveryContext, config: SchedulerConfig) -> Self {
+        let metrics = config
+            .metrics
+            .as_ref()
+            .map(|metrics| ImpactMetrics::new(metrics, delivery.connectors.outbound().clone()));
         Self(Arc::new(Inner {
             delivery,
             config,
+            metrics,
             wake: Notify::new(),
         }))
     }
