@@ -150,6 +150,8 @@ if [ "${SANDBOX:-1}" != "0" ]; then
   export INTERNAL_API_KEY=sandbox-internal-api-key \
     KINTELL_CONNECTOR_URL=$sandbox_url/kintell UPSKILLING_CONNECTOR_URL=$sandbox_url/upskilling \
     BUDDY_CONNECTOR_URL=$sandbox_url/buddy MENTORSHIP_SERVICE_URL=$sandbox_url/mentorship
+  # The impact platform's metrics, for scheduled reports.
+  export IMPACT_METRICS_URL=$sandbox_url/impact-platform
   export BENEVITY_WEBHOOK_SECRET=sandbox-benevity-webhook-secret \
     GOODERA_WEBHOOK_SECRET=whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE= \
     WORKDAY_WEBHOOK_SECRET=whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=

@@ -321,6 +321,44 @@ pub struct SchedulerConfig {
     /// `SCHEDULER_CHECK_INTERVAL` minutes (1): the longest it sleeps; it also
     /// wakes at the next due time and when a schedule changes here.
     pub check_interval: Duration,
+    /// `IMPACT_METRICS_URL` with `INTERNAL_API_KEY`: where scheduled
+    /// reports get their outcome scores, SROI and VIS; `None` leaves them
+    /// out.
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// The impact platform's metrics endpoint (`scheduler::metrics`).
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// The platform's base URL, without a trailing slash.
+    pub base_url: url::Url,
+    pub api_key: SecretString,
+}
+
+impl MetricsConfig {
+    /// Checked at start, unlike the ingest sources' URLs (reported when a
+    /// run uses them): a firing that cannot fetch its metrics does not fire
+    /// at all, so a typo would hold back every schedule.
+    fn from_env_with(env: &Env) -> Result<Option<Self>, ConfigError> {
+        const VAR: &str = "IMPACT_METRICS_URL";
+        let Some(raw) = env.optional(VAR) else {
+            return Ok(None);
+        };
+        let base_url = url::Url::parse(raw.trim().trim_end_matches('/'))
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+            .ok_or_else(|| ConfigError::new(VAR, "must be an http:// or https:// URL"))?;
+        let api_key = env.secret("INTERNAL_API_KEY")?.ok_or_else(|| {
+            ConfigError::new(
+                "INTERNAL_API_KEY",
+                "missing: IMPACT_METRICS_URL is set and the impact platform needs the key",
+            )
+        })?;
+        Ok(Some(Self {
+            base_url,
+            api_key: api_key.trim().to_owned().into(),
+        }))
+    }
 }
 
 /// The shortest HS256 secret accepted: RFC 7518 §3.2 asks for a key at least
@@ -402,6 +440,7 @@ impl Config {
                 check_interval: Duration::from_secs(
                     60 * env.positive::<u64>("SCHEDULER_CHECK_INTERVAL", 1)?,
                 ),
+                metrics: MetricsConfig::from_env_with(&env)?,
             },
             redaction: match RedactionConfig::from_lookup(lookup) {
                 Ok(redaction) => Some(redaction),
@@ -980,9 +1019,30 @@ mod tests {
             ("DATABASE_URL", "mysql://u:p@127.0.0.1/impact_in"),
             ("DATABASE_URL", "http://127.0.0.1:5432/impact_in"),
             ("DATABASE_URL", "127.0.0.1:5432/impact_in"),
+            ("IMPACT_METRICS_URL", "ftp://metrics.example"),
+            ("IMPACT_METRICS_URL", "metrics.example/v1"),
         ] {
             assert_eq!(error_for(var, value).var, var, "{var}={value}");
         }
+    }
+
+    #[test]
+    fn impact_metrics_are_optional_and_need_the_internal_key() {
+        let config = Config::from_map(&base()).unwrap();
+        assert!(config.scheduler.metrics.is_none());
+        let mut vars = base();
+        vars.insert(
+            "IMPACT_METRICS_URL".into(),
+            "https://metrics.example/".into(),
+        );
+        assert_eq!(
+            Config::from_map(&vars).unwrap_err().var,
+            "INTERNAL_API_KEY",
+            "the platform's key is required with its URL"
+        );
+        vars.insert("INTERNAL_API_KEY".into(), "internal-key".into());
+        let metrics = Config::from_map(&vars).unwrap().scheduler.metrics.unwrap();
+        assert_eq!(metrics.base_url.as_str(), "https://metrics.example/");
     }
 
     /// Every secret that `.env.example` fills with a placeholder is refused

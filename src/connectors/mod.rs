@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use breaker::{BreakerConfig, CircuitState};
 pub use error::{ConnectorError, ErrorClass};
-pub use http::OutboundConfig;
+pub use http::{Outbound, OutboundConfig};
 
 use crate::{provider::Provider, report::ImpactReport};
 

@@ -283,6 +283,13 @@ impl ConnectorRegistry {
         Ok(removed)
     }
 
+    /// The shared outbound client (the providers' bounds), for the
+    /// service's own calls beyond connectors: the impact platform's
+    /// metrics (`scheduler::metrics`).
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
     pub fn vault(&self) -> &Vault {
         &self.vault
     }

@@ -99,7 +99,8 @@ causes! {
     IngestRunNotFound => NOT_FOUND, "/problems/ingest-run-not-found", "Ingest Run Not Found";
     ScheduleNotFound => NOT_FOUND, "/problems/schedule-not-found", "Schedule Not Found";
     Internal => INTERNAL_SERVER_ERROR, "/problems/internal", "Internal Server Error";
-    /// The database is unavailable, or the request timed out.
+    /// The database is unavailable, the request timed out, or (run-now)
+    /// the impact platform's metrics are.
     Unavailable => SERVICE_UNAVAILABLE, "/problems/unavailable", "Service Unavailable";
 }
 
@@ -174,6 +175,9 @@ pub enum ApiError {
     IngestRunNotFound(String),
     #[error("no schedule {0}")]
     ScheduleNotFound(String),
+    /// A run-now whose report's metrics could not be had: nothing fired.
+    #[error("{0}; nothing was sent, retry later")]
+    ImpactMetricsUnavailable(crate::scheduler::metrics::MetricsError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -232,6 +236,7 @@ impl ApiError {
             Self::IngestNotConfigured => Cause::IngestNotConfigured,
             Self::IngestRunNotFound(_) => Cause::IngestRunNotFound,
             Self::ScheduleNotFound(_) => Cause::ScheduleNotFound,
+            Self::ImpactMetricsUnavailable(_) => Cause::Unavailable,
             Self::Database(err) if is_unavailable(err) => Cause::Unavailable,
             Self::Database(_) | Self::Internal(_) => Cause::Internal,
         }
@@ -314,6 +319,10 @@ impl IntoResponse for ApiError {
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
                 "an internal error occurred".to_owned()
+            }
+            Self::ImpactMetricsUnavailable(err) => {
+                tracing::warn!(error = %err, "impact metrics unavailable");
+                self.to_string()
             }
             other => other.to_string(),
         };

@@ -151,6 +151,7 @@ impl From<FireError> for ApiError {
         match err {
             FireError::Database(err) => Self::Database(err),
             err @ FireError::NoPeriod(_) => Self::Internal(err.into()),
+            FireError::Metrics(err) => Self::ImpactMetricsUnavailable(err),
         }
     }
 }
@@ -394,7 +395,7 @@ async fn remove(
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing MANAGE_INTEGRATIONS", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No schedule of the caller's companies has this id", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable, or the impact platform's metrics are (nothing was sent)", body = crate::http::error::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("opsKey" = [])),
 )]

@@ -49,6 +49,7 @@ struct FaultsRequest {
     provider: Option<Provider>,
     endpoint: Option<Endpoint>,
     stream: Option<Stream>,
+    service: Option<Service>,
     /// Requests let through before the first fault.
     #[serde(default)]
     after_requests: u32,
@@ -68,6 +69,7 @@ struct DropsRequest {
     provider: Option<Provider>,
     endpoint: Option<Endpoint>,
     stream: Option<Stream>,
+    service: Option<Service>,
     #[serde(default)]
     after_requests: u32,
     count: u32,
@@ -78,6 +80,7 @@ struct DropsRequest {
 struct LatencyRequest {
     provider: Option<Provider>,
     stream: Option<Stream>,
+    service: Option<Service>,
     ms: u64,
 }
 
@@ -175,7 +178,12 @@ async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    let target = match target(request.provider, request.endpoint, request.stream) {
+    let target = match target(
+        request.provider,
+        request.endpoint,
+        request.stream,
+        request.service,
+    ) {
         Ok(target) => target,
         Err(problem) => return invalid_request(problem),
     };
@@ -189,19 +197,35 @@ async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response
     }
 }
 
-/// A provider's endpoint (`api` unless named) or an ingest stream's route
-/// (a stream has one, hence no endpoint); never both.
+/// A service of the platform the sandbox also plays, besides providers
+/// and ingest streams.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Service {
+    ImpactMetrics,
+}
+
+/// A provider's endpoint (`api` unless named), an ingest stream's route
+/// (a stream has one, hence no endpoint) or a service's; exactly one.
 fn target(
     provider: Option<Provider>,
     endpoint: Option<Endpoint>,
     stream: Option<Stream>,
+    service: Option<Service>,
 ) -> Result<Target, &'static str> {
-    match (provider, stream) {
-        (Some(provider), None) => Ok(Target::Provider(provider, endpoint.unwrap_or_default())),
-        (None, Some(stream)) if endpoint.is_none() => Ok(Target::Stream(stream)),
-        (None, Some(_)) => Err("endpoint goes with a provider; a stream has one route"),
-        (Some(_), Some(_)) => Err("name a provider or a stream, not both"),
-        (None, None) => Err("provider or stream is required"),
+    match (provider, stream, service) {
+        (Some(provider), None, None) => {
+            Ok(Target::Provider(provider, endpoint.unwrap_or_default()))
+        }
+        (None, Some(stream), None) if endpoint.is_none() => Ok(Target::Stream(stream)),
+        (None, None, Some(Service::ImpactMetrics)) if endpoint.is_none() => {
+            Ok(Target::ImpactMetrics)
+        }
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            Err("endpoint goes with a provider; a stream or a service has one route")
+        }
+        (None, None, None) => Err("provider, stream or service is required"),
+        _ => Err("name one of provider, stream and service"),
     }
 }
 
@@ -252,7 +276,12 @@ async fn drops(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response 
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    match target(request.provider, request.endpoint, request.stream) {
+    match target(
+        request.provider,
+        request.endpoint,
+        request.stream,
+        request.service,
+    ) {
         Ok(target) => {
             state.queue_faults(target, request.after_requests, request.count, Fault::Drop);
             StatusCode::NO_CONTENT.into_response()
@@ -266,7 +295,7 @@ async fn latency(State(state): State<Arc<SandboxState>>, body: Bytes) -> Respons
         Ok(request) => request,
         Err(refused) => return refused,
     };
-    match target(request.provider, None, request.stream) {
+    match target(request.provider, None, request.stream, request.service) {
         Ok(target) => {
             state.set_latency(target, Duration::from_millis(request.ms));
             StatusCode::NO_CONTENT.into_response()

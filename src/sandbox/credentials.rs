@@ -21,8 +21,8 @@ pub const WORKDAY_REFRESH_TOKEN: &str = "sandbox-workday-refresh-token";
 pub const WORKDAY_USERNAME: &str = "sandbox-integration";
 pub const WORKDAY_PASSWORD: &str = "sandbox-workday-password";
 
-/// What the internal services (Kintell, Upskilling, Buddy, Mentorship)
-/// accept as `Authorization: Bearer`.
+/// What the internal services (Kintell, Upskilling, Buddy, Mentorship) and
+/// the impact platform's metrics accept as `Authorization: Bearer`.
 pub const INTERNAL_API_KEY: &str = "sandbox-internal-api-key";
 
 /// What the sandbox signs its webhooks with (Benevity's scheme keys HMAC
@@ -72,5 +72,6 @@ pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
         ("UPSKILLING_CONNECTOR_URL", format!("{base_url}/upskilling")),
         ("BUDDY_CONNECTOR_URL", format!("{base_url}/buddy")),
         ("MENTORSHIP_SERVICE_URL", format!("{base_url}/mentorship")),
+        ("IMPACT_METRICS_URL", format!("{base_url}/impact-platform")),
     ]
 }

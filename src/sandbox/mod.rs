@@ -1,7 +1,8 @@
 //! The provider sandbox: Benevity, Goodera and Workday simulated on one port
 //! to the wire contract of `docs/connectors.md`, so the connectors are tested
-//! over real HTTP, and the seven ingest sources the service pulls from
-//! (`ingest/`), with generated records. Tests drive faults through the
+//! over real HTTP, the seven ingest sources the service pulls from
+//! (`ingest/`), with generated records, and the impact platform's metrics
+//! (`metrics.rs`). Tests drive faults through the
 //! control API (`/_sandbox/*`).
 //!
 //! The server is a hyper accept loop rather than `axum::serve` because an
@@ -19,6 +20,7 @@ mod control;
 pub mod credentials;
 mod goodera;
 pub mod ingest;
+pub mod metrics;
 mod oauth;
 mod ratelimit;
 mod schema;
@@ -163,6 +165,7 @@ fn router(state: Arc<SandboxState>) -> Router {
         .merge(goodera::routes())
         .merge(workday::routes())
         .merge(ingest::routes())
+        .merge(metrics::routes())
         .fallback(not_found)
         .layer(
             // Method, path and status at debug; never headers or bodies,

@@ -50,6 +50,7 @@ struct Inner {
     tokens_issued: Counters,
     requests: Counters,
     ingest_requests: BTreeMap<Stream, u64>,
+    metrics_requests: u64,
     goodera_rate: FixedWindow,
     /// By `Stream as usize`.
     datasets: [Dataset; Stream::VARIANTS.len()],
@@ -80,6 +81,8 @@ pub(crate) enum Endpoint {
 pub(crate) enum Target {
     Provider(Provider, Endpoint),
     Stream(Stream),
+    /// The impact platform's metrics endpoint.
+    ImpactMetrics,
 }
 
 /// A provider's API routes.
@@ -101,6 +104,7 @@ impl fmt::Display for Target {
             Self::Provider(provider, Endpoint::Api) => write!(f, "{provider}"),
             Self::Provider(provider, Endpoint::Token) => write!(f, "{provider} token endpoint"),
             Self::Stream(stream) => write!(f, "{stream}"),
+            Self::ImpactMetrics => f.write_str("impact metrics"),
         }
     }
 }
@@ -173,6 +177,8 @@ pub(crate) struct Stats {
     deliveries: Counters,
     /// Requests to each stream's route, refused and faulted ones included.
     ingest_requests: BTreeMap<Stream, u64>,
+    /// Requests to the impact platform's metrics, likewise.
+    metrics_requests: u64,
 }
 
 /// How an API or ingest request is to be treated before its route looks at
@@ -211,6 +217,7 @@ impl SandboxState {
         match target {
             Target::Provider(provider, _) => inner.requests.bump(provider),
             Target::Stream(stream) => *inner.ingest_requests.entry(stream).or_default() += 1,
+            Target::ImpactMetrics => inner.metrics_requests += 1,
         }
         Arrival {
             fault: inner.next_fault(target),
@@ -401,6 +408,7 @@ impl SandboxState {
             requests: inner.requests,
             deliveries,
             ingest_requests: inner.ingest_requests.clone(),
+            metrics_requests: inner.metrics_requests,
         }
     }
 }
@@ -416,6 +424,7 @@ impl Inner {
             tokens_issued: Counters::default(),
             requests: Counters::default(),
             ingest_requests: Stream::VARIANTS.iter().map(|&s| (s, 0)).collect(),
+            metrics_requests: 0,
             goodera_rate: FixedWindow::new(config.goodera_per_minute, Duration::from_secs(60)),
             datasets: std::array::from_fn(|_| Dataset::new(config.records)),
         }

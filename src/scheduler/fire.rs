@@ -12,7 +12,9 @@ use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{
-    SchedulerContext, report,
+    SchedulerContext,
+    metrics::MetricsError,
+    report,
     schedule::{Firing, FiringOutcome, StoredSchedule},
     timing::{self, Period},
 };
@@ -38,6 +40,10 @@ pub enum FireError {
     /// the calendar); it is deactivated rather than retried forever.
     #[error("no period for a firing due at {0}")]
     NoPeriod(DateTime<Utc>),
+    /// The report's metrics could not be had: the firing does not happen
+    /// (nothing is written) and its due time is tried again.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// The delivery id of the firing of `schedule` due at `due`: the same for
@@ -52,20 +58,25 @@ pub fn delivery_id(schedule: crate::ids::ScheduleId, due: DateTime<Utc>) -> Deli
 }
 
 /// Fires every schedule due at `now` (each once, for its latest missed due
-/// time) and moves it to its next due time; the firings made.
+/// time) and moves it to its next due time; the firings made. A schedule
+/// whose report's metrics fail is logged and left due, for a later tick.
 pub async fn tick(ctx: &SchedulerContext, now: DateTime<Utc>) -> Result<Vec<Firing>, FireError> {
     let mut fired = Vec::new();
+    // Schedules left due this tick (their metrics failed), not selected
+    // again by its next batch.
+    let mut deferred: Vec<Uuid> = Vec::new();
     loop {
         let mut tx = ctx.db().begin().await?;
         let due: Vec<StoredSchedule> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT {} FROM scheduled_deliveries
-             WHERE active AND next_run <= $1
+             WHERE active AND next_run <= $1 AND id <> ALL($3)
              ORDER BY next_run LIMIT $2
              FOR UPDATE SKIP LOCKED",
             super::schedule::COLUMNS
         )))
         .bind(now)
         .bind(BATCH)
+        .bind(&deferred)
         .fetch_all(&mut *tx)
         .await?;
         for schedule in &due {
@@ -79,7 +90,23 @@ pub async fn tick(ctx: &SchedulerContext, now: DateTime<Utc>) -> Result<Vec<Firi
                 now,
             );
             if let Some(at) = coalesced.fire {
-                fired.push(fire(ctx, &mut tx, schedule, at, false).await?);
+                match fire(ctx, &mut tx, schedule, at, false).await {
+                    Ok(firing) => fired.push(firing),
+                    // This schedule keeps its due time and is tried again
+                    // on a later tick; the others in the batch still fire.
+                    Err(FireError::Metrics(err)) => {
+                        tracing::warn!(
+                            schedule = %schedule.id.0,
+                            company = %schedule.company_id,
+                            due = %at,
+                            error = %err,
+                            "schedule not fired: its report's metrics are unavailable; trying again later"
+                        );
+                        deferred.push(schedule.id.0);
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
             }
             sqlx::query(
                 "UPDATE scheduled_deliveries
@@ -216,9 +243,11 @@ enum Decision {
     Send { id: DeliveryId, payload: Value },
 }
 
-/// What the firing sends: the report of its period, unless there is no
-/// data, or the same report went to the same provider within 24 hours
-/// (seed 004's idempotency).
+/// What the firing sends: the report of its period, with the impact
+/// platform's metrics when configured, unless there is no data, or the same
+/// report went to the same provider within 24 hours (seed 004's
+/// idempotency). Nothing is written before the metrics are in, so their
+/// failure leaves the transaction as it found it.
 async fn decide(
     ctx: &SchedulerContext,
     tx: &mut Transaction<'_, Postgres>,
@@ -226,13 +255,16 @@ async fn decide(
     period: &Period,
     due: DateTime<Utc>,
 ) -> Result<Decision, FireError> {
-    let Some(report) =
+    let Some(mut report) =
         report::build(ctx.db(), schedule.company_id, period, schedule.timezone).await?
     else {
         return Ok(Decision::Skip(
             "no ingested data for the period: nothing to report".into(),
         ));
     };
+    if let Some(metrics) = &ctx.metrics {
+        metrics.fill(&mut report).await?;
+    }
     let payload = serde_json::to_value(&report).expect("a report always serialises");
     let id = delivery_id(schedule.id, due);
     let sent_before: Option<DeliveryId> = sqlx::query_scalar(

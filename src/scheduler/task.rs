@@ -25,7 +25,12 @@ pub async fn run(ctx: SchedulerContext, shutdown: CancellationToken) {
             tracing::warn!(error = %err, "scheduler tick failed; trying again later");
         }
         let wait = match next_due(&ctx).await {
-            Ok(next) => until(next, ctx.delivery.clock.now(), ctx.config.check_interval),
+            Ok(next) => until(
+                next,
+                now,
+                ctx.delivery.clock.now(),
+                ctx.config.check_interval,
+            ),
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the next due time");
                 ctx.config.check_interval
@@ -66,9 +71,20 @@ async fn next_due(ctx: &SchedulerContext) -> Result<Option<DateTime<Utc>>, sqlx:
 
 /// How long to sleep: until `next` (a firing late by the time a tick takes,
 /// not by up to an interval), never more than `interval` (schedules other
-/// replicas changed), never less than nothing.
-fn until(next: Option<DateTime<Utc>>, now: DateTime<Utc>, interval: Duration) -> Duration {
+/// replicas changed), never less than nothing. A `next` that was already
+/// due when the tick began (`ticked`) is one the tick left due (its
+/// metrics failed) or another replica is firing: it waits the interval
+/// rather than making the loop spin against the impact platform.
+fn until(
+    next: Option<DateTime<Utc>>,
+    ticked: DateTime<Utc>,
+    now: DateTime<Utc>,
+    interval: Duration,
+) -> Duration {
     next.map_or(interval, |next| {
+        if next <= ticked {
+            return interval;
+        }
         (next - now)
             .to_std()
             .unwrap_or(Duration::ZERO)
@@ -85,15 +101,26 @@ mod tests {
         let now: DateTime<Utc> = "2026-12-06T10:00:00Z".parse().unwrap();
         let minute = Duration::from_secs(60);
         let at = |s: &str| Some(s.parse::<DateTime<Utc>>().unwrap());
+        let ticked: DateTime<Utc> = "2026-12-06T09:59:59Z".parse().unwrap();
         assert_eq!(
-            until(at("2026-12-06T10:00:20Z"), now, minute),
+            until(at("2026-12-06T10:00:20Z"), ticked, now, minute),
             Duration::from_secs(20)
         );
-        assert_eq!(until(at("2026-12-06T11:00:00Z"), now, minute), minute);
         assert_eq!(
-            until(at("2026-12-06T09:00:00Z"), now, minute),
+            until(at("2026-12-06T11:00:00Z"), ticked, now, minute),
+            minute
+        );
+        // Came due while the tick ran: at once.
+        assert_eq!(
+            until(at("2026-12-06T09:59:59.5Z"), ticked, now, minute),
             Duration::ZERO
         );
-        assert_eq!(until(None, now, minute), minute);
+        // Due before the tick and still due (left for later, or another
+        // replica's): the interval, not a spin.
+        assert_eq!(
+            until(at("2026-12-06T09:00:00Z"), ticked, now, minute),
+            minute
+        );
+        assert_eq!(until(None, ticked, now, minute), minute);
     }
 }

@@ -1602,3 +1602,129 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
         "{shown}"
     );
 }
+
+/// A pipeline on 2026-01-01 whose company's sources are ingested and has a
+/// monthly Benevity schedule: running it now reports December 2025.
+async fn scheduled_month(pool: PgPool, overrides: &[(&str, &str)]) -> (Pipeline, String) {
+    let clock = Arc::new(ManualClock::new("2026-01-01T12:00:00Z".parse().unwrap()));
+    let p = Pipeline::start_with_clock(pool, overrides, clock).await;
+    let ingested = p
+        .app
+        .post(
+            &format!("/v1/ingest/all?company_id={}", p.company),
+            Some(&p.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(ingested.body["success"], true, "{}", ingested.body);
+    let schedule = p
+        .app
+        .post(
+            "/v1/impact-in/schedules",
+            Some(&p.token),
+            json!({"companyId": p.company, "platform": "benevity", "schedule": "monthly"}),
+        )
+        .await
+        .body;
+    let run = format!(
+        "/v1/impact-in/schedules/{}/run",
+        schedule["id"].as_str().unwrap()
+    );
+    (p, run)
+}
+
+impl Pipeline {
+    /// The payload of the delivery a run-now enqueued, once delivered.
+    async fn run_and_deliver(&self, run: &str) -> Value {
+        let fired = self.app.post(run, Some(&self.token), json!({})).await.body;
+        assert_eq!(fired["outcome"], "enqueued", "{fired}");
+        let delivery = self
+            .settled(fired["deliveryId"].as_str().unwrap(), "success")
+            .await;
+        delivery["payload"].clone()
+    }
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_scheduled_report_carries_the_impact_platforms_metrics_for_its_company_and_period(
+    pool: PgPool,
+) {
+    let (p, run) = scheduled_month(pool.clone(), &[]).await;
+    // An outage first: nothing fires, nothing is written, run-now says so.
+    p.control(
+        "faults",
+        json!({"service": "impact-metrics", "count": 1, "status": 503}),
+    )
+    .await;
+    let refused = p.app.post(&run, Some(&p.token), json!({})).await;
+    let problem = refused.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["type"], "/problems/unavailable", "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("HTTP 503"), "{detail}");
+    assert!(!detail.contains(credentials::INTERNAL_API_KEY), "{detail}");
+    let (deliveries, firings): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM impact_deliveries), (SELECT count(*) FROM schedule_firings)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((deliveries, firings), (0, 0));
+
+    // Once the platform answers, the same run goes out with its metrics.
+    let sent = p.run_and_deliver(&run).await;
+    let december = |day: &str| day.parse().unwrap();
+    let expected = impact_in::sandbox::metrics::values(
+        p.company,
+        december("2025-12-01"),
+        december("2025-12-31"),
+    );
+    assert_eq!(sent["outcomeScores"], expected["outcomeScores"], "{sent}");
+    assert_eq!(sent["sroiRatio"], expected["sroiRatio"]);
+    assert_eq!(sent["visScore"], expected["visScore"]);
+    assert!(sent["outcomeScores"]["confidence"].is_f64(), "{sent}");
+    // Another company's metrics for the month differ.
+    assert_ne!(
+        impact_in::sandbox::metrics::values(
+            Uuid::new_v4(),
+            december("2025-12-01"),
+            december("2025-12-31")
+        ),
+        expected
+    );
+    assert_eq!(
+        sandbox_api::read(&p.sandbox, "stats").await["metricsRequests"],
+        2
+    );
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_scheduled_report_leaves_the_metrics_out_when_the_platform_has_none(pool: PgPool) {
+    let (p, run) = scheduled_month(pool, &[]).await;
+    p.control(
+        "faults",
+        json!({"service": "impact-metrics", "count": 1, "status": 404}),
+    )
+    .await;
+    let sent = p.run_and_deliver(&run).await;
+    assert_eq!(sent["outcomeScores"], json!({}), "{sent}");
+    assert_eq!(
+        (&sent["sroiRatio"], &sent["visScore"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert!(sent["volunteerHours"].as_f64().unwrap() > 0.0, "{sent}");
+}
+
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_scheduled_report_leaves_the_metrics_out_without_impact_metrics_url(pool: PgPool) {
+    let (p, run) = scheduled_month(pool, &[("IMPACT_METRICS_URL", "")]).await;
+    let sent = p.run_and_deliver(&run).await;
+    assert_eq!(sent["outcomeScores"], json!({}), "{sent}");
+    assert_eq!(
+        (&sent["sroiRatio"], &sent["visScore"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(
+        sandbox_api::read(&p.sandbox, "stats").await["metricsRequests"],
+        0
+    );
+}
