@@ -1310,7 +1310,8 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
                 "workday-directory": 0, "kintell-enrollments": 0,
                 "upskilling-enrollments": 0, "buddy-data": 0,
                 "mentorship-placements": 0
-            }
+            },
+            "metricsRequests": 0
         })
     );
 
