@@ -370,32 +370,27 @@ impl Run {
 
     /// The day is done.
     async fn finish(&self, db: &PgPool, removed: Removed) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE maintenance_runs
-             SET finished_at = now(), lease_until = NULL, removed = $4
-             WHERE job = $1 AND day = $2 AND runner = $3",
-        )
-        .bind(JOB)
-        .bind(self.day)
-        .bind(self.runner)
-        .bind(self.total(removed))
-        .execute(db)
-        .await?;
-        Ok(())
+        self.end(db, removed, true).await
     }
 
     /// Lets the day go unfinished, so another replica takes it over at
     /// once rather than after the lease.
     async fn release(&self, db: &PgPool, removed: Removed) -> Result<(), sqlx::Error> {
+        self.end(db, removed, false).await
+    }
+
+    /// Records the day's counts and gives the lease up, finished or not.
+    async fn end(&self, db: &PgPool, removed: Removed, finished: bool) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE maintenance_runs
-             SET lease_until = NULL, removed = $4
+             SET finished_at = CASE WHEN $5 THEN now() END, lease_until = NULL, removed = $4
              WHERE job = $1 AND day = $2 AND runner = $3",
         )
         .bind(JOB)
         .bind(self.day)
         .bind(self.runner)
         .bind(self.total(removed))
+        .bind(finished)
         .execute(db)
         .await?;
         Ok(())

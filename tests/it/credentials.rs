@@ -88,6 +88,18 @@ impl Vaulted {
         .await
     }
 
+    async fn remove(&self, app: &TestApp, provider: &str) {
+        let removed = app
+            .request(
+                Method::DELETE,
+                &self.path(provider),
+                Some(&self.token(&[ADMIN, MANAGE])),
+                None,
+            )
+            .await;
+        assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    }
+
     async fn show(&self, app: &TestApp, provider: &str) -> Value {
         let response = app
             .get(&self.path(provider), Some(&self.token(&[ADMIN])))
@@ -185,15 +197,7 @@ async fn a_company_is_onboarded_through_the_vault_without_a_restart(pool: PgPool
     // Another company has no vault and no variables of its own.
     assert!(deliver(&app.state, Uuid::new_v4()).await.is_err());
 
-    let removed = app
-        .request(
-            Method::DELETE,
-            &v.path("benevity"),
-            Some(&v.token(&[ADMIN, MANAGE])),
-            None,
-        )
-        .await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    v.remove(&app, "benevity").await;
     assert_eq!(v.show(&app, "benevity").await["credentials"], json!([]));
     assert!(
         matches!(
@@ -337,15 +341,7 @@ async fn another_replica_picks_up_a_change_within_the_refresh_interval(pool: PgP
     v.clock.advance(std::time::Duration::from_secs(31));
     assert_eq!(deliver(&b.state, v.company).await.unwrap(), 201);
 
-    let removed = a
-        .request(
-            Method::DELETE,
-            &v.path("benevity"),
-            Some(&v.token(&[ADMIN, MANAGE])),
-            None,
-        )
-        .await;
-    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    v.remove(&a, "benevity").await;
     v.clock.advance(std::time::Duration::from_secs(31));
     assert!(matches!(
         deliver(&b.state, v.company).await,

@@ -1498,6 +1498,13 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
     };
     let benevity = schedule("benevity").await.body;
     let p = &p;
+    let show = |schedule: &Value| {
+        let path = format!(
+            "/v1/impact-in/schedules/{}",
+            schedule["id"].as_str().unwrap()
+        );
+        async move { p.app.get(&path, Some(&p.token)).await.body }
+    };
     let run = |id: &Value| {
         let path = format!("/v1/impact-in/schedules/{}/run", id.as_str().unwrap());
         async move { p.app.post(&path, Some(&p.token), json!({})).await }
@@ -1517,17 +1524,7 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
     );
     assert!(sent["volunteerHours"].as_f64().unwrap() > 0.0, "{sent}");
     assert!(sent["participantCount"].as_u64().unwrap() > 0, "{sent}");
-    let shown = p
-        .app
-        .get(
-            &format!(
-                "/v1/impact-in/schedules/{}",
-                benevity["id"].as_str().unwrap()
-            ),
-            Some(&p.token),
-        )
-        .await
-        .body;
+    let shown = show(&benevity).await;
     assert_eq!(shown["lastStatus"], "success", "{shown}");
     assert_eq!(shown["consecutiveFailures"], 0);
 
@@ -1584,17 +1581,7 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
     }
     let failed = p.settled(&id, "failed").await;
     assert_eq!(failed["attemptCount"], 4, "{failed}");
-    let shown = p
-        .app
-        .get(
-            &format!(
-                "/v1/impact-in/schedules/{}",
-                goodera["id"].as_str().unwrap()
-            ),
-            Some(&p.token),
-        )
-        .await
-        .body;
+    let shown = show(&goodera).await;
     assert_eq!(shown["lastStatus"], "failed", "{shown}");
     assert_eq!(shown["consecutiveFailures"], 1);
     assert!(
