@@ -493,3 +493,38 @@ async fn a_period_without_ingested_data_is_skipped_not_sent(pool: PgPool) {
         .unwrap();
     assert_eq!(deliveries, 0);
 }
+
+/// The task sleeps until the next due time, not the check interval (one
+/// minute): started with no schedule, it is woken by the one created, waits
+/// the second until it is due and fires it, long before the interval.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_task_wakes_for_a_new_schedule_and_fires_at_its_due_time(pool: PgPool) {
+    let s = Scheduled::start(pool.clone(), "2025-01-01T11:59:59Z").await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(impact_in::scheduler::task::run(
+        s.app.state.scheduler.clone(),
+        shutdown.clone(),
+    ));
+    let created = s.create("* * * * *", "UTC").await;
+    assert_eq!(created["nextRun"], "2025-01-01T12:00:00Z");
+    // The schedule clock reaches the due time; the task, woken by the
+    // create, is asleep until then (one second of real time).
+    s.clock.advance(Duration::from_secs(1));
+    let fired = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let fired = firings(&pool).await;
+            if !fired.is_empty() {
+                return fired;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("fired before the one-minute check interval");
+    assert_eq!(fired[0].1, at("2025-01-01T12:00:00Z"));
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the task stops on shutdown")
+        .unwrap();
+}
