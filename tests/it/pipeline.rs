@@ -1477,17 +1477,7 @@ async fn metrics_export_every_name_the_alerts_and_the_dashboard_use(pool: PgPool
 /// 2026-01-01, so the clock is set to that New Year's Day.
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(pool: PgPool) {
-    let clock = Arc::new(ManualClock::new("2026-01-01T12:00:00Z".parse().unwrap()));
-    let p = Pipeline::start_with_clock(pool.clone(), &[], clock.clone()).await;
-    let ingested = p
-        .app
-        .post(
-            &format!("/v1/ingest/all?company_id={}", p.company),
-            Some(&p.token),
-            json!({}),
-        )
-        .await;
-    assert_eq!(ingested.body["success"], true, "{}", ingested.body);
+    let (p, clock) = ingested_on_new_years_day(pool.clone(), &[]).await;
 
     let schedule = |platform: &str| {
         p.app.post(
@@ -1590,11 +1580,15 @@ async fn a_scheduled_firing_delivers_the_ingested_month_and_follows_its_outcome(
     );
 }
 
-/// A pipeline on 2026-01-01 whose company's sources are ingested and has a
-/// monthly Benevity schedule: running it now reports December 2025.
-async fn scheduled_month(pool: PgPool, overrides: &[(&str, &str)]) -> (Pipeline, String) {
+/// A pipeline whose clock stands at 2026-01-01 12:00 UTC (the sandbox's
+/// generated records fall in the 90 days before), with all nine streams of
+/// its company ingested.
+async fn ingested_on_new_years_day(
+    pool: PgPool,
+    overrides: &[(&str, &str)],
+) -> (Pipeline, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new("2026-01-01T12:00:00Z".parse().unwrap()));
-    let p = Pipeline::start_with_clock(pool, overrides, clock).await;
+    let p = Pipeline::start_with_clock(pool, overrides, clock.clone()).await;
     let ingested = p
         .app
         .post(
@@ -1604,6 +1598,13 @@ async fn scheduled_month(pool: PgPool, overrides: &[(&str, &str)]) -> (Pipeline,
         )
         .await;
     assert_eq!(ingested.body["success"], true, "{}", ingested.body);
+    (p, clock)
+}
+
+/// A pipeline on 2026-01-01 whose company's sources are ingested and has a
+/// monthly Benevity schedule: running it now reports December 2025.
+async fn scheduled_month(pool: PgPool, overrides: &[(&str, &str)]) -> (Pipeline, String) {
+    let (p, _) = ingested_on_new_years_day(pool, overrides).await;
     let schedule = p
         .app
         .post(
