@@ -87,6 +87,7 @@ pub struct Config {
     pub traces: Option<TracesConfig>,
     pub ingest: IngestConfig,
     pub scheduler: SchedulerConfig,
+    pub sla: SlaConfig,
     /// How personal data is redacted before ingest stores it; `None` when a
     /// keyed mode has no `PII_HASH_KEY`: ingest then refuses to run
     /// (503 naming the variable) while deliveries go on.
@@ -327,6 +328,137 @@ pub struct SchedulerConfig {
     pub metrics: Option<MetricsConfig>,
 }
 
+/// The SLA objectives and the monitor that alerts on them (docs/sla.md).
+#[derive(Debug, Clone)]
+pub struct SlaConfig {
+    /// `SLA_*` thresholds and `SLA_MIN_SAMPLES`.
+    pub thresholds: crate::sla::Thresholds,
+    /// `ENABLE_SLA_MONITORING` (true): whether `serve` runs the monitor.
+    pub monitoring: bool,
+    /// `SLA_MONITOR_INTERVAL_SECS` (300): how often it evaluates.
+    pub interval: Duration,
+    /// `SLA_WINDOW_HOURS` (24): the window its threshold statuses cover.
+    pub window: Duration,
+    /// `SLACK_WEBHOOK_URL`: an incoming webhook; `None`: no Slack alerts.
+    pub slack_webhook: Option<SecretString>,
+    /// `PAGERDUTY_INTEGRATION_KEY`: the Events API v2 routing key; `None`:
+    /// no pages.
+    pub pagerduty_key: Option<SecretString>,
+    /// `PAGERDUTY_EVENTS_URL`: the Events API endpoint (EU accounts, tests).
+    pub pagerduty_url: url::Url,
+    /// `PUBLIC_BASE_URL`: where people reach this service, for the links
+    /// in alerts; `None`: the links are paths.
+    pub public_base_url: Option<url::Url>,
+}
+
+impl SlaConfig {
+    fn from_env_with(env: &Env) -> Result<Self, ConfigError> {
+        let rate = |var: &str, default: f64| -> Result<f64, ConfigError> {
+            let value: f64 = env.parse_or(var, default, "a number between 0 and 1")?;
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::new(var, "must be between 0 and 1"));
+            }
+            Ok(value)
+        };
+        let defaults = crate::sla::Thresholds::default();
+        let bounds = |healthy_var: &str,
+                      warning_var: &str,
+                      default: crate::sla::objective::Bounds,
+                      scale: f64,
+                      rates: bool|
+         -> Result<crate::sla::objective::Bounds, ConfigError> {
+            let (healthy, warning) = if rates {
+                (rate(healthy_var, default.healthy)?, rate(warning_var, default.warning)?)
+            } else {
+                (
+                    env.positive::<u64>(healthy_var, (default.healthy / scale) as u64)? as f64
+                        * scale,
+                    env.positive::<u64>(warning_var, (default.warning / scale) as u64)? as f64
+                        * scale,
+                )
+            };
+            // Rates improve upwards, latency downwards: the warning bound
+            // must lie beyond the healthy one either way.
+            let ordered = if rates {
+                warning <= healthy
+            } else {
+                warning >= healthy
+            };
+            if !ordered {
+                return Err(ConfigError::new(
+                    warning_var,
+                    format!("must not be stricter than {healthy_var}"),
+                ));
+            }
+            Ok(crate::sla::objective::Bounds { healthy, warning })
+        };
+        let thresholds = crate::sla::Thresholds {
+            success_rate: bounds(
+                "SLA_SUCCESS_RATE_HEALTHY",
+                "SLA_SUCCESS_RATE_WARNING",
+                defaults.success_rate,
+                1.0,
+                true,
+            )?,
+            p95_latency_ms: bounds(
+                "SLA_P95_LATENCY_HEALTHY_SECS",
+                "SLA_P95_LATENCY_WARNING_SECS",
+                defaults.p95_latency_ms,
+                1000.0,
+                false,
+            )?,
+            retry_success_rate: bounds(
+                "SLA_RETRY_SUCCESS_HEALTHY",
+                "SLA_RETRY_SUCCESS_WARNING",
+                defaults.retry_success_rate,
+                1.0,
+                true,
+            )?,
+            consecutive_failures: env
+                .positive("SLA_CONSECUTIVE_FAILURES", defaults.consecutive_failures)?,
+            min_samples: env.positive("SLA_MIN_SAMPLES", defaults.min_samples)?,
+        };
+        if thresholds.success_rate.healthy >= 1.0 {
+            return Err(ConfigError::new(
+                "SLA_SUCCESS_RATE_HEALTHY",
+                "must be below 1: the error budget is 1 minus the objective",
+            ));
+        }
+        let checked = |var: &str, raw: &str| {
+            http_url(raw).ok_or_else(|| ConfigError::new(var, "must be an http:// or https:// URL"))
+        };
+        let url = |var: &str| -> Result<Option<url::Url>, ConfigError> {
+            env.optional(var).map(|raw| checked(var, &raw)).transpose()
+        };
+        let slack_webhook = env.secret("SLACK_WEBHOOK_URL")?;
+        if let Some(raw) = &slack_webhook {
+            // Checked without echoing it: the URL is the credential.
+            checked("SLACK_WEBHOOK_URL", raw)?;
+        }
+        Ok(Self {
+            thresholds,
+            monitoring: env.bool_or("ENABLE_SLA_MONITORING", true)?,
+            interval: env.seconds("SLA_MONITOR_INTERVAL_SECS", 300)?,
+            window: Duration::from_secs(3600 * env.positive::<u64>("SLA_WINDOW_HOURS", 24)?),
+            slack_webhook: slack_webhook.map(|raw| raw.trim().to_owned().into()),
+            pagerduty_key: env
+                .secret("PAGERDUTY_INTEGRATION_KEY")?
+                .map(|raw| raw.trim().to_owned().into()),
+            pagerduty_url: url("PAGERDUTY_EVENTS_URL")?.unwrap_or_else(|| {
+                url::Url::parse("https://events.pagerduty.com/v2/enqueue").expect("a URL")
+            }),
+            public_base_url: url("PUBLIC_BASE_URL")?,
+        })
+    }
+}
+
+/// An absolute http(s) URL with a host.
+fn http_url(raw: &str) -> Option<url::Url> {
+    url::Url::parse(raw.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
 /// The impact platform's metrics endpoint (`scheduler::metrics`).
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
@@ -344,9 +476,7 @@ impl MetricsConfig {
         let Some(raw) = env.optional(VAR) else {
             return Ok(None);
         };
-        let base_url = url::Url::parse(raw.trim().trim_end_matches('/'))
-            .ok()
-            .filter(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+        let base_url = http_url(raw.trim_end_matches('/'))
             .ok_or_else(|| ConfigError::new(VAR, "must be an http:// or https:// URL"))?;
         let api_key = env.secret("INTERNAL_API_KEY")?.ok_or_else(|| {
             ConfigError::new(
@@ -442,6 +572,7 @@ impl Config {
                 ),
                 metrics: MetricsConfig::from_env_with(&env)?,
             },
+            sla: SlaConfig::from_env_with(&env)?,
             redaction: match RedactionConfig::from_lookup(lookup) {
                 Ok(redaction) => Some(redaction),
                 Err(err) if err.var == PII_KEY_VAR && env.optional(PII_KEY_VAR).is_none() => None,

@@ -21,6 +21,7 @@ pub mod provider;
 pub mod report;
 pub mod sandbox;
 pub mod scheduler;
+pub mod sla;
 pub mod telemetry;
 pub mod webhooks;
 mod xml;

@@ -48,13 +48,13 @@ pub struct ProviderStatusCounts {
 /// A dashboard shows a rate as a percentage with at most two decimals, and
 /// attempts or milliseconds to a hundredth; more digits are noise
 /// (`0.6666666666666666`) every client would have to trim.
-const RATE_DECIMALS: i32 = 4;
-const MEASURE_DECIMALS: i32 = 2;
+pub(crate) const RATE_DECIMALS: i32 = 4;
+pub(crate) const MEASURE_DECIMALS: i32 = 2;
 
 /// `value` rounded half away from zero to `decimals` places. The division
 /// of two exact values is correctly rounded, so the result is the double
 /// nearest the decimal and serialises as `0.6667`, not `0.6667000000000001`.
-fn round(value: f64, decimals: i32) -> f64 {
+pub(crate) fn round(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
 }
