@@ -43,6 +43,8 @@ pub struct Inner {
     pub ingest: Option<IngestContext>,
     /// Export schedules.
     pub scheduler: SchedulerContext,
+    /// The SLA monitor's handles.
+    pub sla: crate::sla::MonitorContext,
     /// Renders the process's metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -115,8 +117,15 @@ impl AppState {
             config.scheduler.clone(),
             config.retention.clone(),
         );
+        let sla = crate::sla::MonitorContext::new(
+            db.clone(),
+            config.sla.clone(),
+            delivery.clock.clone(),
+            config.connectors.outbound.request_timeout,
+        )?;
         Ok(Self(Arc::new(Inner {
             scheduler,
+            sla,
             config,
             db,
             auth,
@@ -209,8 +218,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                         shutdown.clone(),
                     ))
                 });
+            // So does the SLA monitor (one replica evaluates at a time).
+            let monitor = (state.config.run_mode.runs_workers() && state.config.sla.monitoring)
+                .then(|| tokio::spawn(crate::sla::task::run(state.sla.clone(), shutdown.clone())));
             if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
+            }
+            if let Some(monitor) = monitor {
+                let _ = monitor.await;
             }
             if let Some(scheduler) = scheduler {
                 let _ = scheduler.await;

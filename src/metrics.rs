@@ -41,6 +41,10 @@ pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
 pub const RETENTION_REMOVED: &str = "impact_in_retention_removed_total";
+pub const SLA_STATUS: &str = "impact_in_sla_status";
+pub const SLA_SUCCESS_RATE: &str = "impact_in_sla_success_rate";
+pub const SLA_BREACHING_COMPANIES: &str = "impact_in_sla_breaching_companies";
+pub const SLA_NOTIFICATIONS_PENDING: &str = "impact_in_sla_notifications_pending";
 
 /// Seconds: 5 ms to 60 s for calls and requests.
 const CALL_BUCKETS: [f64; 14] = [
@@ -228,6 +232,23 @@ pub fn ingest_error(stream: Stream, error_type: &'static str) {
 /// Each stream's runs (all companies, from the database): seconds since
 /// one last succeeded, and the share of those ended in the window that
 /// succeeded (left unset while none ended).
+/// The SLA monitor's last evaluation, per platform across companies
+/// (no company label: one series per platform), and its unsent alerts.
+pub fn sla(statuses: &[crate::sla::monitor::PlatformStatus], pending: &[(&'static str, i64)]) {
+    for status in statuses {
+        let platform = status.provider.as_str();
+        gauge!(SLA_STATUS, "platform" => platform).set(status.status.level() as f64);
+        gauge!(SLA_BREACHING_COMPANIES, "platform" => platform)
+            .set(f64::from(status.breaching_companies));
+        if let Some(rate) = status.success_rate {
+            gauge!(SLA_SUCCESS_RATE, "platform" => platform).set(rate);
+        }
+    }
+    for (channel, count) in pending {
+        gauge!(SLA_NOTIFICATIONS_PENDING, "channel" => *channel).set(*count as f64);
+    }
+}
+
 pub fn ingest_runs(runs: &[StreamRuns], now: DateTime<Utc>) {
     for runs in runs {
         let connector = runs.stream.as_str();

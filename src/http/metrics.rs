@@ -50,7 +50,7 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
         }
     }
     // Read at scrape time, bounded: a database that does not answer leaves
-    // the queue and ingest gauges at their last value rather than failing
+    // the queue, ingest and SLA gauges at their last value rather than failing
     // the scrape.
     if let Ok(Ok((depth, oldest))) =
         tokio::time::timeout(state.config.health_check_timeout, queue::depth(&state.db)).await
@@ -64,6 +64,16 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     .await
     {
         metrics::ingest_runs(&runs, state.delivery.clock.now());
+    }
+    if let Ok(Ok((statuses, pending))) =
+        tokio::time::timeout(state.config.health_check_timeout, async {
+            let statuses = crate::sla::monitor::platform_statuses(&state.db).await?;
+            let pending = crate::sla::monitor::pending_notifications(&state.db).await?;
+            Ok::<_, sqlx::Error>((statuses, pending))
+        })
+        .await
+    {
+        metrics::sla(&statuses, &pending);
     }
     for circuit in state.delivery.connectors.circuits() {
         let value = match circuit.state {

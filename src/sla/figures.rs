@@ -88,21 +88,25 @@ pub(crate) struct Counts {
     pub p95_latency_ms: Option<f64>,
 }
 
-/// The aggregate's select list over `impact_deliveries`, shared by the
-/// routes (deliveries created in a period) and the monitor (deliveries
-/// finished in its window).
-pub(crate) const AGGREGATES: &str = "count(*) AS total,
-         count(*) FILTER (WHERE status = 'success') AS successful,
-         count(*) FILTER (WHERE status = 'failed') AS failed,
-         count(*) FILTER (WHERE attempt_count > 1 AND status IN ('success', 'failed'))
-             AS retried,
-         count(*) FILTER (WHERE attempt_count > 1 AND status = 'success')
+/// The aggregate's select list over `impact_deliveries`, counting the rows
+/// for which `only` (SQL) holds: the routes take every row of the period,
+/// the monitor the rows of its window within a longer scan.
+pub(crate) fn aggregates(only: &str) -> String {
+    format!(
+        "count(*) FILTER (WHERE {only}) AS total,
+         count(*) FILTER (WHERE {only} AND status = 'success') AS successful,
+         count(*) FILTER (WHERE {only} AND status = 'failed') AS failed,
+         count(*) FILTER (WHERE {only} AND attempt_count > 1
+                          AND status IN ('success', 'failed')) AS retried,
+         count(*) FILTER (WHERE {only} AND attempt_count > 1 AND status = 'success')
              AS retried_successful,
          avg(extract(epoch FROM delivered_at - created_at) * 1000)
-             FILTER (WHERE status = 'success')::float8 AS avg_latency_ms,
+             FILTER (WHERE {only} AND status = 'success')::float8 AS avg_latency_ms,
          percentile_cont(0.95) WITHIN GROUP
              (ORDER BY extract(epoch FROM delivered_at - created_at) * 1000)
-             FILTER (WHERE status = 'success') AS p95_latency_ms";
+             FILTER (WHERE {only} AND status = 'success') AS p95_latency_ms"
+    )
+}
 
 impl Counts {
     pub(crate) fn judged(&self, consecutive_failures: i64) -> Judged {
@@ -169,7 +173,7 @@ pub async fn compute(
     thresholds: &Thresholds,
 ) -> Result<SlaFigures, sqlx::Error> {
     let mut query = QueryBuilder::new("SELECT provider, ");
-    query.push(AGGREGATES).push(
+    query.push(aggregates("true")).push(
         ", max(created_at) FILTER (WHERE status = 'success') AS last_success_at
          FROM impact_deliveries WHERE created_at >= ",
     );
