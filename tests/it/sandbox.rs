@@ -1311,7 +1311,8 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
                 "upskilling-enrollments": 0, "buddy-data": 0,
                 "mentorship-placements": 0
             },
-            "metricsRequests": 0
+            "metricsRequests": 0,
+            "alertRequests": { "slack": 0, "pagerduty": 0 }
         })
     );
 
