@@ -80,5 +80,17 @@ pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
         ("BUDDY_CONNECTOR_URL", format!("{base_url}/buddy")),
         ("MENTORSHIP_SERVICE_URL", format!("{base_url}/mentorship")),
         ("IMPACT_METRICS_URL", format!("{base_url}/impact-platform")),
+        (
+            "SLACK_WEBHOOK_URL",
+            format!("{base_url}{SLACK_WEBHOOK_PATH}"),
+        ),
+        (
+            "PAGERDUTY_INTEGRATION_KEY",
+            PAGERDUTY_INTEGRATION_KEY.into(),
+        ),
+        (
+            "PAGERDUTY_EVENTS_URL",
+            format!("{base_url}/pagerduty/v2/enqueue"),
+        ),
     ]
 }
