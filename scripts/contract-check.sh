@@ -111,7 +111,7 @@ started[$!]="the provider sandbox"
 sandbox=$!
 for _ in $(seq 1 300); do
   # The last variable it prints.
-  grep -q '^IMPACT_METRICS_URL=' sandbox.env 2>/dev/null && break
+  grep -q '^PAGERDUTY_EVENTS_URL=' sandbox.env 2>/dev/null && break
   kill -0 "$sandbox" 2>/dev/null || die "the provider sandbox exited"
   sleep 0.1
 done

@@ -152,6 +152,10 @@ if [ "${SANDBOX:-1}" != "0" ]; then
     BUDDY_CONNECTOR_URL=$sandbox_url/buddy MENTORSHIP_SERVICE_URL=$sandbox_url/mentorship
   # The impact platform's metrics, for scheduled reports.
   export IMPACT_METRICS_URL=$sandbox_url/impact-platform
+  # The SLA monitor's alert receivers: Slack's incoming webhook and PagerDuty's Events API.
+  export SLACK_WEBHOOK_URL=$sandbox_url/slack/services/TSANDBOX/BSANDBOX/sandbox \
+    PAGERDUTY_INTEGRATION_KEY=sandboxpagerdutyintegrationkey01 \
+    PAGERDUTY_EVENTS_URL=$sandbox_url/pagerduty/v2/enqueue
   export BENEVITY_WEBHOOK_SECRET=sandbox-benevity-webhook-secret \
     GOODERA_WEBHOOK_SECRET=whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE= \
     WORKDAY_WEBHOOK_SECRET=whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=

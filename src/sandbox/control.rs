@@ -1,6 +1,7 @@
 //! The control API under `/_sandbox/`: how tests drive faults, latency,
 //! token expiry and the ingest streams' data, and read what the providers
-//! received. No auth: the sandbox is a development tool.
+//! and the alert receivers received. No auth: the sandbox is a development
+//! tool.
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,6 +16,7 @@ use axum::{
 use serde::{Deserialize, de::DeserializeOwned};
 
 use super::{
+    alerts::Receiver,
     api::error,
     ingest::{DatasetError, Stream},
     state::{Answer, Endpoint, Fault, SandboxState, Target},
@@ -30,6 +32,7 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/_sandbox/tokens/expire", post(expire_tokens))
         .route("/_sandbox/reset", post(reset))
         .route("/_sandbox/received", get(received))
+        .route("/_sandbox/alerts", get(alerts))
         .route("/_sandbox/stats", get(stats))
         .route(
             "/_sandbox/webhooks",
@@ -197,12 +200,25 @@ async fn faults(State(state): State<Arc<SandboxState>>, body: Bytes) -> Response
     }
 }
 
-/// A service of the platform the sandbox also plays, besides providers
-/// and ingest streams.
+/// A service the sandbox also plays, besides providers and ingest
+/// streams: the impact platform's metrics and the alert receivers.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 enum Service {
     ImpactMetrics,
+    Slack,
+    #[serde(rename = "pagerduty")]
+    PagerDuty,
+}
+
+impl From<Service> for Target {
+    fn from(service: Service) -> Self {
+        match service {
+            Service::ImpactMetrics => Self::ImpactMetrics,
+            Service::Slack => Self::Receiver(Receiver::Slack),
+            Service::PagerDuty => Self::Receiver(Receiver::PagerDuty),
+        }
+    }
 }
 
 /// A provider's endpoint (`api` unless named), an ingest stream's route
@@ -218,9 +234,7 @@ fn target(
             Ok(Target::Provider(provider, endpoint.unwrap_or_default()))
         }
         (None, Some(stream), None) if endpoint.is_none() => Ok(Target::Stream(stream)),
-        (None, None, Some(Service::ImpactMetrics)) if endpoint.is_none() => {
-            Ok(Target::ImpactMetrics)
-        }
+        (None, None, Some(service)) if endpoint.is_none() => Ok(service.into()),
         (None, Some(_), None) | (None, None, Some(_)) => {
             Err("endpoint goes with a provider; a stream or a service has one route")
         }
@@ -355,6 +369,12 @@ async fn received(
             rejection.body_text(),
         ),
     }
+}
+
+/// What the alert receivers accepted, PagerDuty's open incidents and the
+/// refusals.
+async fn alerts(State(state): State<Arc<SandboxState>>) -> Response {
+    Json(state.alerts()).into_response()
 }
 
 async fn stats(State(state): State<Arc<SandboxState>>) -> Response {

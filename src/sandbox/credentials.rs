@@ -33,6 +33,13 @@ pub const GOODERA_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2st
 /// `whsec_` + base64 of `sandbox-workday-webhook-key-0001`.
 pub const WORKDAY_WEBHOOK_SECRET: &str = "whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=";
 
+/// The path of the sandbox's Slack incoming webhook; any team, bot and
+/// token are accepted, these are the documented ones.
+pub const SLACK_WEBHOOK_PATH: &str = "/slack/services/TSANDBOX/BSANDBOX/sandbox";
+/// The routing key given to the sandbox's PagerDuty, 32 characters like a
+/// real integration key; any non-blank key is accepted.
+pub const PAGERDUTY_INTEGRATION_KEY: &str = "sandboxpagerdutyintegrationkey01";
+
 /// The variables that point impact-in at a sandbox serving at `base_url`
 /// (no trailing slash), in `.env` order.
 pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
@@ -73,5 +80,17 @@ pub fn env_vars(base_url: &str) -> Vec<(&'static str, String)> {
         ("BUDDY_CONNECTOR_URL", format!("{base_url}/buddy")),
         ("MENTORSHIP_SERVICE_URL", format!("{base_url}/mentorship")),
         ("IMPACT_METRICS_URL", format!("{base_url}/impact-platform")),
+        (
+            "SLACK_WEBHOOK_URL",
+            format!("{base_url}{SLACK_WEBHOOK_PATH}"),
+        ),
+        (
+            "PAGERDUTY_INTEGRATION_KEY",
+            PAGERDUTY_INTEGRATION_KEY.into(),
+        ),
+        (
+            "PAGERDUTY_EVENTS_URL",
+            format!("{base_url}/pagerduty/v2/enqueue"),
+        ),
     ]
 }

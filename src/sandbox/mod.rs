@@ -1,8 +1,9 @@
 //! The provider sandbox: Benevity, Goodera and Workday simulated on one port
 //! to the wire contract of `docs/connectors.md`, so the connectors are tested
 //! over real HTTP, the seven ingest sources the service pulls from
-//! (`ingest/`), with generated records, and the impact platform's metrics
-//! (`metrics.rs`). Tests drive faults through the
+//! (`ingest/`), with generated records, the impact platform's metrics
+//! (`metrics.rs`) and the receivers of the SLA monitor's alerts, Slack and
+//! PagerDuty (`slack.rs`, `pagerduty.rs`). Tests drive faults through the
 //! control API (`/_sandbox/*`).
 //!
 //! The server is a hyper accept loop rather than `axum::serve` because an
@@ -13,6 +14,7 @@
 // to please a size lint would buy nothing at this request rate.
 #![allow(clippy::result_large_err)]
 
+mod alerts;
 mod api;
 mod benevity;
 mod config;
@@ -22,8 +24,10 @@ mod goodera;
 pub mod ingest;
 pub mod metrics;
 mod oauth;
+mod pagerduty;
 mod ratelimit;
 mod schema;
+mod slack;
 mod soap;
 mod state;
 mod webhooks;
@@ -166,6 +170,8 @@ fn router(state: Arc<SandboxState>) -> Router {
         .merge(workday::routes())
         .merge(ingest::routes())
         .merge(metrics::routes())
+        .merge(slack::routes())
+        .merge(pagerduty::routes())
         .fallback(not_found)
         .layer(
             // Method, path and status at debug; never headers or bodies,

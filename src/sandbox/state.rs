@@ -1,6 +1,7 @@
 //! What the sandbox remembers between requests: issued tokens, queued faults,
-//! latency, received deliveries, counters, Goodera's rate windows and the
-//! ingest streams' datasets. One mutex, never held across an `.await`.
+//! latency, received deliveries, counters, Goodera's rate windows, the
+//! ingest streams' datasets and what the alert receivers got. One mutex,
+//! never held across an `.await`.
 
 use std::{
     collections::{BTreeMap, HashMap, VecDeque},
@@ -21,6 +22,7 @@ use strum::VariantArray;
 use tokio::time::Instant;
 
 use super::{
+    alerts::{Alerts, EventAction, PerReceiver, Receiver},
     config::SandboxConfig,
     ingest::{Dataset, DatasetError, Page, Stream, Window},
     ratelimit::{Decision, FixedWindow},
@@ -51,6 +53,7 @@ struct Inner {
     requests: Counters,
     ingest_requests: BTreeMap<Stream, u64>,
     metrics_requests: u64,
+    alerts: Alerts,
     goodera_rate: FixedWindow,
     /// By `Stream as usize`.
     datasets: [Dataset; Stream::VARIANTS.len()],
@@ -83,6 +86,8 @@ pub(crate) enum Target {
     Stream(Stream),
     /// The impact platform's metrics endpoint.
     ImpactMetrics,
+    /// An alert receiver's one route.
+    Receiver(Receiver),
 }
 
 /// A provider's API routes.
@@ -105,6 +110,7 @@ impl fmt::Display for Target {
             Self::Provider(provider, Endpoint::Token) => write!(f, "{provider} token endpoint"),
             Self::Stream(stream) => write!(f, "{stream}"),
             Self::ImpactMetrics => f.write_str("impact metrics"),
+            Self::Receiver(receiver) => write!(f, "{receiver}"),
         }
     }
 }
@@ -179,6 +185,8 @@ pub(crate) struct Stats {
     ingest_requests: BTreeMap<Stream, u64>,
     /// Requests to the impact platform's metrics, likewise.
     metrics_requests: u64,
+    /// Requests to each alert receiver, likewise.
+    alert_requests: PerReceiver,
 }
 
 /// How an API or ingest request is to be treated before its route looks at
@@ -218,6 +226,7 @@ impl SandboxState {
             Target::Provider(provider, _) => inner.requests.bump(provider),
             Target::Stream(stream) => *inner.ingest_requests.entry(stream).or_default() += 1,
             Target::ImpactMetrics => inner.metrics_requests += 1,
+            Target::Receiver(receiver) => inner.alerts.arrived(receiver),
         }
         Arrival {
             fault: inner.next_fault(target),
@@ -387,6 +396,23 @@ impl SandboxState {
         self.webhooks.reset();
     }
 
+    /// Counts a request an alert receiver refused as invalid.
+    pub(crate) fn reject_alert(&self, receiver: Receiver) {
+        self.lock().alerts.reject(receiver);
+    }
+
+    pub(crate) fn accept_slack(&self, path: String, body: Value) {
+        self.lock().alerts.accept_slack(path, body);
+    }
+
+    pub(crate) fn accept_pagerduty(&self, action: EventAction, dedup_key: String, body: Value) {
+        self.lock().alerts.accept_pagerduty(action, dedup_key, body);
+    }
+
+    pub(crate) fn alerts(&self) -> Alerts {
+        self.lock().alerts.clone()
+    }
+
     /// Oldest first.
     pub(crate) fn received(&self, provider: Option<Provider>) -> Vec<Received> {
         self.lock()
@@ -409,6 +435,7 @@ impl SandboxState {
             deliveries,
             ingest_requests: inner.ingest_requests.clone(),
             metrics_requests: inner.metrics_requests,
+            alert_requests: inner.alerts.requests(),
         }
     }
 }
@@ -425,6 +452,7 @@ impl Inner {
             requests: Counters::default(),
             ingest_requests: Stream::VARIANTS.iter().map(|&s| (s, 0)).collect(),
             metrics_requests: 0,
+            alerts: Alerts::default(),
             goodera_rate: FixedWindow::new(config.goodera_per_minute, Duration::from_secs(60)),
             datasets: std::array::from_fn(|_| Dataset::new(config.records)),
         }

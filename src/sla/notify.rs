@@ -521,19 +521,18 @@ mod tests {
                 capped: false,
                 schedule_id: None,
             }),
-            window: Duration::from_secs(24 * 3600 * 1000),
+            window: Duration::from_secs(24 * 3600),
         };
-        let config = crate::config::Config::from_map(
-            &[
-                ("DATABASE_URL", "postgres://localhost/x"),
-                ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
-        )
-        .unwrap()
-        .sla;
+        let config = SlaConfig {
+            thresholds: super::super::Thresholds::default(),
+            monitoring: true,
+            interval: Duration::from_secs(300),
+            window: Duration::from_secs(24 * 3600),
+            slack_webhook: None,
+            pagerduty_key: None,
+            pagerduty_url: "https://events.pagerduty.com/v2/enqueue".parse().unwrap(),
+            public_base_url: None,
+        };
         let event = transition.pagerduty(&config).unwrap();
         let summary = event["payload"]["summary"].as_str().unwrap();
         assert!(summary.chars().count() <= SUMMARY_MAX_CHARS);

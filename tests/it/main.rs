@@ -17,6 +17,7 @@ mod ingest;
 mod pipeline;
 mod retention;
 mod sandbox;
+mod sandbox_alerts;
 mod scheduled_report;
 mod schedules;
 mod sla_monitor;

@@ -1311,7 +1311,8 @@ async fn reset_forgets_faults_latency_deliveries_and_counters_but_not_tokens() {
                 "upskilling-enrollments": 0, "buddy-data": 0,
                 "mentorship-placements": 0
             },
-            "metricsRequests": 0
+            "metricsRequests": 0,
+            "alertRequests": { "slack": 0, "pagerduty": 0 }
         })
     );
 
@@ -1745,6 +1746,10 @@ async fn the_sandbox_command_prints_the_variables_and_stops_on_sigterm() {
     }
     assert!(printed.contains(&format!("WORKDAY_TOKEN_URL={url}/ccx/oauth2/sandbox/token")));
     assert!(printed.contains(&format!("KINTELL_CONNECTOR_URL={url}/kintell")));
+    assert!(printed.contains(&format!(
+        "SLACK_WEBHOOK_URL={url}/slack/services/TSANDBOX/BSANDBOX/sandbox"
+    )));
+    assert!(printed.contains(&format!("PAGERDUTY_EVENTS_URL={url}/pagerduty/v2/enqueue")));
 
     let stats = Client::new()
         .get(format!("{url}/_sandbox/stats"))
