@@ -18,7 +18,7 @@ use super::{
 use crate::{ids::CompanyId, provider::Provider};
 
 /// Held for the evaluation's transaction: a second replica skips its turn.
-const EVALUATION_LOCK: i64 = 0x5_1a_e7a1;
+const EVALUATION_LOCK: i64 = 0x051a_e7a1;
 
 /// The burn-rate windows (Google SRE workbook, table 5-8): a fast burn
 /// pages when both its long and short window burn at the rate; a slow burn
@@ -171,6 +171,7 @@ pub async fn evaluate(ctx: &MonitorContext, now: DateTime<Utc>) -> Result<Evalua
         .fetch_one(&mut *tx)
         .await?;
     if !locked {
+        tx.rollback().await?;
         return Ok(Evaluation::default());
     }
     let rows = figures(&mut tx, &ctx.config.window, now).await?;

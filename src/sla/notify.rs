@@ -36,8 +36,8 @@ impl Channel {
     /// messages leave in the order they were queued.
     fn lock(self) -> i64 {
         match self {
-            Self::PagerDuty => 0x5_1a_0001,
-            Self::Slack => 0x5_1a_0002,
+            Self::PagerDuty => 0x051a_0001,
+            Self::Slack => 0x051a_0002,
         }
     }
 }
@@ -282,6 +282,7 @@ pub async fn deliver_due(
                 .fetch_one(&mut *tx)
                 .await?;
             if !locked {
+                tx.rollback().await?;
                 break;
             }
             let head: Option<Pending> = sqlx::query_as(
@@ -292,7 +293,12 @@ pub async fn deliver_due(
             .bind(channel)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(head) = head else { break };
+            // Ended explicitly: a dropped transaction's rollback waits for
+            // the connection's next use, holding the lock until then.
+            let Some(head) = head else {
+                tx.rollback().await?;
+                break;
+            };
             let mut due = head.next_attempt_at;
             if channel == Channel::Slack {
                 let last: Option<DateTime<Utc>> = sqlx::query_scalar(
@@ -305,6 +311,7 @@ pub async fn deliver_due(
                 }
             }
             if due > now {
+                tx.rollback().await?;
                 next = Some(next.map_or(due, |next| next.min(due)));
                 break;
             }

@@ -192,7 +192,7 @@ impl Thresholds {
     /// A schedule's own run of failed firings (kept by the queue on the
     /// schedule), a breach at the same length as a platform's.
     pub fn schedule_breach(&self, schedule: ScheduleId, run: i64) -> Option<Breach> {
-        (run >= self.consecutive_failures).then(|| Breach {
+        (run >= self.consecutive_failures).then_some(Breach {
             metric: Metric::ConsecutiveFailures,
             status: SlaStatus::Breach,
             value: run as f64,

@@ -53,20 +53,20 @@ impl Monitor {
         monitor::evaluate(&self.ctx, self.now()).await.unwrap()
     }
 
-    /// Sends what is due now, moving the clock a second at a time while
-    /// Slack's spacing holds messages back (at most `seconds`).
-    async fn deliver(&self, seconds: u64) -> Option<DateTime<Utc>> {
-        let mut next = notify::deliver_due(&self.ctx, self.now()).await.unwrap();
-        for _ in 0..seconds {
+    /// Sends what is due now, then moves the clock to each next due time
+    /// (Slack's spacing, a retry) while that is within `seconds` of now.
+    async fn deliver(&self, seconds: i64) -> Option<DateTime<Utc>> {
+        let until = self.now() + chrono::Duration::seconds(seconds);
+        loop {
+            let next = notify::deliver_due(&self.ctx, self.now()).await.unwrap();
             match next {
-                Some(at) if at <= self.now() + chrono::Duration::seconds(1) => {
-                    self.clock.advance(Duration::from_secs(1));
-                    next = notify::deliver_due(&self.ctx, self.now()).await.unwrap();
+                Some(at) if at <= until => {
+                    let ahead = (at - self.now()).to_std().unwrap_or_default();
+                    self.clock.advance(ahead);
                 }
-                _ => break,
+                _ => return next,
             }
         }
-        next
     }
 
     async fn alerts(&self) -> Value {
@@ -129,11 +129,13 @@ impl Monitor {
         .unwrap();
     }
 
-    /// Every failed delivery of `company` replayed with success now.
+    /// The figures of `company` recover: its failed deliveries turn out
+    /// to have succeeded on time, as of now. (A replay would succeed late,
+    /// and rightly breach the latency objective.)
     async fn recover(&self, company: Uuid) {
         sqlx::query(
-            "UPDATE impact_deliveries SET status = 'success', attempt_count = 2,
-                 delivered_at = $2, updated_at = $2
+            "UPDATE impact_deliveries SET status = 'success',
+                 delivered_at = created_at + interval '30 seconds', updated_at = $2
              WHERE company_id = $1 AND status = 'failed'",
         )
         .bind(company)
@@ -175,22 +177,31 @@ fn context(pool: &PgPool, sandbox: &Sandbox, clock: Arc<ManualClock>) -> Monitor
         ("PAGERDUTY_INTEGRATION_KEY", ROUTING_KEY),
         ("PUBLIC_BASE_URL", "https://impact-in.example.com"),
     ]);
-    MonitorContext::new(pool.clone(), config.sla, clock, Duration::from_secs(5)).unwrap()
+    MonitorContext::new(pool.clone(), config.sla, clock, Duration::from_secs(30)).unwrap()
 }
 
 fn key(company: Uuid, provider: &str, metric: &str) -> String {
     format!("impact-in/sla/{company}/{provider}/{metric}")
 }
 
-/// Two hours ago, 20 successes then 20 failures finished: success rate
+/// Two hours ago, 20 successes (2 minutes each) then 20 failures
+/// finished: success rate
 /// 50 % and a run of 20 (breaches: page), an error budget burning over
 /// 6 h and 3 days but not in the last 30 minutes (ticket: Slack only).
 async fn failing_goodera(m: &Monitor, company: Uuid) {
-    let earlier = m.now() - chrono::Duration::hours(3);
     let finished = m.now() - chrono::Duration::hours(2);
-    m.seed(company, "goodera", "success", 20, earlier, finished).await;
-    m.seed(company, "goodera", "failed", 20, earlier + chrono::Duration::minutes(1), finished)
+    let earlier = finished - chrono::Duration::minutes(2);
+    m.seed(company, "goodera", "success", 20, earlier, finished)
         .await;
+    m.seed(
+        company,
+        "goodera",
+        "failed",
+        20,
+        earlier + chrono::Duration::minutes(1),
+        finished,
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -198,7 +209,16 @@ async fn a_breach_pages_once_stays_quiet_and_resolves_once_even_across_a_restart
     let m = Monitor::start(pool).await;
     let (company, healthy) = (Uuid::new_v4(), Uuid::new_v4());
     failing_goodera(&m, company).await;
-    m.seed(healthy, "benevity", "success", 50, m.now() - chrono::Duration::hours(1), m.now() - chrono::Duration::minutes(50)).await;
+    let at = m.now() - chrono::Duration::minutes(50);
+    m.seed(
+        healthy,
+        "benevity",
+        "success",
+        50,
+        at - chrono::Duration::minutes(1),
+        at,
+    )
+    .await;
 
     let first = m.evaluate().await;
     assert!(first.ran);
@@ -221,9 +241,21 @@ async fn a_breach_pages_once_stays_quiet_and_resolves_once_even_across_a_restart
     assert_eq!(event["payload"]["source"], "impact-in");
     let texts = m.slack_texts().await;
     assert_eq!(texts.len(), 3, "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains("SLA breach") && t.contains("success rate 50.00 %")), "{texts:?}");
-    assert!(texts.iter().any(|t| t.contains("SLA warning") && t.contains("error budget burn rate")), "{texts:?}");
-    assert!(texts.iter().all(|t| t.contains(&format!("https://impact-in.example.com/v1/impact-in/delivery-timeline?companyId={company}"))));
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("SLA breach") && t.contains("success rate 50.00 %")),
+        "{texts:?}"
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("SLA warning") && t.contains("error budget burn rate")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().all(|t| t.contains(&format!(
+        "https://impact-in.example.com/v1/impact-in/delivery-timeline?companyId={company}"
+    ))));
 
     // Still breached five minutes later: nothing new.
     m.clock.advance(Duration::from_secs(300));
@@ -232,7 +264,10 @@ async fn a_breach_pages_once_stays_quiet_and_resolves_once_even_across_a_restart
     let restarted = m.another();
     let again = monitor::evaluate(&restarted, m.now()).await.unwrap();
     assert_eq!(again.transitions, 0);
-    assert_eq!(notify::deliver_due(&restarted, m.now()).await.unwrap(), None);
+    assert_eq!(
+        notify::deliver_due(&restarted, m.now()).await.unwrap(),
+        None
+    );
     assert_eq!(m.pages().await.len(), 2);
     assert_eq!(m.slack_texts().await.len(), 3);
 
@@ -257,7 +292,11 @@ async fn a_breach_pages_once_stays_quiet_and_resolves_once_even_across_a_restart
     assert_eq!(alerts["openIncidents"], json!([]));
     assert_eq!(alerts["duplicateTriggers"], 0);
     let texts = m.slack_texts().await;
-    assert_eq!(texts.iter().filter(|t| t.contains("SLA recovered")).count(), 3, "{texts:?}");
+    assert_eq!(
+        texts.iter().filter(|t| t.contains("SLA recovered")).count(),
+        3,
+        "{texts:?}"
+    );
     // No payload, nothing personal: the alerts carry figures and ids only.
     assert!(!alerts.to_string().contains("payload\":{\"report"));
 }
@@ -295,7 +334,7 @@ async fn a_receiver_down_then_up_gets_each_alert_once_in_order(pool: PgPool) {
     m.clock.advance(Duration::from_secs(31));
     m.deliver(10).await;
     let pages = m.pages().await;
-    assert_eq!(pages.len(), 4);
+    assert_eq!(pages.len(), 4, "{pages:?}");
     assert_eq!(pages[2].0, "resolve");
     assert_eq!(m.alerts().await["openIncidents"], json!([]));
 }
@@ -317,12 +356,11 @@ async fn a_gone_slack_webhook_and_an_invalid_page_are_not_retried(pool: PgPool) 
     let tries = sandbox_api::read(&m.sandbox, "stats").await["alertRequests"]["slack"].clone();
     assert_eq!(tries, 1, "one try, then no more");
     assert_eq!(m.unsent().await, 0);
-    let abandoned: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM sla_notifications WHERE abandoned_at IS NOT NULL",
-    )
-    .fetch_one(&m.pool)
-    .await
-    .unwrap();
+    let abandoned: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sla_notifications WHERE abandoned_at IS NOT NULL")
+            .fetch_one(&m.pool)
+            .await
+            .unwrap();
     assert_eq!(abandoned, 4, "three Slack messages and one page");
 }
 
@@ -330,7 +368,15 @@ async fn a_gone_slack_webhook_and_an_invalid_page_are_not_retried(pool: PgPool) 
 async fn one_failure_on_a_quiet_day_does_not_page_and_a_sudden_outage_does(pool: PgPool) {
     let m = Monitor::start(pool).await;
     let (quiet, busy) = (Uuid::new_v4(), Uuid::new_v4());
-    m.seed(quiet, "workday", "failed", 1, m.now() - chrono::Duration::minutes(10), m.now() - chrono::Duration::minutes(2)).await;
+    m.seed(
+        quiet,
+        "workday",
+        "failed",
+        1,
+        m.now() - chrono::Duration::minutes(10),
+        m.now() - chrono::Duration::minutes(2),
+    )
+    .await;
     m.evaluate().await;
     m.deliver(5).await;
     assert_eq!(m.pages().await, []);
@@ -340,17 +386,26 @@ async fn one_failure_on_a_quiet_day_does_not_page_and_a_sudden_outage_does(pool:
 
     // A busy hour, then everything fails for the last five minutes.
     let hour_ago = m.now() - chrono::Duration::minutes(55);
-    m.seed(busy, "benevity", "success", 60, hour_ago, hour_ago).await;
+    m.seed(busy, "benevity", "success", 60, hour_ago, hour_ago)
+        .await;
     let minutes_ago = m.now() - chrono::Duration::minutes(4);
-    m.seed(busy, "benevity", "failed", 40, minutes_ago, minutes_ago).await;
+    m.seed(busy, "benevity", "failed", 40, minutes_ago, minutes_ago)
+        .await;
     m.evaluate().await;
     m.deliver(10).await;
     let pages = m.pages().await;
     assert!(
-        pages.contains(&("trigger".into(), key(busy, "benevity", "errorBudgetBurnRate"))),
+        pages.contains(&(
+            "trigger".into(),
+            key(busy, "benevity", "errorBudgetBurnRate")
+        )),
         "{pages:?}"
     );
-    assert!(pages.iter().all(|(_, key)| !key.contains(&quiet.to_string())));
+    assert!(
+        pages
+            .iter()
+            .all(|(_, key)| !key.contains(&quiet.to_string()))
+    );
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
@@ -359,10 +414,16 @@ async fn two_monitors_on_one_database_page_once(pool: PgPool) {
     failing_goodera(&m, Uuid::new_v4()).await;
     let other = m.another();
     let now = m.now();
-    let (a, b) = tokio::join!(monitor::evaluate(&m.ctx, now), monitor::evaluate(&other, now));
+    let (a, b) = tokio::join!(
+        monitor::evaluate(&m.ctx, now),
+        monitor::evaluate(&other, now)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.transitions + b.transitions, 3, "{a:?} {b:?}");
-    let (x, y) = tokio::join!(notify::deliver_due(&m.ctx, now), notify::deliver_due(&other, now));
+    let (x, y) = tokio::join!(
+        notify::deliver_due(&m.ctx, now),
+        notify::deliver_due(&other, now)
+    );
     x.unwrap();
     y.unwrap();
     m.deliver(5).await;
@@ -377,7 +438,13 @@ async fn the_gauges_show_each_platform_without_a_company_label(pool: PgPool) {
     failing_goodera(&m, Uuid::new_v4()).await;
     m.evaluate().await;
     let app = common::TestApp::start(pool, common::config(&[])).await;
-    let scraped = app.get("/metrics", None).await.body.as_str().unwrap().to_owned();
+    let scraped = app
+        .get("/metrics", None)
+        .await
+        .body
+        .as_str()
+        .unwrap()
+        .to_owned();
     for line in [
         "impact_in_sla_status{platform=\"goodera\"} 2",
         "impact_in_sla_status{platform=\"benevity\"} 0",
@@ -389,7 +456,11 @@ async fn the_gauges_show_each_platform_without_a_company_label(pool: PgPool) {
     ] {
         assert!(scraped.contains(line), "missing {line}");
     }
-    assert!(!scraped.lines().any(|l| l.starts_with("impact_in_sla") && l.contains("company")));
+    assert!(
+        !scraped
+            .lines()
+            .any(|l| l.starts_with("impact_in_sla") && l.contains("company"))
+    );
 }
 
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
