@@ -4,11 +4,12 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|retention|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|retention|sla-monitor|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
 //! cargo bench --bench pipeline -- retention --batch-size 200 --pause-ms 50 # the latency open loop while 1,000,000 rows are cleaned
+//! cargo bench --bench pipeline -- sla-monitor --companies 1000 # one SLA evaluation over 1,000,000 finished deliveries
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -28,9 +29,11 @@ use std::{
 use chrono::{DateTime, Utc};
 use impact_in::{
     auth::JwtSigner,
-    config::{Config, RetentionConfig},
+    clock::SystemClock,
+    config::{Config, RetentionConfig, SlaConfig},
     sandbox::{Sandbox, SandboxConfig, credentials},
     scheduler::retention,
+    sla::{MonitorContext, Thresholds, monitor},
 };
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
@@ -72,6 +75,8 @@ struct Options {
     batch_size: i64,
     /// The retention scenario's `RETENTION_BATCH_PAUSE_MS`.
     pause_ms: u64,
+    /// The SLA monitor scenario's companies.
+    companies: usize,
 }
 
 impl Options {
@@ -84,6 +89,7 @@ impl Options {
             rate: 500,
             seconds: 20,
             rows: 1_000_000,
+            companies: 1_000,
             requests: 1000,
             goodera: 400,
             benevity: 50,
@@ -112,6 +118,7 @@ impl Options {
             options.events = 200;
             options.event_rate = 100;
             options.records = 300;
+            options.companies = 20;
         }
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -139,10 +146,11 @@ impl Options {
                 }
                 "--batch-size" => options.batch_size = value("--batch-size") as i64,
                 "--pause-ms" => options.pause_ms = value("--pause-ms"),
+                "--companies" => options.companies = value("--companies") as usize,
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
                 "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "ingest"
-                | "retention" | "all" => options.scenario = arg,
+                | "retention" | "sla-monitor" | "all" => options.scenario = arg,
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -231,6 +239,16 @@ async fn main() {
             &format!(
                 "retention: open loop {} deliveries/s for {} s, without and then while {} expired deliveries (each with an attempt) are cleaned in batches of {}, {} ms apart",
                 options.rate, options.seconds, options.rows, options.batch_size, options.pause_ms
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "sla-monitor" {
+        let figures = repeat(&options, || sla_monitor(&admin_url, &options)).await;
+        report(
+            &format!(
+                "sla-monitor: one evaluation of {} companies × 3 platforms over {} deliveries finished in the last 3 days (1 company in 10 failing 1 in 5)",
+                options.companies, options.rows
             ),
             &figures,
         );
@@ -929,6 +947,73 @@ async fn retention(admin_url: &str, options: &Options) -> Figures {
         ),
         ("sent twice", repeated as f64),
     ]
+}
+
+/// The SLA monitor's evaluation (`sla::monitor::evaluate`, in this
+/// process, on the service's database): `rows` deliveries of `companies`
+/// companies to the three platforms, finished over the last three days; one
+/// company in ten fails one delivery in five. Times the first evaluation
+/// (every alert opens) and the next (nothing changes).
+async fn sla_monitor(admin_url: &str, options: &Options) -> Figures {
+    let service = Service::start(admin_url).await;
+    let mut db = service.connect().await;
+    let (_, sample) = delivery(Uuid::new_v4(), 0);
+    let companies: Vec<Uuid> = (0..options.companies).map(|_| Uuid::new_v4()).collect();
+    sqlx::query(
+        "INSERT INTO impact_deliveries
+             (id, company_id, provider, delivery_id, payload, payload_hash, status,
+              attempt_count, created_at, updated_at, delivered_at)
+         SELECT gen_random_uuid(), $1[c], (ARRAY['benevity', 'goodera', 'workday'])[1 + i % 3],
+                gen_random_uuid(), $2, md5(i::text), s, 1 + (i % 4 = 0)::int,
+                t - interval '40 seconds', t, CASE WHEN s = 'success' THEN t END
+         FROM generate_series(1, $3::bigint) AS i,
+              LATERAL (SELECT 1 + (i / 3) % array_length($1::uuid[], 1) AS c) AS company,
+              LATERAL (SELECT CASE WHEN c % 10 = 0 AND i % 5 = 0 THEN 'failed'
+                                   ELSE 'success' END AS s,
+                              now() - make_interval(secs => i * 259000.0 / $3) AS t) AS row",
+    )
+    .bind(&companies)
+    .bind(&sample["payload"])
+    .bind(options.rows as i64)
+    .execute(&mut db)
+    .await
+    .expect("seed deliveries");
+    sqlx::query("VACUUM ANALYZE impact_deliveries")
+        .execute(&mut db)
+        .await
+        .expect("vacuum");
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(on_database(admin_url, &service.database).as_str())
+        .await
+        .expect("a pool for the monitor");
+    let config = SlaConfig {
+        thresholds: Thresholds::default(),
+        monitoring: true,
+        interval: Duration::from_secs(300),
+        window: Duration::from_secs(24 * 3600),
+        slack_webhook: None,
+        pagerduty_key: None,
+        pagerduty_url: "http://127.0.0.1:9/v2/enqueue".parse().expect("a URL"),
+        public_base_url: None,
+    };
+    let ctx = MonitorContext::new(pool, config, Arc::new(SystemClock), Duration::from_secs(5))
+        .expect("a client");
+    let mut figures = Vec::new();
+    for name in ["first evaluation s", "steady evaluation s"] {
+        let started = Instant::now();
+        let evaluation = monitor::evaluate(&ctx, Utc::now())
+            .await
+            .expect("evaluates");
+        figures.push((name, started.elapsed().as_secs_f64()));
+        assert!(evaluation.ran);
+        assert_eq!(evaluation.companies, options.companies);
+        if name.starts_with("first") {
+            figures.push(("alerts opened", evaluation.transitions as f64));
+        }
+    }
+    service.stop().await;
+    figures
 }
 
 /// Seeds `rows` finished deliveries over ten companies, then times the

@@ -156,6 +156,9 @@ if [ "${SANDBOX:-1}" != "0" ]; then
   export SLACK_WEBHOOK_URL=$sandbox_url/slack/services/TSANDBOX/BSANDBOX/sandbox \
     PAGERDUTY_INTEGRATION_KEY=sandboxpagerdutyintegrationkey01 \
     PAGERDUTY_EVENTS_URL=$sandbox_url/pagerduty/v2/enqueue
+  # Evaluated every 15 s here (300 s by default), so a breach provoked by
+  # hand shows up in the receivers in seconds; alert links point here.
+  export SLA_MONITOR_INTERVAL_SECS=${SLA_MONITOR_INTERVAL_SECS:-15} PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-$url}
   export BENEVITY_WEBHOOK_SECRET=sandbox-benevity-webhook-secret \
     GOODERA_WEBHOOK_SECRET=whsec_c2FuZGJveC1nb29kZXJhLXdlYmhvb2sta2V5LTAwMDE= \
     WORKDAY_WEBHOOK_SECRET=whsec_c2FuZGJveC13b3JrZGF5LXdlYmhvb2sta2V5LTAwMDE=
