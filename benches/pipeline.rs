@@ -247,7 +247,7 @@ async fn main() {
         let figures = repeat(&options, || sla_monitor(&admin_url, &options)).await;
         report(
             &format!(
-                "sla-monitor: one evaluation of {} companies × 3 platforms over {} deliveries finished in the last 3 days (1 company in 10 failing 1 in 5)",
+                "sla-monitor: one evaluation of {} companies × 3 platforms over {} deliveries finished in the last 3 days (1 company in 10 failing 1 in 7)",
                 options.companies, options.rows
             ),
             &figures,
@@ -952,7 +952,7 @@ async fn retention(admin_url: &str, options: &Options) -> Figures {
 /// The SLA monitor's evaluation (`sla::monitor::evaluate`, in this
 /// process, on the service's database): `rows` deliveries of `companies`
 /// companies to the three platforms, finished over the last three days; one
-/// company in ten fails one delivery in five. Times the first evaluation
+/// company in ten fails one delivery in seven. Times the first evaluation
 /// (every alert opens) and the next (nothing changes).
 async fn sla_monitor(admin_url: &str, options: &Options) -> Figures {
     let service = Service::start(admin_url).await;
@@ -968,7 +968,7 @@ async fn sla_monitor(admin_url: &str, options: &Options) -> Figures {
                 t - interval '40 seconds', t, CASE WHEN s = 'success' THEN t END
          FROM generate_series(1, $3::bigint) AS i,
               LATERAL (SELECT 1 + (i / 3) % array_length($1::uuid[], 1) AS c) AS company,
-              LATERAL (SELECT CASE WHEN c % 10 = 0 AND i % 5 = 0 THEN 'failed'
+              LATERAL (SELECT CASE WHEN c % 10 = 0 AND i % 7 = 0 THEN 'failed'
                                    ELSE 'success' END AS s,
                               now() - make_interval(secs => i * 259000.0 / $3) AS t) AS row",
     )
