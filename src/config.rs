@@ -368,7 +368,10 @@ impl SlaConfig {
                       rates: bool|
          -> Result<crate::sla::objective::Bounds, ConfigError> {
             let (healthy, warning) = if rates {
-                (rate(healthy_var, default.healthy)?, rate(warning_var, default.warning)?)
+                (
+                    rate(healthy_var, default.healthy)?,
+                    rate(warning_var, default.warning)?,
+                )
             } else {
                 (
                     env.positive::<u64>(healthy_var, (default.healthy / scale) as u64)? as f64

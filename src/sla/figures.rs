@@ -18,6 +18,8 @@ use crate::{
 
 /// `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+// The scheduler's firing period is `Period` in the spec.
+#[schema(as = SlaPeriod)]
 pub struct Period {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,

@@ -8,8 +8,18 @@ use crate::ids::ScheduleId;
 
 /// Healthy, warning or breach; ordered, so the worst of several is `max`.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type,
-    strum::IntoStaticStr, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    sqlx::Type,
+    strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[sqlx(type_name = "text", rename_all = "lowercase")]
@@ -33,8 +43,19 @@ impl SlaStatus {
 
 /// What is judged; the wire names are the figures' field names.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type,
-    strum::IntoStaticStr, strum::EnumString, utoipa::ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    sqlx::Type,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "camelCase")]
 #[sqlx(type_name = "text", rename_all = "camelCase")]
@@ -171,7 +192,7 @@ impl Thresholds {
     /// A schedule's own run of failed firings (kept by the queue on the
     /// schedule), a breach at the same length as a platform's.
     pub fn schedule_breach(&self, schedule: ScheduleId, run: i64) -> Option<Breach> {
-        (run >= self.consecutive_failures).then(|| Breach {
+        (run >= self.consecutive_failures).then_some(Breach {
             metric: Metric::ConsecutiveFailures,
             status: SlaStatus::Breach,
             value: run as f64,

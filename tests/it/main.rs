@@ -19,6 +19,7 @@ mod retention;
 mod sandbox;
 mod scheduled_report;
 mod schedules;
+mod sla;
 mod stats;
 mod traces;
 mod webhooks;
