@@ -166,9 +166,12 @@ pub fn recommend(
 
 fn healthy(overall: &Figures) -> String {
     let finished = overall.successful_deliveries + overall.failed_deliveries;
+    if overall.total_deliveries == 0 {
+        return "No deliveries were created in the period: nothing to judge.".to_owned();
+    }
     if finished == 0 {
         return format!(
-            "All platforms healthy: no delivery finished in the period ({} in flight).",
+            "All platforms healthy: no delivery has finished yet ({} in flight).",
             overall.in_flight
         );
     }

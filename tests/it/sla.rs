@@ -442,6 +442,13 @@ async fn the_report_covers_a_full_week_from_monday(pool: PgPool) {
     }
     let report = get(&app, &reader(company), REPORT).await;
     assert_eq!(
+        report["recommendations"],
+        json!([
+            "All platforms healthy: 2 of 2 finished deliveries succeeded (100 %), p95 delivery \
+             latency 2 s, none retried."
+        ])
+    );
+    assert_eq!(
         report["period"],
         json!({"start": "2026-11-30T00:00:00Z", "end": "2026-12-07T00:00:00Z"})
     );
@@ -454,6 +461,16 @@ async fn the_report_covers_a_full_week_from_monday(pool: PgPool) {
     )
     .await;
     assert_eq!(this_week["overall"]["totalDeliveries"], 1);
+    let empty = get(
+        &app,
+        &reader(company),
+        &format!("{REPORT}?weekStart=2026-11-23"),
+    )
+    .await;
+    assert_eq!(
+        empty["recommendations"],
+        json!(["No deliveries were created in the period: nothing to judge."])
+    );
     assert_eq!(
         this_week["period"],
         json!({"start": "2026-12-07T00:00:00Z", "end": "2026-12-14T00:00:00Z"})
