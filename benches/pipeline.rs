@@ -4,7 +4,7 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|ratelimit|webhooks|retention|sla-monitor|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|sla|ratelimit|webhooks|retention|sla-monitor|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
@@ -26,7 +26,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use impact_in::{
     auth::JwtSigner,
     clock::SystemClock,
@@ -53,7 +53,7 @@ struct Options {
     rate: u64,
     seconds: u64,
     rows: u64,
-    /// Listing requests timed per query and run.
+    /// Listing and SLA requests timed per query and run.
     requests: usize,
     /// Goodera deliveries queued at once in the rate-limit scenario.
     goodera: usize,
@@ -149,8 +149,8 @@ impl Options {
                 "--companies" => options.companies = value("--companies") as usize,
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
-                "throughput" | "latency" | "listing" | "ratelimit" | "webhooks" | "ingest"
-                | "retention" | "sla-monitor" | "all" => options.scenario = arg,
+                "throughput" | "latency" | "listing" | "sla" | "ratelimit" | "webhooks"
+                | "ingest" | "retention" | "sla-monitor" | "all" => options.scenario = arg,
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -258,6 +258,16 @@ async fn main() {
         report(
             &format!(
                 "listing: {} rows, {} requests per query",
+                options.rows, options.requests
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "sla" {
+        let figures = sla(&admin_url, &options).await;
+        report(
+            &format!(
+                "sla: {} rows, {} requests per query",
                 options.rows, options.requests
             ),
             &figures,
@@ -1016,11 +1026,9 @@ async fn sla_monitor(admin_url: &str, options: &Options) -> Figures {
     figures
 }
 
-/// Seeds `rows` finished deliveries over ten companies, then times the
-/// cockpit's filtered first page and a deep page by cursor.
-async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
-    let service = Service::start(admin_url).await;
-    let mut db = service.connect().await;
+/// The listing's log: `rows` finished deliveries over ten companies, one
+/// second apart back from now, then `VACUUM ANALYZE`; the companies.
+async fn seed_log(db: &mut PgConnection, rows: u64) -> Vec<Uuid> {
     let companies: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
     let (_, sample) = delivery(companies[0], 0);
     let seeding = Instant::now();
@@ -1040,27 +1048,79 @@ async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
     )
     .bind(&companies)
     .bind(&sample["payload"])
-    .bind(options.rows as i64)
-    .execute(&mut db)
+    .bind(rows as i64)
+    .execute(&mut *db)
     .await
     .expect("seed");
     sqlx::query("VACUUM ANALYZE impact_deliveries")
-        .execute(&mut db)
+        .execute(&mut *db)
         .await
         .expect("vacuum");
     println!(
-        "  seeded {} rows in {:.1} s",
-        options.rows,
+        "  seeded {rows} rows in {:.1} s",
         seeding.elapsed().as_secs_f64()
     );
+    companies
+}
+
+/// A query timed: the names of its p50 and p99 figures, and its URL.
+type Timed = (&'static str, &'static str, String);
+
+/// Each query `--requests` times in turn, sequentially, once as a warm-up
+/// (printed, discarded) and then `--runs` times; `check` looks at every
+/// answer.
+async fn time_queries(
+    service: &Service,
+    token: &str,
+    options: &Options,
+    queries: &[Timed],
+    check: impl Fn(&str, &Value),
+) -> Vec<Figures> {
+    let mut runs = Vec::new();
+    for run in 0..=options.runs {
+        let mut figures = Figures::new();
+        for (p50, p99, url) in queries {
+            let mut samples = Vec::with_capacity(options.requests);
+            for _ in 0..options.requests {
+                let started = Instant::now();
+                let response = service
+                    .http
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .expect("GET answers");
+                assert_eq!(response.status(), 200, "{url}");
+                let body: Value = response.json().await.expect("a JSON answer");
+                samples.push(millis(started.elapsed()));
+                check(url, &body);
+            }
+            samples.sort_by(f64::total_cmp);
+            figures.push((*p50, percentile(&samples, 50.0)));
+            figures.push((*p99, percentile(&samples, 99.0)));
+        }
+        if run == 0 {
+            println!("  warm-up (discarded): {}", line(&figures));
+        } else {
+            println!("  run {run}: {}", line(&figures));
+            runs.push(figures);
+        }
+    }
+    let rss = service.peak_rss_mib();
+    println!("  peak RSS MiB {rss:.1}");
+    runs
+}
+
+/// Seeds the log, then times the cockpit's filtered first page and a deep
+/// page by cursor.
+async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
+    let service = Service::start(admin_url).await;
+    let mut db = service.connect().await;
+    let companies = seed_log(&mut db, options.rows).await;
 
     let company = companies[3];
     let token = service.token(company);
     let base = format!("{}/v1/impact-in/deliveries", service.url);
-    // The cockpit's first page, counted: one company's successes (6 in 7
-    // of its rows) and its failures (1 in 7).
-    let succeeded = format!("{base}?companyId={company}&status=success&limit=20");
-    let failed = format!("{base}?companyId={company}&status=failed&limit=20");
     // A cursor half-way down the company's rows (about 50,000 deep).
     let deep: (DateTime<Utc>, Uuid) = sqlx::query_as(
         "SELECT created_at, id FROM impact_deliveries WHERE company_id = $1
@@ -1075,53 +1135,109 @@ async fn listing(admin_url: &str, options: &Options) -> Vec<Figures> {
         at: deep.0,
         id: deep.1,
     };
-    let deep_page = format!("{base}?companyId={company}&limit=20&cursor={cursor}");
+    let queries = [
+        // The cockpit's first page, counted: one company's successes (6 in
+        // 7 of its rows) and its failures (1 in 7).
+        (
+            "first page, successes p50 ms",
+            "first page, successes p99 ms",
+            format!("{base}?companyId={company}&status=success&limit=20"),
+        ),
+        (
+            "first page, failures p50 ms",
+            "first page, failures p99 ms",
+            format!("{base}?companyId={company}&status=failed&limit=20"),
+        ),
+        (
+            "deep cursor page p50 ms",
+            "deep cursor page p99 ms",
+            format!("{base}?companyId={company}&limit=20&cursor={cursor}"),
+        ),
+    ];
+    let runs = time_queries(&service, &token, options, &queries, |url, page| {
+        assert_eq!(page["data"].as_array().map(Vec::len), Some(20), "{url}");
+    })
+    .await;
+    service.stop().await;
+    runs
+}
 
-    let requests = options.requests;
-    let time = |url: String| {
-        let (service, token) = (&service, &token);
-        async move {
-            let mut samples = Vec::with_capacity(requests);
-            for _ in 0..requests {
-                let started = Instant::now();
-                let response = service
-                    .http
-                    .get(&url)
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .expect("GET answers");
-                assert_eq!(response.status(), 200);
-                let page: Value = response.json().await.expect("page JSON");
-                assert_eq!(page["data"].as_array().map(Vec::len), Some(20));
-                samples.push(millis(started.elapsed()));
-            }
-            samples.sort_by(f64::total_cmp);
-            samples
+/// The SLA routes over the listing's log, whose failed deliveries get a
+/// failed attempt each (of the four classes in turn): one company's status
+/// over the last week and the last 90 days (all its rows), the report of
+/// the week starting the Monday on or before 7 days ago, and the timeline.
+async fn sla(admin_url: &str, options: &Options) -> Vec<Figures> {
+    let service = Service::start(admin_url).await;
+    let mut db = service.connect().await;
+    let companies = seed_log(&mut db, options.rows).await;
+    sqlx::query(
+        "INSERT INTO delivery_attempts
+             (delivery_id, attempt_number, trigger, started_at, finished_at, duration_ms,
+              http_status, error_class)
+         SELECT id, 1, 'automatic', updated_at, updated_at, 120,
+                (ARRAY[401, 429, 503, 422])[1 + n % 4],
+                (ARRAY['auth', 'rate_limited', 'transient', 'permanent'])[1 + n % 4]
+         FROM (SELECT id, updated_at, row_number() OVER () AS n
+               FROM impact_deliveries WHERE status = 'failed') AS failed",
+    )
+    .execute(&mut db)
+    .await
+    .expect("seed attempts");
+    sqlx::query("VACUUM ANALYZE delivery_attempts")
+        .execute(&mut db)
+        .await
+        .expect("vacuum");
+
+    let company = companies[3];
+    let token = service.token(company);
+    let now = Utc::now();
+    let timestamp = |at: DateTime<Utc>| at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let week_ago = (now - chrono::Duration::days(7)).date_naive();
+    let monday = week_ago - chrono::Days::new(u64::from(week_ago.weekday().num_days_from_monday()));
+    let base = format!("{}/v1/impact-in", service.url);
+    let queries = [
+        (
+            "status, 7 days p50 ms",
+            "status, 7 days p99 ms",
+            format!(
+                "{base}/sla-status?companyId={company}&startDate={}&endDate={}",
+                timestamp(now - chrono::Duration::days(7)),
+                timestamp(now)
+            ),
+        ),
+        (
+            "status, 90 days p50 ms",
+            "status, 90 days p99 ms",
+            format!(
+                "{base}/sla-status?companyId={company}&startDate={}&endDate={}",
+                timestamp(now - chrono::Duration::days(90)),
+                timestamp(now)
+            ),
+        ),
+        (
+            "report, a week p50 ms",
+            "report, a week p99 ms",
+            format!("{base}/sla-report?companyId={company}&weekStart={monday}"),
+        ),
+        (
+            "timeline, 30 p50 ms",
+            "timeline, 30 p99 ms",
+            format!("{base}/delivery-timeline?companyId={company}"),
+        ),
+    ];
+    let covered = std::sync::Mutex::new(Vec::new());
+    let runs = time_queries(&service, &token, options, &queries, |url, body| {
+        let mut covered = covered.lock().expect("not poisoned");
+        if let Some(total) = body["overall"]["totalDeliveries"].as_i64()
+            && !covered.iter().any(|(seen, _)| seen == url)
+        {
+            covered.push((url.to_owned(), total));
         }
-    };
-    let mut runs = Vec::new();
-    for run in 0..=options.runs {
-        let succeeded = time(succeeded.clone()).await;
-        let failed = time(failed.clone()).await;
-        let deep = time(deep_page.clone()).await;
-        let figures = vec![
-            ("first page, successes p50 ms", percentile(&succeeded, 50.0)),
-            ("first page, successes p99 ms", percentile(&succeeded, 99.0)),
-            ("first page, failures p50 ms", percentile(&failed, 50.0)),
-            ("first page, failures p99 ms", percentile(&failed, 99.0)),
-            ("deep cursor page p50 ms", percentile(&deep, 50.0)),
-            ("deep cursor page p99 ms", percentile(&deep, 99.0)),
-        ];
-        if run == 0 {
-            println!("  warm-up (discarded): {}", line(&figures));
-        } else {
-            println!("  run {run}: {}", line(&figures));
-            runs.push(figures);
-        }
+    })
+    .await;
+    for (url, total) in covered.into_inner().expect("not poisoned") {
+        println!("  {total} deliveries: {url}");
     }
-    let rss = service.peak_rss_mib();
-    println!("  peak RSS MiB {rss:.1}");
     service.stop().await;
     runs
 }

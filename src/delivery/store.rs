@@ -49,14 +49,9 @@ pub async fn list(
     start: Start,
 ) -> Result<ListPage, sqlx::Error> {
     let (after, offset) = start.split();
-    let mut page = QueryBuilder::new(format!("SELECT {COLUMNS} FROM impact_deliveries"));
-    push_filter(&mut page, filter, after);
     // One row beyond the page tells whether another page follows, without
     // trusting a count taken by a separate statement.
-    page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1)
-        .push(" OFFSET ")
-        .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    let mut page = newest_first(filter, after, i64::from(limit) + 1, offset);
 
     let (rows, total) = if after.is_some() {
         (
@@ -77,6 +72,35 @@ pub async fn list(
         id: d.id.0,
     });
     Ok(ListPage { rows, total, next })
+}
+
+/// The newest `limit` deliveries matching the filter, in list order,
+/// without the list's count (the SLA timeline).
+pub async fn newest(
+    pool: &PgPool,
+    filter: &ListFilter,
+    limit: u32,
+) -> Result<Vec<Delivery>, sqlx::Error> {
+    newest_first(filter, None, i64::from(limit), 0)
+        .build_query_as()
+        .fetch_all(pool)
+        .await
+}
+
+fn newest_first(
+    filter: &ListFilter,
+    after: Option<Cursor>,
+    limit: i64,
+    offset: u64,
+) -> QueryBuilder<Postgres> {
+    let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM impact_deliveries"));
+    push_filter(&mut query, filter, after);
+    query
+        .push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit)
+        .push(" OFFSET ")
+        .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+    query
 }
 
 /// A delivery by its record id or its `deliveryId`, if the scope covers it.

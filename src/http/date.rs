@@ -14,6 +14,9 @@ pub enum Day {
     Start,
     /// Its last instant: an upper bound includes the whole day.
     End,
+    /// The first instant of the next day: an exclusive upper bound (the SLA
+    /// periods, `[start, end)`) includes the whole day.
+    After,
 }
 
 /// Four-digit years only, as written. Far wider dates reach past chrono
@@ -41,12 +44,16 @@ pub fn parse(raw: &str, day: Day) -> Result<DateTime<Utc>, &'static str> {
                 return Err(FORMS);
             }
             let date = NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| FORMS)?;
-            let time = match day {
-                Day::Start => NaiveTime::MIN,
-                Day::End => NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999)
-                    .expect("23:59:59.999999 is a time of day"),
+            let instant = match day {
+                Day::Start => date.and_time(NaiveTime::MIN),
+                Day::End => date.and_time(
+                    NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999)
+                        .expect("23:59:59.999999 is a time of day"),
+                ),
+                // chrono's dates reach far past year 9999.
+                Day::After => (date + chrono::Days::new(1)).and_time(NaiveTime::MIN),
             };
-            (date.year(), date.and_time(time).and_utc())
+            (date.year(), instant.and_utc())
         }
     };
     if YEARS.contains(&written) {
@@ -92,6 +99,10 @@ mod tests {
         assert_eq!(
             parse("9999-12-31", Day::End).unwrap().to_rfc3339(),
             "9999-12-31T23:59:59.999999+00:00"
+        );
+        assert_eq!(
+            parse("2026-01-31", Day::After).unwrap().to_rfc3339(),
+            "2026-02-01T00:00:00+00:00"
         );
         assert_eq!(
             parse("2026-01-31T12:00:00+02:00", Day::End)

@@ -14,6 +14,7 @@ pub mod openapi;
 mod paging;
 mod replay;
 mod schedules;
+mod sla;
 mod stats;
 pub mod views;
 mod webhooks;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             .merge(deliveries::routes())
             .merge(replay::routes())
             .merge(stats::routes())
+            .merge(sla::routes())
             .merge(webhooks::routes(state.config.webhooks.body_limit_bytes))
             .merge(ingest::routes())
             .merge(credentials::routes())

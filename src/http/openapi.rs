@@ -31,6 +31,9 @@ use crate::app::AppState;
         super::replay::bulk_replay,
         super::replay::retry_all_failed,
         super::stats::show,
+        super::sla::status,
+        super::sla::weekly_report,
+        super::sla::delivery_timeline,
         super::webhooks::receive_global,
         super::webhooks::receive_for_company,
         super::webhooks::health,
@@ -63,6 +66,7 @@ use crate::app::AppState;
     tags(
         (name = "deliveries", description = "The delivery log"),
         (name = "replay", description = "Operator replays"),
+        (name = "sla", description = "The delivery SLA per platform (docs/sla.md)"),
         (name = "webhooks", description = "Provider webhooks in (signed, no bearer token)"),
         (name = "ingest", description = "Records pulled from the source systems, personal data redacted"),
         (name = "schedules", description = "Per-company export schedules (docs/scheduling.md)"),

@@ -1,13 +1,18 @@
 //! The delivery SLA (docs/sla.md): figures per platform and overall over a
 //! period, judged against configurable objectives (`objective`), computed
-//! from the delivery log (`figures`); and the monitor that alerts on them
-//! (`monitor` evaluates, `notify` tells PagerDuty and Slack, `task` loops).
+//! from the delivery log (`figures`); the routes' periods (`period`),
+//! answers and recommendations (`report`) and delivery timeline
+//! (`timeline`); and the monitor that alerts on them (`monitor` evaluates,
+//! `notify` tells PagerDuty and Slack, `task` loops).
 
 pub mod figures;
 pub mod monitor;
 pub mod notify;
 pub mod objective;
+pub mod period;
+pub mod report;
 pub mod task;
+pub mod timeline;
 
 pub use figures::{Figures, Period, SlaFigures};
 pub use objective::{Breach, Metric, SlaStatus, Thresholds};

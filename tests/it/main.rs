@@ -20,6 +20,7 @@ mod sandbox;
 mod sandbox_alerts;
 mod scheduled_report;
 mod schedules;
+mod sla;
 mod sla_monitor;
 mod stats;
 mod traces;
