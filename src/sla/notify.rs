@@ -97,8 +97,15 @@ impl Transition {
                 format!("{:.1}×", breach.threshold),
             ),
         };
+        // Past the breach bound on too few deliveries: say why it is
+        // only a warning.
+        let capped = if breach.capped {
+            ", too few to breach"
+        } else {
+            ""
+        };
         format!(
-            "{} {value} (threshold {threshold}, {} deliveries)",
+            "{} {value} (threshold {threshold}, {} deliveries{capped})",
             label(self.metric),
             breach.samples
         )
