@@ -383,7 +383,10 @@ async fn one_failure_on_a_quiet_day_does_not_page_and_a_sudden_outage_does(pool:
     let texts = m.slack_texts().await;
     assert_eq!(texts.len(), 1, "too few samples: a warning, not a breach");
     assert!(texts[0].contains("SLA warning"), "{texts:?}");
-    assert!(texts[0].contains("1 deliveries, too few to breach"), "{texts:?}");
+    assert!(
+        texts[0].contains("1 deliveries, too few to breach"),
+        "{texts:?}"
+    );
 
     // A busy hour, then everything fails for the last five minutes.
     let hour_ago = m.now() - chrono::Duration::minutes(55);
