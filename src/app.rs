@@ -175,6 +175,9 @@ impl AppState {
 
 /// Serves until SIGTERM/SIGINT, then drains within the shutdown timeout.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before the port is bound: a probe or a test may signal as soon as it
+    // answers.
+    let signals = ShutdownSignals::listen();
     let db = db::connect_lazy(&config.database)?;
     let addr = (config.host, config.port);
     let state = AppState::new(config, db)?;
@@ -243,7 +246,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
 
-    wait_for_signal().await;
+    signals.received().await;
     tracing::info!(timeout = ?shutdown_timeout, "shutdown requested; draining");
     state.lifecycle.mark_draining();
     shutdown.cancel();
@@ -289,29 +292,55 @@ fn log_providers(config: &Config) {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
+/// SIGTERM and SIGINT, listened for from the moment it is made: one that
+/// arrives while the server is still starting up then drains it like any
+/// other, instead of killing it on the spot (the default action).
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| {
+                signal(kind)
+                    .inspect_err(|err| tracing::error!(error = %err, "cannot listen for {name}"))
+                    .ok()
+            };
+            Self {
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    async fn received(mut self) {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(self.terminate.take()) => {}
+                () = wait(self.interrupt.take()) => {}
+            }
+        }
+        #[cfg(not(unix))]
         if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

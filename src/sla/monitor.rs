@@ -230,7 +230,7 @@ pub async fn evaluate(ctx: &MonitorContext, now: DateTime<Utc>) -> Result<Evalua
             before,
             after,
             breach: breach.cloned(),
-            window: ctx.config.window,
+            window: window_of(breach, ctx.config.window),
         };
         notify::enqueue(&mut tx, &ctx.config, &transition, now).await?;
         tracing::info!(
@@ -249,6 +249,20 @@ pub async fn evaluate(ctx: &MonitorContext, now: DateTime<Utc>) -> Result<Evalua
         companies: companies.len(),
         transitions,
     })
+}
+
+/// The window a breach was judged over, for its messages: a burn-rate
+/// alert's long window, else the monitor's.
+fn window_of(breach: Option<&Breach>, window: std::time::Duration) -> std::time::Duration {
+    breach
+        .filter(|breach| breach.metric == Metric::ErrorBudgetBurnRate)
+        .and_then(|breach| {
+            burn_rules()
+                .into_iter()
+                .find(|rule| rule.rate == breach.threshold)
+        })
+        .and_then(|rule| rule.long.to_std().ok())
+        .unwrap_or(window)
 }
 
 /// Upserts an open alert; `opened` restarts its `opened_at`.
@@ -447,6 +461,24 @@ mod tests {
         // One failure, the only delivery of the day.
         let lone = [(w(1, 1), w(1, 1)), (w(1, 1), w(1, 1)), (w(1, 1), w(1, 1))];
         assert_eq!(burn_alert(&lone, &thresholds), None);
+    }
+
+    #[test]
+    fn a_burn_rate_alert_names_its_long_window() {
+        let day = std::time::Duration::from_secs(24 * 3600);
+        let thresholds = Thresholds::default();
+        let calm = w(100, 0);
+        let slow = [
+            (calm, calm),
+            (w(200, 6), w(40, 2)),
+            (w(2400, 72), w(200, 6)),
+        ];
+        let ticket = burn_alert(&slow, &thresholds).unwrap();
+        assert_eq!(window_of(Some(&ticket), day).as_secs(), 3 * 24 * 3600);
+        let outage = [(w(200, 60), w(40, 40)), (calm, calm), (calm, calm)];
+        let page = burn_alert(&outage, &thresholds).unwrap();
+        assert_eq!(window_of(Some(&page), day).as_secs(), 3600);
+        assert_eq!(window_of(None, day), day);
     }
 
     #[test]

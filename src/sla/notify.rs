@@ -121,13 +121,18 @@ impl Transition {
     }
 
     fn sentence(&self) -> String {
+        let hours = self.window.as_secs() / 3600;
+        let window = if hours.is_multiple_of(24) && hours > 24 {
+            format!("{} days", hours / 24)
+        } else {
+            format!("{hours} h")
+        };
         format!(
-            "{}: {} for company {}: {} over the last {} h.",
+            "{}: {} for company {}: {} over the last {window}.",
             self.headline(),
             platform_name(self.provider),
             self.company,
             self.what(),
-            self.window.as_secs() / 3600
         )
     }
 

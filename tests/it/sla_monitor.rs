@@ -248,9 +248,9 @@ async fn a_breach_pages_once_stays_quiet_and_resolves_once_even_across_a_restart
         "{texts:?}"
     );
     assert!(
-        texts
-            .iter()
-            .any(|t| t.contains("SLA warning") && t.contains("error budget burn rate")),
+        texts.iter().any(|t| t.contains("SLA warning")
+            && t.contains("error budget burn rate")
+            && t.contains("over the last 3 days")),
         "{texts:?}"
     );
     assert!(texts.iter().all(|t| t.contains(&format!(
