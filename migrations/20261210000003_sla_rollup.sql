@@ -59,7 +59,7 @@ CREATE FUNCTION sla_buckets(buckets int[], counts int8[]) RETURNS int8[]
 DECLARE
     out int8[];
 BEGIN
-    IF cardinality(buckets) = 0 THEN
+    IF buckets IS NULL OR cardinality(buckets) = 0 THEN
         RETURN NULL;
     END IF;
     out := array_fill(0::int8, ARRAY[max_b - min_b + 1], ARRAY[min_b])
@@ -108,8 +108,8 @@ BEGIN
            coalesce(sum(n) FILTER (WHERE retried), 0),
            coalesce(sum(n) FILTER (WHERE retried AND status = 'success'), 0),
            coalesce(sum(ms) FILTER (WHERE status = 'success'), 0),
-           sla_buckets(array_agg(bucket) FILTER (WHERE status = 'success' AND n <> 0),
-                       array_agg(n) FILTER (WHERE status = 'success' AND n <> 0))
+           sla_buckets(array_agg(bucket) FILTER (WHERE bucket IS NOT NULL AND n <> 0),
+                       array_agg(n) FILTER (WHERE bucket IS NOT NULL AND n <> 0))
     FROM (
         SELECT company_id, provider, hour, status, retried, bucket, sum(sign) AS n,
                sum(sign * ms) AS ms
