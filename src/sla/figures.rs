@@ -228,7 +228,7 @@ impl Tally {
                 edges[low_bucket as usize] <= threshold
                     && threshold <= edges[high_bucket as usize - 1]
             });
-        (!split).then(|| low + fraction * (high - low))
+        (!split).then_some(low + fraction * (high - low))
     }
 
     /// The bucket of the `k`th smallest success (from 0) and an estimate
