@@ -1,10 +1,14 @@
 //! SLA figures over a period: per platform and overall, for the deliveries
 //! created in it, from the delivery log (docs/sla.md gives each definition).
-//! Two statements: one aggregate over the period (an index-only scan of
-//! `impact_deliveries_sla_idx` for one company), then each platform's
-//! current run of failures, read from its newest success onwards.
+//! The whole hours of the period are read from the `sla_hourly` rollup
+//! (kept by triggers on the log), the partial hours at either end from the
+//! raw rows in the same shape; then each platform's current run of
+//! failures, read from its newest success onwards, and, for a few
+//! successes, the exact p95.
 
-use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgPool, QueryBuilder};
 
@@ -161,57 +165,179 @@ impl Counts {
     }
 }
 
+/// Deliveries of one platform over part of the period, from the rollup
+/// (one hour) or from raw rows (one latency bucket of a partial hour):
+/// counts, the successes' latency sum and their histogram, counts per
+/// bucket from bucket `lowest` on (see `sla_latency_bucket`).
 #[derive(FromRow)]
-struct Group {
-    provider: Option<Provider>,
-    #[sqlx(flatten)]
-    counts: Counts,
-    last_success_at: Option<DateTime<Utc>>,
+struct Part {
+    provider: Provider,
+    total: i64,
+    successful: i64,
+    failed: i64,
+    retried: i64,
+    retried_successful: i64,
+    latency_sum_ms: f64,
+    lowest: Option<i32>,
+    buckets: Option<Vec<i64>>,
 }
 
-/// The figures of the deliveries in `scope` created in `period`.
+/// One platform's parts added up, or all platforms'.
+#[derive(Default)]
+struct Tally {
+    counts: Counts,
+    latency_sum_ms: f64,
+    /// Successes per latency bucket.
+    histogram: BTreeMap<i32, i64>,
+}
+
+impl Tally {
+    fn add(&mut self, part: &Part) {
+        self.counts.total += part.total;
+        self.counts.successful += part.successful;
+        self.counts.failed += part.failed;
+        self.counts.retried += part.retried;
+        self.counts.retried_successful += part.retried_successful;
+        self.latency_sum_ms += part.latency_sum_ms;
+        if let (Some(lowest), Some(buckets)) = (part.lowest, &part.buckets) {
+            for (bucket, n) in (lowest..).zip(buckets) {
+                *self.histogram.entry(bucket).or_default() += n;
+            }
+        }
+    }
+
+    /// The successes' p95 (as `percentile_cont(0.95)`) estimated from the
+    /// histogram, or `None` when only the raw rows can tell: the rank falls
+    /// in the last bucket (unbounded), or the two successes it lies
+    /// between sit in different buckets with a threshold between them (the
+    /// status could then differ from the exact one's).
+    fn p95_estimate(&self, edges: &[f64], thresholds: &[f64]) -> Option<f64> {
+        // percentile_cont: position 0.95 (n - 1) among the sorted values,
+        // interpolated between its neighbours.
+        let position = 0.95 * (self.counts.successful - 1) as f64;
+        let below = position.floor() as i64;
+        let fraction = position - below as f64;
+        let (low_bucket, low) = self.order_statistic(below, edges)?;
+        let (high_bucket, high) = if fraction > 0.0 {
+            self.order_statistic(below + 1, edges)?
+        } else {
+            (low_bucket, low)
+        };
+        let split = low_bucket != high_bucket
+            && thresholds.iter().any(|&threshold| {
+                edges[low_bucket as usize] <= threshold
+                    && threshold <= edges[high_bucket as usize - 1]
+            });
+        (!split).then_some(low + fraction * (high - low))
+    }
+
+    /// The bucket of the `k`th smallest success (from 0) and an estimate
+    /// of it: the successes of a bucket spread evenly over its width, so
+    /// the estimate is off by less than the bucket's width. `None` past the
+    /// last edge.
+    fn order_statistic(&self, k: i64, edges: &[f64]) -> Option<(i32, f64)> {
+        let mut before = 0;
+        for (&bucket, &n) in &self.histogram {
+            if n > 0 && k < before + n {
+                let index = usize::try_from(bucket).ok()?;
+                let upper = *edges.get(index)?;
+                // Bucket 0 holds the latencies up to the first edge (~1 ms).
+                let lower = index.checked_sub(1).map_or(0.0, |below| edges[below]);
+                let share = ((k - before) as f64 + 0.5) / n as f64;
+                return Some((bucket, lower + share * (upper - lower)));
+            }
+            before += n;
+        }
+        None
+    }
+}
+
+/// Up to this many successes a p95 is computed exactly from the raw rows
+/// (an exact sort of a few thousand latencies is cheap); above, it is read
+/// from the rollup's histogram (docs/sla.md gives the error bound).
+const EXACT_P95_UP_TO: i64 = 2_000;
+
+/// The figures of the deliveries in `scope` created in `period`: the whole
+/// hours from the `sla_hourly` rollup, the partial hours at either end
+/// from the raw rows in the same shape.
 pub async fn compute(
     db: &PgPool,
     scope: &CompanyScope,
     period: Period,
     thresholds: &Thresholds,
 ) -> Result<SlaFigures, sqlx::Error> {
-    let mut query = QueryBuilder::new("SELECT provider, ");
-    query.push(aggregates("true")).push(
-        ", max(created_at) FILTER (WHERE status = 'success') AS last_success_at
-         FROM impact_deliveries WHERE created_at >= ",
+    let (first_hour, last_hour) = whole_hours(period);
+    let mut query = QueryBuilder::new(
+        "SELECT provider, total, successful, failed, retried, retried_successful,
+                latency_sum_ms, array_lower(latency_buckets, 1) AS lowest,
+                -- sliced: sqlx decodes arrays numbered from 1 only
+                latency_buckets[:] AS buckets
+         FROM sla_hourly WHERE hour >= ",
+    );
+    query
+        .push_bind(first_hour)
+        .push(" AND hour < ")
+        .push_bind(last_hour);
+    scope.push_and(&mut query);
+    query.push(
+        " UNION ALL
+         SELECT provider, count(*), count(*) FILTER (WHERE status = 'success'),
+                count(*) FILTER (WHERE status = 'failed'),
+                count(*) FILTER (WHERE attempt_count > 1 AND status IN ('success', 'failed')),
+                count(*) FILTER (WHERE attempt_count > 1 AND status = 'success'),
+                coalesce(sum(ms), 0), sla_latency_bucket(ms),
+                CASE WHEN sla_latency_bucket(ms) IS NOT NULL THEN ARRAY[count(*)] END
+         FROM (SELECT provider, status, attempt_count,
+                      CASE WHEN status = 'success'
+                           THEN extract(epoch FROM delivered_at - created_at)::float8 * 1000
+                      END AS ms
+               FROM impact_deliveries
+               WHERE (created_at >= ",
     );
     query
         .push_bind(period.start)
         .push(" AND created_at < ")
-        .push_bind(period.end);
+        .push_bind(first_hour)
+        .push(" OR created_at >= ")
+        .push_bind(last_hour)
+        .push(" AND created_at < ")
+        .push_bind(period.end)
+        .push(")");
     scope.push_and(&mut query);
-    query.push(" GROUP BY ROLLUP (provider)");
-    let groups: Vec<Group> = query.build_query_as().fetch_all(db).await?;
+    query.push(") AS raw GROUP BY provider, 8");
+    let parts: Vec<Part> = query.build_query_as().fetch_all(db).await?;
 
-    let runs = failure_runs(db, scope, period, &groups).await?;
+    let mut overall = Tally::default();
+    let mut platforms: Vec<(Provider, Tally)> = Provider::ALL
+        .into_iter()
+        .map(|provider| (provider, Tally::default()))
+        .collect();
+    for part in &parts {
+        overall.add(part);
+        if let Some((_, tally)) = platforms.iter_mut().find(|(p, _)| *p == part.provider) {
+            tally.add(part);
+        }
+    }
+    latencies(db, scope, period, thresholds, &mut overall, &mut platforms).await?;
+
+    let runs = failure_runs(db, scope, period, &platforms).await?;
     let schedules = failing_schedules(db, scope, thresholds).await?;
-    let mut overall = Counts::default();
     let mut by_platform = Vec::with_capacity(Provider::ALL.len());
-    for provider in Provider::ALL {
-        let counts = groups
-            .iter()
-            .find(|group| group.provider == Some(provider))
-            .map(|group| group.counts)
-            .unwrap_or_default();
+    for (provider, tally) in &platforms {
         let run = runs
             .iter()
-            .find(|(p, _)| *p == provider)
+            .find(|(p, _)| p == provider)
             .map_or(0, |(_, run)| *run);
         let breaches = schedules
             .iter()
-            .filter(|(p, _)| *p == provider)
+            .filter(|(p, _)| p == provider)
             .map(|(_, breach)| breach.clone())
             .collect();
-        by_platform.push(counts.figures(Some(provider), run, thresholds, breaches));
-    }
-    if let Some(all) = groups.iter().find(|group| group.provider.is_none()) {
-        overall = all.counts;
+        by_platform.push(
+            tally
+                .counts
+                .figures(Some(*provider), run, thresholds, breaches),
+        );
     }
     let longest = by_platform
         .iter()
@@ -220,54 +346,146 @@ pub async fn compute(
         .unwrap_or(0);
     let schedule_breaches = schedules.into_iter().map(|(_, breach)| breach).collect();
     Ok(SlaFigures {
-        overall: overall.figures(None, longest, thresholds, schedule_breaches),
+        overall: overall
+            .counts
+            .figures(None, longest, thresholds, schedule_breaches),
         by_platform,
     })
 }
 
+/// The whole UTC hours of `period`, `[first, last)`; when it has none,
+/// an empty range at its end, so that the raw rows cover all of it.
+fn whole_hours(period: Period) -> (DateTime<Utc>, DateTime<Utc>) {
+    let hour = chrono::Duration::hours(1);
+    let floor = |at: DateTime<Utc>| at.duration_trunc(hour).unwrap_or(at);
+    let first = match floor(period.start) {
+        start if start == period.start => start,
+        start => start + hour,
+    };
+    let last = floor(period.end);
+    if first < last {
+        (first, last)
+    } else {
+        (period.end, period.end)
+    }
+}
+
+/// Sets each tally's average and p95 latency: the average from the sum;
+/// the p95 from the histogram, or exactly (`percentile_cont` over the raw
+/// rows) for a few successes or when the histogram cannot tell.
+async fn latencies(
+    db: &PgPool,
+    scope: &CompanyScope,
+    period: Period,
+    thresholds: &Thresholds,
+    overall: &mut Tally,
+    platforms: &mut [(Provider, Tally)],
+) -> Result<(), sqlx::Error> {
+    let bounds = [
+        thresholds.p95_latency_ms.healthy,
+        thresholds.p95_latency_ms.warning,
+    ];
+    let edges: Vec<f64> = if overall.counts.successful > EXACT_P95_UP_TO {
+        sqlx::query_scalar("SELECT sla_latency_edges()")
+            .fetch_one(db)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let estimate = |tally: &mut Tally| {
+        let successful = tally.counts.successful;
+        tally.counts.avg_latency_ms =
+            (successful > 0).then(|| tally.latency_sum_ms / successful as f64);
+        tally.counts.p95_latency_ms = (successful > EXACT_P95_UP_TO)
+            .then(|| tally.p95_estimate(&edges, &bounds))
+            .flatten();
+        successful > 0 && tally.counts.p95_latency_ms.is_none()
+    };
+    let overall_exact = estimate(overall);
+    let exact: Vec<Provider> = platforms
+        .iter_mut()
+        .filter_map(|(provider, tally)| estimate(tally).then_some(*provider))
+        .collect();
+    if exact.is_empty() && !overall_exact {
+        return Ok(());
+    }
+    // The overall p95 needs every platform's rows; a platform's, its own.
+    let providers = if overall_exact {
+        Provider::ALL.to_vec()
+    } else {
+        exact
+    };
+    let mut query = QueryBuilder::new(
+        "SELECT provider, percentile_cont(0.95) WITHIN GROUP
+                    (ORDER BY extract(epoch FROM delivered_at - created_at)::float8 * 1000)
+         FROM impact_deliveries WHERE status = 'success' AND provider = ANY(",
+    );
+    query
+        .push_bind(providers)
+        .push("::text[]) AND created_at >= ")
+        .push_bind(period.start)
+        .push(" AND created_at < ")
+        .push_bind(period.end);
+    scope.push_and(&mut query);
+    query.push(" GROUP BY ROLLUP (provider)");
+    let rows: Vec<(Option<Provider>, Option<f64>)> = query.build_query_as().fetch_all(db).await?;
+    for (provider, p95) in rows {
+        match provider {
+            None if overall_exact => overall.counts.p95_latency_ms = p95,
+            None => {}
+            Some(provider) => {
+                if let Some((_, tally)) = platforms.iter_mut().find(|(p, _)| *p == provider) {
+                    tally.counts.p95_latency_ms = tally.counts.p95_latency_ms.or(p95);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Each platform's failed deliveries created after its newest success in
 /// the period (finished ones only: pending deliveries neither break nor
-/// extend a run). Reads the `(company_id, provider, created_at)` index from
-/// that success on, so a long healthy history costs nothing.
+/// extend a run). Reads the `(company_id, created_at)` index backwards to
+/// that success, then on from it, so a long healthy history costs nothing.
 async fn failure_runs(
     db: &PgPool,
     scope: &CompanyScope,
     period: Period,
-    groups: &[Group],
+    platforms: &[(Provider, Tally)],
 ) -> Result<Vec<(Provider, i64)>, sqlx::Error> {
-    let (providers, since): (Vec<Provider>, Vec<DateTime<Utc>>) = groups
+    let providers: Vec<Provider> = platforms
         .iter()
-        .filter_map(|group| {
-            let provider = group.provider?;
-            (group.counts.failed > 0).then_some((
-                provider,
-                // No success in the period: the run starts with it.
-                group
-                    .last_success_at
-                    .unwrap_or(period.start - chrono::Duration::microseconds(1)),
-            ))
-        })
-        .unzip();
+        .filter(|(_, tally)| tally.counts.failed > 0)
+        .map(|(provider, _)| *provider)
+        .collect();
     if providers.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = QueryBuilder::new(
-        "SELECT d.provider, count(*) FROM impact_deliveries d
-         JOIN unnest(",
-    );
+    let mut query = QueryBuilder::new("SELECT run.provider, count(*) FROM unnest(");
     query
         .push_bind(providers)
-        .push("::text[], ")
-        .push_bind(since)
         .push(
-            "::timestamptz[]) AS run(provider, since) ON d.provider = run.provider
-             WHERE d.status = 'failed' AND d.created_at > run.since AND d.created_at >= ",
+            "::text[]) AS run(provider)
+             CROSS JOIN LATERAL (SELECT max(created_at) AS since FROM impact_deliveries
+                      WHERE provider = run.provider AND status = 'success'
+                        AND created_at >= ",
+        )
+        .push_bind(period.start)
+        .push(" AND created_at < ")
+        .push_bind(period.end);
+    scope.push_and(&mut query);
+    query
+        .push(
+            ") AS last
+             JOIN impact_deliveries d ON d.provider = run.provider
+             WHERE d.status = 'failed' AND d.created_at > coalesce(last.since, '-infinity')
+               AND d.created_at >= ",
         )
         .push_bind(period.start)
         .push(" AND d.created_at < ")
         .push_bind(period.end);
     scope.push_and(&mut query);
-    query.push(" GROUP BY d.provider");
+    query.push(" GROUP BY run.provider");
     query.build_query_as().fetch_all(db).await
 }
 

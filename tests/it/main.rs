@@ -22,6 +22,7 @@ mod scheduled_report;
 mod schedules;
 mod sla;
 mod sla_monitor;
+mod sla_rollup;
 mod stats;
 mod traces;
 mod webhooks;
