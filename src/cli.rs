@@ -221,10 +221,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             providers,
             event_id,
         } => {
-            let bus = BusConfig::from_env()?
-                .ok_or_else(|| ConfigError::new("NATS_URL", "missing: the bus is not configured"))?;
-            let report = std::fs::read(&file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
+            let bus = BusConfig::from_env()?.ok_or_else(|| {
+                ConfigError::new("NATS_URL", "missing: the bus is not configured")
+            })?;
+            let report =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let report: serde_json::Value = serde_json::from_slice(&report)
                 .with_context(|| format!("{} is not JSON", file.display()))?;
             let published = crate::bus::publish::report_ready(

@@ -123,7 +123,10 @@ async fn deliver(
             Created::Conflict | Created::IdTaken => {
                 return reject(
                     RejectCode::EventIdReused,
-                    format!("event {} was already delivered with another report", event.event_id),
+                    format!(
+                        "event {} was already delivered with another report",
+                        event.event_id
+                    ),
                 );
             }
         }

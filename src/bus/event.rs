@@ -92,6 +92,7 @@ impl RejectCode {
 }
 
 /// A checked event: its typed report as the delivery payload.
+#[derive(Debug)]
 pub struct Checked {
     pub event: ReportReady,
     pub payload: serde_json::Value,
@@ -176,12 +177,19 @@ mod tests {
         let rejected = read(&event(bad, serde_json::Value::Null)).unwrap_err();
         assert_eq!(rejected.code, RejectCode::InvalidReport);
         assert_eq!(rejected.company_id, Some(CompanyId(company)));
-        assert!(rejected.reason.contains("report.volunteerHours"), "{}", rejected.reason);
+        assert!(
+            rejected.reason.contains("report.volunteerHours"),
+            "{}",
+            rejected.reason
+        );
         assert_eq!(
             code(&event(report(Uuid::new_v4()), serde_json::Value::Null)),
             Some(RejectCode::InvalidReport)
         );
         let ok = read(&event(report(company), serde_json::json!(["goodera"]))).unwrap();
-        assert_eq!(ok.event.providers, Some(BTreeSet::from([Provider::Goodera])));
+        assert_eq!(
+            ok.event.providers,
+            Some(BTreeSet::from([Provider::Goodera]))
+        );
     }
 }

@@ -89,9 +89,8 @@ async fn show_rules(
     principal.require_read()?;
     let company = params.get::<CompanyId>("companyId");
     params.finish()?;
-    let company = company.ok_or_else(|| {
-        ApiError::InvalidQuery(vec![FieldError::new("companyId", "is required")])
-    })?;
+    let company = company
+        .ok_or_else(|| ApiError::InvalidQuery(vec![FieldError::new("companyId", "is required")]))?;
     principal.scope(Some(company))?;
     Ok(axum::Json(rules::get(&state.db, company).await?.into()))
 }
