@@ -1366,4 +1366,21 @@ mod tests {
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
     }
+
+    #[test]
+    fn the_bus_is_off_without_nats_url_and_bounded_with_it() {
+        assert!(Config::from_map(&base()).unwrap().bus.is_none());
+        let mut vars = base();
+        vars.insert("NATS_URL".into(), "nats://127.0.0.1:4222".into());
+        let bus = Config::from_map(&vars).unwrap().bus.unwrap();
+        assert_eq!(bus.report_subject, "impact.report.ready");
+        assert_eq!(bus.max_in_flight, 64);
+        vars.insert("NATS_MAX_IN_FLIGHT".into(), "5000".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "NATS_MAX_IN_FLIGHT");
+        vars.remove("NATS_MAX_IN_FLIGHT");
+        vars.insert("NATS_REPORT_STREAM".into(), "impact.reports".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "NATS_REPORT_STREAM");
+    }
 }
