@@ -193,6 +193,10 @@ pub async fn run(ctx: BusContext, shutdown: CancellationToken) {
         if shutdown.is_cancelled() {
             break;
         }
+        // The pull ended by itself (its consumer deleted, say): set up
+        // again, without spinning if that keeps happening.
+        tracing::warn!("the report consumer's pull ended; setting it up again");
+        backoff_or_stop(&shutdown).await;
     }
     tracing::info!("bus consumer stopped");
 }

@@ -434,6 +434,40 @@ async fn two_consumers_on_one_durable_make_one_delivery_per_event_and_provider(p
     delete_stream(&config).await;
 }
 
+#[tokio::test]
+async fn a_message_met_by_a_database_outage_is_nakked_and_comes_back() {
+    let vars = bus_vars();
+    let app = TestApp::unstarted(crate::common::unreachable_pool(), config(&pairs(&vars)));
+    let config = settings(&app).clone();
+    let running = Running::start(&bus(&app));
+    publish(&config, event(Uuid::new_v4(), Uuid::new_v4(), None)).await;
+
+    // Nak'ed with a 100 ms delay: delivered again and again, never acked
+    // nor terminated.
+    let js = js(&config).await;
+    let info = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(stream) = js.get_stream(&config.stream).await
+                && let Ok(mut consumer) = stream
+                    .get_consumer::<jetstream::consumer::pull::Config>(&config.consumer)
+                    .await
+            {
+                let info = consumer.info().await.unwrap().clone();
+                if info.delivered.consumer_sequence >= 3 {
+                    return info;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the message was redelivered after its nak");
+    assert_eq!(info.ack_floor.stream_sequence, 0, "{info:?}");
+
+    running.stop().await;
+    delete_stream(&config).await;
+}
+
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn the_consumer_shuts_down_while_nats_is_down_and_the_service_keeps_serving(pool: PgPool) {
     // Nothing listens on port 1: the consumer keeps retrying.
