@@ -108,8 +108,20 @@ pub fn read(body: &[u8]) -> Result<Checked, Rejection> {
     };
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|err| reject(RejectCode::NotJson, err.to_string(), None))?;
-    let event: ReportReady = serde_json::from_value(value)
-        .map_err(|err| reject(RejectCode::InvalidEvent, err.to_string(), None))?;
+    // What of the ids can be read, so the rejection is listed for its
+    // company even when the rest of the envelope is wrong.
+    let id = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|name| value.get(name)?.as_str()?.parse::<Uuid>().ok())
+    };
+    let (event_id, company_id) = (id(&["eventId", "id"]), id(&["companyId"]).map(CompanyId));
+    let event: ReportReady = serde_json::from_value(value).map_err(|err| Rejection {
+        code: RejectCode::InvalidEvent,
+        reason: err.to_string(),
+        event_id,
+        company_id,
+    })?;
     let report: ImpactReport = match serde_json::from_value(event.report.clone()) {
         Ok(report) => report,
         Err(err) => {
@@ -168,10 +180,9 @@ mod tests {
             }))
             .unwrap()
         };
-        assert_eq!(
-            code(&event(report(company), serde_json::json!(["myspace"]))),
-            Some(RejectCode::InvalidEvent)
-        );
+        let unknown = read(&event(report(company), serde_json::json!(["myspace"]))).unwrap_err();
+        assert_eq!(unknown.code, RejectCode::InvalidEvent);
+        assert_eq!(unknown.company_id, Some(CompanyId(company)));
         let mut bad = report(company);
         bad["volunteerHours"] = serde_json::json!(-1);
         let rejected = read(&event(bad, serde_json::Value::Null)).unwrap_err();
