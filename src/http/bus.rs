@@ -105,8 +105,9 @@ async fn show_rules(
     request_body = PutRules,
     responses(
         (status = 200, description = "The rules now in force", body = RulesView),
-        (status = 400, description = "Malformed JSON, or an unknown provider", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body not of this shape: a field missing or mistyped, an unknown provider (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing ADMIN_CONSOLE or MANAGE_INTEGRATIONS, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
