@@ -280,7 +280,13 @@ async fn a_message_handled_but_never_acked_comes_back_and_makes_no_second_delive
     // before the ack.
     let js = js(&config).await;
     let pulled = stream::ensure_consumer(&js, &config).await.unwrap();
-    let mut batch = pulled.fetch().max_messages(1).messages().await.unwrap();
+    let mut batch = pulled
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
     let message = batch.next().await.unwrap().unwrap();
     let info = message.info().unwrap();
     let outcome = consumer::process(
