@@ -558,3 +558,63 @@ async fn delivery_rules_are_tenant_scoped(pool: PgPool) {
         json!(["benevity", "workday"])
     );
 }
+
+/// `impact-in publish-report`, run as a person would, in a directory
+/// without `.env`.
+fn publish_report(vars: &[(&str, String)], company: Uuid, file: &str, event: Uuid) -> Value {
+    let dir = crate::binary::private_dir("publish-report");
+    std::fs::write(dir.join("report.json"), file).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_impact-in"))
+        .args(["publish-report", "--company", &company.to_string()])
+        .args(["--file", "report.json", "--providers", "benevity,goodera"])
+        .args(["--event-id", &event.to_string()])
+        .env_remove("NATS_URL")
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    json!({
+        "code": output.status.code(),
+        "stdout": serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null),
+        "stderr": stderr,
+    })
+}
+
+#[tokio::test]
+async fn publish_report_publishes_an_event_once_per_event_id() {
+    let vars = bus_vars();
+    let config = config(&pairs(&vars)).bus.unwrap();
+    let (company, event) = (Uuid::new_v4(), Uuid::new_v4());
+    let file = report(company).to_string();
+
+    let first = publish_report(&vars, company, &file, event);
+    assert_eq!(first["code"], 0, "{first}");
+    assert_eq!(first["stdout"]["eventId"], event.to_string());
+    assert_eq!(first["stdout"]["stream"], config.stream.as_str());
+    assert_eq!(first["stdout"]["duplicate"], false);
+    let again = publish_report(&vars, company, &file, event);
+    assert_eq!(again["stdout"]["duplicate"], true, "{again}");
+
+    // What reached the stream is the envelope the consumer reads.
+    let js = js(&config).await;
+    let mut stream = js.get_stream(&config.stream).await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+    let stored = stream.get_raw_message(1).await.unwrap();
+    let body: ReportReady = serde_json::from_slice(&stored.payload).unwrap();
+    assert_eq!(body.event_id, event);
+    assert_eq!(
+        body.providers,
+        Some(BTreeSet::from([Provider::Benevity, Provider::Goodera]))
+    );
+    delete_stream(&config).await;
+
+    // Without NATS_URL: a configuration error naming it.
+    let unset = publish_report(&[], company, &file, event);
+    assert_eq!(unset["code"], 2, "{unset}");
+    assert!(
+        unset["stderr"].as_str().unwrap().contains("NATS_URL"),
+        "{unset}"
+    );
+}
