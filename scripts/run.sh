@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs Impact-In on this machine: Postgres and Redis (installed and started
-# when missing), migrations applied, the provider sandbox on SANDBOX_PORT
+# Runs Impact-In on this machine: Postgres, Redis and NATS with JetStream
+# (installed and started when missing), migrations applied, the provider sandbox on SANDBOX_PORT
 # (3999) with every provider pointed at it, server on HOST:PORT_IMPACT_IN
 # (127.0.0.1:3007). SANDBOX=0 skips the sandbox and uses the provider
 # variables of .env. IMPACT_IN_BIN=path runs that binary instead of building.
@@ -13,6 +13,7 @@ source scripts/services.sh
 [ -n "${IMPACT_IN_BIN:-}" ] || ensure_cargo
 ensure_postgres
 ensure_redis
+ensure_nats
 
 # --- .env ---------------------------------------------------------------------
 # The binary reads .env, so commands run by hand later (`impact-in migrate`,
@@ -61,7 +62,7 @@ fi
 [ -n "$(env_get LOG_FORMAT)" ] || env_set LOG_FORMAT pretty
 # Loopback unless told otherwise: the sandbox's credentials are public.
 [ -n "$(env_get HOST)" ] || env_set HOST 127.0.0.1
-for var in DATABASE_URL REDIS_URL; do
+for var in DATABASE_URL REDIS_URL NATS_URL; do
   written=$(env_get $var)
   if [ "$written" != "${!var}" ]; then
     [ -z "$written" ] || say "updating $var in .env to the one this run uses"

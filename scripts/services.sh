@@ -1,6 +1,7 @@
-# Sourced by scripts/run.sh and scripts/test.sh: makes sure Postgres and Redis
-# answer on this machine, installing them from Debian packages when missing.
-# DATABASE_URL / REDIS_URL, when set, point elsewhere and are used as they are.
+# Sourced by scripts/run.sh and scripts/test.sh: makes sure Postgres, Redis
+# and NATS (with JetStream) answer on this machine, installing them from
+# Debian packages when missing. DATABASE_URL / REDIS_URL / NATS_URL, when
+# set, point elsewhere and are used as they are.
 
 # Bold only on a terminal: in a log file the escape codes are noise.
 say() {
@@ -71,6 +72,26 @@ ensure_redis() {
     wait_for_port 127.0.0.1 6379 Redis
   fi
   export REDIS_URL="redis://127.0.0.1:6379"
+}
+
+ensure_nats() {
+  if [ -n "${NATS_URL:-}" ]; then
+    say "using NATS_URL from the environment"
+    return
+  fi
+  if ! port_open 127.0.0.1 4222; then
+    command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+    local server store
+    server=$(command -v nats-server || echo /usr/sbin/nats-server)
+    store=${NATS_STORE_DIR:-/var/lib/nats/impact-in}
+    say "starting NATS with JetStream (store in $store)"
+    mkdir -p "$store"
+    # Detached from this shell: it outlives run.sh, as Postgres and Redis do.
+    nohup "$server" -a 127.0.0.1 -p 4222 -js -sd "$store" >>"$store/nats-server.log" 2>&1 &
+    disown
+    wait_for_port 127.0.0.1 4222 NATS
+  fi
+  export NATS_URL="nats://127.0.0.1:4222"
 }
 
 # promtool checks the alert rules (deploy/prometheus/alerts.yml).

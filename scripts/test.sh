@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole check, as CI runs it: formatting, lints, every test against
-# real Postgres and Redis (installed and started when missing), then the
+# real Postgres, Redis and NATS JetStream (installed and started when missing), then the
 # contract check (scripts/contract-check.sh: schemathesis, /docs in Chromium).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,8 @@ ensure_cargo
 # Tests create a fresh database per test next to this one.
 IMPACT_IN_DB=postgres ensure_postgres
 ensure_redis
+# tests/it/bus.rs consumes from a real JetStream.
+ensure_nats
 
 ensure_promtool
 

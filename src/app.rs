@@ -45,6 +45,8 @@ pub struct Inner {
     pub scheduler: SchedulerContext,
     /// The SLA monitor's handles.
     pub sla: crate::sla::MonitorContext,
+    /// The event bus in; `None` without `NATS_URL`.
+    pub bus: Option<crate::bus::BusContext>,
     /// Renders the process's metrics.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -123,8 +125,13 @@ impl AppState {
             delivery.clock.clone(),
             config.connectors.outbound.request_timeout,
         )?;
+        let bus = config
+            .bus
+            .clone()
+            .map(|bus| crate::bus::BusContext::new(delivery.clone(), bus));
         Ok(Self(Arc::new(Inner {
             scheduler,
+            bus,
             sla,
             config,
             db,
@@ -224,8 +231,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             // So does the SLA monitor (one replica evaluates at a time).
             let monitor = (state.config.run_mode.runs_workers() && state.config.sla.monitoring)
                 .then(|| tokio::spawn(crate::sla::task::run(state.sla.clone(), shutdown.clone())));
+            // Where the workers run, the bus consumer does (replicas share
+            // its durable consumer; each message makes its deliveries once).
+            let bus = state
+                .bus
+                .clone()
+                .filter(|_| state.config.run_mode.runs_workers())
+                .map(|bus| tokio::spawn(crate::bus::consumer::run(bus, shutdown.clone())));
             if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
+            }
+            if let Some(bus) = bus {
+                let _ = bus.await;
             }
             if let Some(monitor) = monitor {
                 let _ = monitor.await;

@@ -1,4 +1,5 @@
-//! Command line: `serve` (the default), `migrate`, `rekey`, `token`, `sandbox`.
+//! Command line: `serve` (the default), `migrate`, `rekey`, `token`,
+//! `publish-report`, `openapi`, `sandbox`.
 
 use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 
@@ -8,7 +9,7 @@ use uuid::Uuid;
 
 use crate::{
     auth::{JwtSigner, Role},
-    config::{AuthConfig, Config, ConfigError, DatabaseConfig, LogConfig},
+    config::{AuthConfig, BusConfig, Config, ConfigError, DatabaseConfig, LogConfig},
     connectors::{keyring::Keyring, vault::Vault},
     db,
     sandbox::{self, SandboxConfig},
@@ -50,6 +51,23 @@ enum Command {
         /// The `sub` claim.
         #[arg(long, default_value = "dev")]
         subject: String,
+    },
+    /// Publish one report-ready event to NATS_REPORT_SUBJECT (needs
+    /// NATS_URL), as the platform would: the company's delivery rules then
+    /// decide which providers it goes to (docs/bus.md).
+    PublishReport {
+        #[arg(long)]
+        company: Uuid,
+        /// The canonical impact report (docs/payloads.md), as JSON.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Comma-separated: only these of the rules' providers.
+        #[arg(long, value_delimiter = ',')]
+        providers: Option<Vec<crate::provider::Provider>>,
+        /// The event id (a new one by default); publishing the same id
+        /// again makes no second delivery.
+        #[arg(long)]
+        event_id: Option<Uuid>,
     },
     /// Print the OpenAPI contract (docs/openapi.json is its output).
     Openapi,
@@ -144,6 +162,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .context("DATABASE_URL: cannot apply the migrations")?;
             tracing::info!("migrations applied");
             pool.close().await;
+            if let Some(bus) = BusConfig::from_env()? {
+                let js = crate::bus::stream::connect(&bus)
+                    .await
+                    .context("NATS_URL: cannot connect")?;
+                crate::bus::stream::ensure_stream(&js, &bus)
+                    .await
+                    .context("NATS_URL: cannot create the report stream")?;
+                tracing::info!(stream = %bus.stream, "report stream in place");
+            }
             Ok(())
         }
         Command::Rekey => {
@@ -186,6 +213,32 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 ttl.as_secs(),
             );
             println!("{token}");
+            Ok(())
+        }
+        Command::PublishReport {
+            company,
+            file,
+            providers,
+            event_id,
+        } => {
+            let bus = BusConfig::from_env()?.ok_or_else(|| {
+                ConfigError::new("NATS_URL", "missing: the bus is not configured")
+            })?;
+            let report =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report: serde_json::Value = serde_json::from_slice(&report)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let published = crate::bus::publish::report_ready(
+                &bus,
+                crate::bus::event::ReportReady::new(
+                    event_id.unwrap_or_else(Uuid::new_v4),
+                    company.into(),
+                    report,
+                    providers.map(|p| p.into_iter().collect()),
+                ),
+            )
+            .await?;
+            println!("{published}");
             Ok(())
         }
         Command::Openapi => {

@@ -88,6 +88,9 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub scheduler: SchedulerConfig,
     pub sla: SlaConfig,
+    /// The event bus (`bus`); `None` (no `NATS_URL`): no bus, the service
+    /// runs without it.
+    pub bus: Option<BusConfig>,
     /// How personal data is redacted before ingest stores it; `None` when a
     /// keyed mode has no `PII_HASH_KEY`: ingest then refuses to run
     /// (503 naming the variable) while deliveries go on.
@@ -326,6 +329,94 @@ pub struct SchedulerConfig {
     /// reports get their outcome scores, SROI and VIS; `None` leaves them
     /// out.
     pub metrics: Option<MetricsConfig>,
+}
+
+/// NATS JetStream, where report-ready events come in (docs/bus.md).
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// `NATS_URL`; may carry credentials, so it is never logged.
+    pub url: SecretString,
+    /// `NATS_REPORT_SUBJECT` (`impact.report.ready`).
+    pub report_subject: String,
+    /// `NATS_REPORT_STREAM` (`IMPACT_REPORTS`): the stream holding it.
+    pub stream: String,
+    /// `NATS_REPORT_CONSUMER` (`impact-in-reports`): the durable pull
+    /// consumer every replica shares.
+    pub consumer: String,
+    /// `NATS_MAX_IN_FLIGHT` (64, at most 1024): messages handled at once
+    /// per process, and the consumer's unacknowledged messages in all.
+    pub max_in_flight: usize,
+    /// `NATS_ACK_WAIT_SECS` (30): how long a message stays with a consumer
+    /// that neither acks nor naks it (it died) before it is redelivered.
+    pub ack_wait: Duration,
+    /// `NATS_NAK_DELAY_MS` (5000): when a message that failed for a
+    /// passing reason (Postgres down) comes back.
+    pub nak_delay: Duration,
+    /// `NATS_DUPLICATE_WINDOW_SECS` (120): the stream drops a second
+    /// publish with the same `Nats-Msg-Id` within it.
+    pub duplicate_window: Duration,
+    /// `NATS_STREAM_MAX_AGE_HOURS` (168): how long the stream keeps a
+    /// message, handled or not.
+    pub max_age: Duration,
+}
+
+/// The largest `NATS_MAX_IN_FLIGHT`: each message in flight may hold a
+/// database connection's worth of work.
+const MAX_BUS_IN_FLIGHT: usize = 1024;
+
+impl BusConfig {
+    /// The bus settings alone, for `impact-in migrate` and
+    /// `impact-in publish-report`.
+    pub fn from_env() -> Result<Option<Self>, ConfigError> {
+        from_process_env(Self::from_env_with)
+    }
+
+    fn from_env_with(env: &Env) -> Result<Option<Self>, ConfigError> {
+        let Some(url) = env.optional("NATS_URL") else {
+            return Ok(None);
+        };
+        let name = |var: &str, default: &str, token: bool| {
+            let value = env.optional(var).unwrap_or_else(|| default.into());
+            // A stream or consumer name is one subject token.
+            let bad = |c: char| c.is_whitespace() || (token && matches!(c, '.' | '*' | '>'));
+            if value.contains(bad) {
+                Err(ConfigError::new(
+                    var,
+                    if token {
+                        "must not contain spaces, '.', '*' or '>'"
+                    } else {
+                        "must not contain spaces"
+                    },
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        let max_in_flight = env.positive("NATS_MAX_IN_FLIGHT", 64)?;
+        if max_in_flight > MAX_BUS_IN_FLIGHT {
+            return Err(ConfigError::new(
+                "NATS_MAX_IN_FLIGHT",
+                format!("must be at most {MAX_BUS_IN_FLIGHT}"),
+            ));
+        }
+        Ok(Some(Self {
+            url: url.trim().to_owned().into(),
+            report_subject: name("NATS_REPORT_SUBJECT", "impact.report.ready", false)?,
+            stream: name("NATS_REPORT_STREAM", "IMPACT_REPORTS", true)?,
+            consumer: name("NATS_REPORT_CONSUMER", "impact-in-reports", true)?,
+            max_in_flight,
+            ack_wait: env.seconds("NATS_ACK_WAIT_SECS", 30)?,
+            nak_delay: env.millis("NATS_NAK_DELAY_MS", 5000)?,
+            duplicate_window: env.seconds("NATS_DUPLICATE_WINDOW_SECS", 120)?,
+            max_age: Duration::from_secs(
+                60 * 60 * env.positive::<u64>("NATS_STREAM_MAX_AGE_HOURS", 168)?,
+            ),
+        }))
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
 }
 
 /// The SLA objectives and the monitor that alerts on them (docs/sla.md).
@@ -576,6 +667,7 @@ impl Config {
                 metrics: MetricsConfig::from_env_with(&env)?,
             },
             sla: SlaConfig::from_env_with(&env)?,
+            bus: BusConfig::from_env_with(&env)?,
             redaction: match RedactionConfig::from_lookup(lookup) {
                 Ok(redaction) => Some(redaction),
                 Err(err) if err.var == PII_KEY_VAR && env.optional(PII_KEY_VAR).is_none() => None,
@@ -1273,5 +1365,22 @@ mod tests {
         let debug = format!("{:?}", Config::from_map(&vars).unwrap());
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(!debug.contains("0123456789abcdef"), "{debug}");
+    }
+
+    #[test]
+    fn the_bus_is_off_without_nats_url_and_bounded_with_it() {
+        assert!(Config::from_map(&base()).unwrap().bus.is_none());
+        let mut vars = base();
+        vars.insert("NATS_URL".into(), "nats://127.0.0.1:4222".into());
+        let bus = Config::from_map(&vars).unwrap().bus.unwrap();
+        assert_eq!(bus.report_subject, "impact.report.ready");
+        assert_eq!(bus.max_in_flight, 64);
+        vars.insert("NATS_MAX_IN_FLIGHT".into(), "5000".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "NATS_MAX_IN_FLIGHT");
+        vars.remove("NATS_MAX_IN_FLIGHT");
+        vars.insert("NATS_REPORT_STREAM".into(), "impact.reports".into());
+        let err = Config::from_map(&vars).unwrap_err();
+        assert_eq!(err.var, "NATS_REPORT_STREAM");
     }
 }

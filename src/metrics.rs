@@ -40,6 +40,7 @@ pub const INGESTION_LAG: &str = "impact_in_ingestion_lag_seconds";
 pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
+pub const BUS_MESSAGES: &str = "impact_in_bus_messages_total";
 pub const RETENTION_REMOVED: &str = "impact_in_retention_removed_total";
 pub const SLA_STATUS: &str = "impact_in_sla_status";
 pub const SLA_SUCCESS_RATE: &str = "impact_in_sla_success_rate";
@@ -221,6 +222,12 @@ pub fn schedule_fired(provider: Provider, outcome: crate::scheduler::schedule::F
         FiringOutcome::Skipped => "skipped",
     };
     counter!(SCHEDULE_FIRINGS, "provider" => provider.as_str(), "outcome" => outcome).increment(1);
+}
+
+/// A report-ready message handled (`outcome`: `delivered`, `retried`, or
+/// the code it was rejected with).
+pub fn bus_message(outcome: &'static str) {
+    counter!(BUS_MESSAGES, "outcome" => outcome).increment(1);
 }
 
 /// A source call of `stream` failed (`error_type`: the error class).

@@ -1,6 +1,7 @@
 //! The HTTP surface: one router, its middleware stack, and one file per route
 //! group. Handlers parse, authorize and call into the domain modules.
 
+mod bus;
 mod credentials;
 mod date;
 mod deliveries;
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             .merge(ingest::routes())
             .merge(credentials::routes())
             .merge(schedules::routes())
+            .merge(bus::routes())
             .merge(openapi::routes());
     }
     routes

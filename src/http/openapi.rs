@@ -61,6 +61,9 @@ use crate::app::AppState;
         super::schedules::run_now,
         super::schedules::preview,
         super::schedules::stats,
+        super::bus::show_rules,
+        super::bus::put_rules,
+        super::bus::list_rejected,
     ),
     modifiers(&Security, &Examples),
     tags(
@@ -70,6 +73,7 @@ use crate::app::AppState;
         (name = "webhooks", description = "Provider webhooks in (signed, no bearer token)"),
         (name = "ingest", description = "Records pulled from the source systems, personal data redacted"),
         (name = "schedules", description = "Per-company export schedules (docs/scheduling.md)"),
+        (name = "bus", description = "Report-ready events from NATS JetStream: delivery rules and rejected messages (docs/bus.md)"),
         (name = "credentials", description = "A company's credential vault: values in, never out"),
         (name = "health", description = "Kubernetes probes"),
         (name = "operations", description = "Metrics"),

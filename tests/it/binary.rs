@@ -336,7 +336,7 @@ fn the_placeholders_of_env_example_are_refused() {
 }
 
 /// An empty directory of this test's own under the system temp dir.
-fn private_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn private_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("impact-in-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

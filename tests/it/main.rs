@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod binary;
+mod bus;
 mod cache;
 mod connectors;
 mod credentials;

@@ -19,16 +19,16 @@ use uuid::Uuid;
 
 use crate::common::{ADMIN, MANAGE, TestApp, sandbox_api};
 
-struct Pipeline {
-    app: TestApp,
+pub(crate) struct Pipeline {
+    pub(crate) app: TestApp,
     sandbox: Sandbox,
-    company: Uuid,
-    token: String,
+    pub(crate) company: Uuid,
+    pub(crate) token: String,
     workers: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
 }
 
 impl Pipeline {
-    async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
         Self::start_with_clock(pool, overrides, Arc::new(SystemClock)).await
     }
 
@@ -132,7 +132,7 @@ impl Pipeline {
 
     /// Waits until the delivery reaches `status` (the workers run in the
     /// background), then returns it.
-    async fn settled(&self, id: &str, status: &str) -> Value {
+    pub(crate) async fn settled(&self, id: &str, status: &str) -> Value {
         self.until(id, |delivery| delivery["status"] == status)
             .await
     }

@@ -1,0 +1,45 @@
+//! The event bus in (issue 16, first half; docs/bus.md): report-ready
+//! events from NATS JetStream become deliveries for the providers the
+//! company's delivery rules allow. `stream`: connection, stream and
+//! consumer set-up. `event`: the message read and checked. `rules`: the
+//! delivery rules in SQL. `rejected`: messages that can never succeed.
+//! `consumer`: one message to its deliveries, and the loop `serve` runs.
+
+pub mod consumer;
+pub mod event;
+pub mod publish;
+pub mod rejected;
+pub mod rules;
+pub mod stream;
+
+use std::{ops::Deref, sync::Arc};
+
+use crate::{config::BusConfig, delivery::DeliveryContext};
+
+/// The bus's handles: the delivery domain it enqueues into (its pool,
+/// intake, queue signal and clock) and its settings. Cheap to clone.
+#[derive(Clone)]
+pub struct BusContext(Arc<Inner>);
+
+pub struct Inner {
+    pub delivery: DeliveryContext,
+    pub config: BusConfig,
+}
+
+impl Deref for BusContext {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl BusContext {
+    pub fn new(delivery: DeliveryContext, config: BusConfig) -> Self {
+        Self(Arc::new(Inner { delivery, config }))
+    }
+
+    pub fn db(&self) -> &sqlx::PgPool {
+        &self.delivery.db
+    }
+}

@@ -1,0 +1,100 @@
+//! NATS: the connection (retried while the server is down), the report
+//! stream and its durable pull consumer, each created idempotently.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{
+    self,
+    consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
+    stream::{DiscardPolicy, RetentionPolicy, StorageType},
+};
+use backon::{ExponentialBuilder, Retryable};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::BusConfig;
+
+/// Connects once; the client then reconnects by itself for as long as the
+/// process runs.
+pub async fn connect(config: &BusConfig) -> Result<jetstream::Context, async_nats::ConnectError> {
+    let client = async_nats::ConnectOptions::new()
+        .name("impact-in")
+        .connection_timeout(Duration::from_secs(5))
+        .connect(config.url())
+        .await?;
+    Ok(jetstream::new(client))
+}
+
+/// Connects and sets up the stream and consumer, retrying with backoff
+/// (0.5 s doubling to 30 s, with jitter) while NATS is down or refuses;
+/// `None` when `shutdown` comes first.
+pub async fn connect_with_retry(
+    config: &BusConfig,
+    shutdown: &CancellationToken,
+) -> Option<PullConsumer> {
+    let attempt = || async {
+        let js = connect(config).await?;
+        ensure_stream(&js, config).await?;
+        anyhow::Ok(ensure_consumer(&js, config).await?)
+    };
+    let retried = attempt
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(500))
+                .with_max_delay(Duration::from_secs(30))
+                .with_jitter()
+                .without_max_times(),
+        )
+        .notify(|err, delay| {
+            tracing::warn!(error = %err, retry_in = ?delay, "NATS not ready; the bus retries (the service keeps serving)");
+        });
+    tokio::select! {
+        consumer = retried => consumer.ok(),
+        () = shutdown.cancelled() => None,
+    }
+}
+
+/// The report stream as configured: created, or brought to this
+/// configuration when it exists (the same call at every start and from
+/// `impact-in migrate`).
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &BusConfig,
+) -> Result<(), jetstream::context::CreateStreamError> {
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![config.report_subject.clone()],
+        // Limits, not work queue: a message is kept (to be read again by
+        // ops) until its age or the stream's size ends it, acked or not.
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        max_age: config.max_age,
+        duplicate_window: config.duplicate_window,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// The durable pull consumer all replicas share: explicit acks, at most
+/// `max_in_flight` messages unacknowledged, redelivered after `ack_wait`.
+pub async fn ensure_consumer(
+    js: &jetstream::Context,
+    config: &BusConfig,
+) -> anyhow::Result<PullConsumer> {
+    let stream = js.get_stream(&config.stream).await?;
+    Ok(stream
+        .get_or_create_consumer(
+            &config.consumer,
+            pull::Config {
+                durable_name: Some(config.consumer.clone()),
+                filter_subject: config.report_subject.clone(),
+                deliver_policy: DeliverPolicy::All,
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: config.ack_wait,
+                max_ack_pending: i64::try_from(config.max_in_flight).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+        )
+        .await?)
+}
