@@ -227,8 +227,8 @@ mod tests {
             }
         }
         assert_eq!(
-            seen, 5,
-            "the delivery list, the webhook events, ingest runs and records, schedules"
+            seen, 6,
+            "the delivery list, the webhook events, ingest runs and records, schedules, the bus's rejected messages"
         );
     }
 }
