@@ -40,8 +40,10 @@ pub fn routes() -> Router<AppState> {
 pub struct PutRules {
     company_id: CompanyId,
     /// The providers that get the company's ready reports automatically;
-    /// empty: none.
-    providers: BTreeSet<Provider>,
+    /// empty: none. Each at most once: a list naming one twice is refused
+    /// rather than read as something the caller did not write.
+    #[schema(value_type = BTreeSet<Provider>)]
+    providers: Vec<Provider>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -107,7 +109,7 @@ async fn show_rules(
         (status = 200, description = "The rules now in force", body = RulesView),
         (status = 400, description = "Malformed JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A body not of this shape: a field missing or mistyped, an unknown provider (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A body not of this shape: a field missing or mistyped, an unknown provider, a provider named twice (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing ADMIN_CONSOLE or MANAGE_INTEGRATIONS, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = crate::http::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = crate::http::error::Problem, content_type = "application/problem+json"),
@@ -124,8 +126,15 @@ async fn put_rules(
     principal.require_write()?;
     let Json(body) = body?;
     principal.scope(Some(body.company_id))?;
-    let rules = rules::put(&state.db, body.company_id, &body.providers).await?;
-    tracing::info!(company = %body.company_id, providers = ?body.providers, by = %principal.log_label(), "delivery rules set");
+    let providers: BTreeSet<Provider> = body.providers.iter().copied().collect();
+    if providers.len() != body.providers.len() {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "providers",
+            "names a provider more than once",
+        )]));
+    }
+    let rules = rules::put(&state.db, body.company_id, &providers).await?;
+    tracing::info!(company = %body.company_id, providers = ?providers, by = %principal.log_label(), "delivery rules set");
     Ok(axum::Json(rules.into()))
 }
 

@@ -522,12 +522,17 @@ async fn delivery_rules_are_tenant_scoped(pool: PgPool) {
     assert_eq!(none.body["providers"], json!([]));
     assert!(none.body["updatedAt"].is_null());
 
-    let set = put(
+    // A provider named twice: refused, naming the field.
+    let twice = put(
         writer.clone(),
         mine,
         json!(["workday", "benevity", "workday"]),
     )
     .await;
+    twice.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(twice.error_fields(), ["providers"]);
+
+    let set = put(writer.clone(), mine, json!(["workday", "benevity"])).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     assert_eq!(set.body["providers"], json!(["benevity", "workday"]));
     let read = rules(reader.clone(), mine).await;
