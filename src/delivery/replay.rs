@@ -47,8 +47,9 @@ const CONCURRENCY: usize = 10;
 /// Every one of them is claimed first, in one statement, under the normal
 /// lease, so none can be lost: if the process dies, each is back in the
 /// queue (as a replay) once the lease runs out. Then they are attempted, at
-/// most [`CONCURRENCY`] at a time, in tasks of their own that neither a
-/// client going away nor the request timeout cancels; each renews its lease
+/// most [`CONCURRENCY`] at a time. The claim and the attempts run in tasks
+/// of their own that neither a client going away nor the request timeout
+/// cancels: a request that times out still replays every id. Each renews its lease
 /// just before its call, so one that waited its turn past the lease is left
 /// to the worker that took it over instead of being sent twice. This waits
 /// for them up to `REPLAY_TIMEOUT_SECS`; those still running then are
@@ -58,38 +59,16 @@ pub async fn replay(
     scope: &CompanyScope,
     keys: &[DeliveryKey],
 ) -> Result<Vec<Replayed>, sqlx::Error> {
-    let config = &ctx.config;
-    let worker_name = format!("replay:{}", std::process::id());
-    let claimed = queue::claim_failed(&ctx.db, scope, keys, &worker_name, config.lease).await?;
-    tracing::info!(
-        requested = keys.len(),
-        claimed = claimed.len(),
-        "failed deliveries claimed for a replay"
-    );
-    // Nothing is awaited until every claimed delivery has its task: were
-    // this future dropped in between, the rest would wait out their lease.
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
-    let attempts: Vec<_> = claimed
-        .into_iter()
-        .map(|claimed| {
-            let names = (claimed.id, claimed.delivery_id);
-            let (ctx, permits, worker_name) = (ctx.clone(), permits.clone(), worker_name.clone());
-            // In the replay request's span: each attempt is part of its trace.
-            let attempt = tokio::spawn(
-                async move {
-                    let _permit = permits
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
-                    attempt_if_still_held(&ctx, claimed, &worker_name).await
-                }
-                .in_current_span(),
-            );
-            (names, attempt)
-        })
-        .collect();
+    // A request timeout falling while the claim was in flight would
+    // otherwise replay some requests and not others, by machine load alone.
+    let started =
+        tokio::spawn(claim_and_start(ctx.clone(), scope.clone(), keys.to_vec()).in_current_span());
+    let attempts = match started.await {
+        Ok(attempts) => attempts?,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    };
 
-    let deadline = Instant::now() + config.replay_timeout;
+    let deadline = Instant::now() + ctx.config.replay_timeout;
     let mut finished = Vec::with_capacity(attempts.len());
     for (names, attempt) in attempts {
         // An attempt done by the deadline counts as finished even when it is
@@ -125,6 +104,49 @@ pub async fn replay(
         });
     }
     Ok(results)
+}
+
+/// An attempt of one claimed delivery, named by its record id and
+/// `deliveryId`, running in a task of its own.
+type Started = (
+    (crate::ids::RecordId, crate::ids::DeliveryId),
+    tokio::task::JoinHandle<Recorded>,
+);
+
+/// Claims the failed deliveries among `keys` and starts their attempts.
+async fn claim_and_start(
+    ctx: DeliveryContext,
+    scope: CompanyScope,
+    keys: Vec<DeliveryKey>,
+) -> Result<Vec<Started>, sqlx::Error> {
+    let worker_name = format!("replay:{}", std::process::id());
+    let claimed =
+        queue::claim_failed(&ctx.db, &scope, &keys, &worker_name, ctx.config.lease).await?;
+    tracing::info!(
+        requested = keys.len(),
+        claimed = claimed.len(),
+        "failed deliveries claimed for a replay"
+    );
+    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    Ok(claimed
+        .into_iter()
+        .map(|claimed| {
+            let names = (claimed.id, claimed.delivery_id);
+            let (ctx, permits, worker_name) = (ctx.clone(), permits.clone(), worker_name.clone());
+            // In the replay request's span: each attempt is part of its trace.
+            let attempt = tokio::spawn(
+                async move {
+                    let _permit = permits
+                        .acquire_owned()
+                        .await
+                        .expect("the semaphore is never closed");
+                    attempt_if_still_held(&ctx, claimed, &worker_name).await
+                }
+                .in_current_span(),
+            );
+            (names, attempt)
+        })
+        .collect())
 }
 
 const NOT_RECORDED: &str = "not recorded: another worker holds the delivery, or the database did \
