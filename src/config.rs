@@ -244,6 +244,10 @@ pub struct DeliveryConfig {
     pub replay_timeout: Duration,
     /// How long a successful response is reused for an identical payload.
     pub idempotency_ttl: Duration,
+    /// Whether what is delivered and ingested is written to the bus's
+    /// outbox: when `NATS_URL` is set (no relay would ever drain it
+    /// otherwise).
+    pub publish_events: bool,
 }
 
 /// The daily retention job (`scheduler::retention`).
@@ -801,6 +805,7 @@ impl DeliveryConfig {
             poll_interval: env.millis("DELIVERY_POLL_INTERVAL_MS", 1000)?,
             replay_timeout: env.seconds("REPLAY_TIMEOUT_SECS", 10)?,
             idempotency_ttl: env.seconds("IDEMPOTENCY_TTL_SECONDS", 24 * 60 * 60)?,
+            publish_events: env.optional("NATS_URL").is_some(),
         })
     }
 }

@@ -115,6 +115,7 @@ async fn deliver(
             delivery_id: id,
             idempotency_key: None,
             payload: checked.payload.clone(),
+            cause_event_id: Some(event.event_id),
         };
         match store::insert(ctx.db(), &ctx.delivery.intake, new).await? {
             Created::New(_) => queued = true,

@@ -227,10 +227,12 @@ pub struct AttemptRecord {
 /// Records the outcomes of several claims in one statement (one commit for
 /// a whole batch of attempts), each only if its lease still holds: a worker
 /// whose lease ran out may not overwrite its successor. Answers the record
-/// ids whose outcome landed.
+/// ids whose outcome landed. With `publish_events`, each final outcome
+/// writes its event to the bus's outbox in the same statement.
 pub async fn complete(
     pool: &PgPool,
     finished: &[(&Claimed, &Outcome)],
+    publish_events: bool,
 ) -> Result<Vec<Landed>, sqlx::Error> {
     let mut columns = OutcomeColumns::default();
     for (claimed, outcome) in finished {
@@ -289,7 +291,8 @@ pub async fn complete(
                  locked_by = NULL, locked_at = NULL, locked_until = NULL, updated_at = now()
              FROM outcome o
              WHERE d.id = o.id AND d.attempt_count = o.attempt AND d.locked_by IS NOT NULL
-             RETURNING d.id, d.status, d.schedule_id, d.last_error,
+             RETURNING d.id, d.status, d.schedule_id, d.last_error, d.company_id, d.delivery_id,
+                       d.provider, d.cause_event_id, d.attempt_count, d.delivered_at,
                        extract(epoch FROM now() - d.created_at)::float8 AS age_secs,
                        o.attempt, o.counted, o.trigger, o.started_at,
                        o.finished_at, o.duration_ms, o.http_status, o.error_class,
@@ -312,6 +315,19 @@ pub async fn complete(
              SELECT id, attempt, trigger, started_at, finished_at, duration_ms, http_status,
                     error_class, error_message, response_excerpt
              FROM done WHERE counted
+         ), published AS (
+             -- The final outcome's event, for the bus's relay (docs/bus.md);
+             -- no error text: it may quote what the provider echoed.
+             INSERT INTO bus_outbox (subject, company_id, correlation_id, causation_id, data)
+             SELECT CASE status WHEN 'success' THEN 'impact.delivery.succeeded'
+                                ELSE 'impact.delivery.failed' END,
+                    company_id, id, cause_event_id,
+                    jsonb_build_object('id', id, 'deliveryId', delivery_id,
+                                       'companyId', company_id, 'provider', provider,
+                                       'status', status, 'attemptCount', attempt_count,
+                                       'deliveredAt', delivered_at, 'scheduleId', schedule_id,
+                                       'httpStatus', http_status, 'errorClass', error_class)
+             FROM done WHERE $17 AND status IN ('success', 'failed')
          )
          SELECT id, status, age_secs FROM done"
     )))
@@ -331,6 +347,7 @@ pub async fn complete(
     .bind(error_classes)
     .bind(errors)
     .bind(excerpts)
+    .bind(publish_events)
     .fetch_all(pool)
     .await
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, QueryBuilder};
+use uuid::Uuid;
 
 use super::{Delivery, DeliveryStatus, intake::Intake};
 use crate::{
@@ -192,6 +193,8 @@ pub struct NewDelivery {
     pub delivery_id: DeliveryId,
     pub idempotency_key: Option<String>,
     pub payload: serde_json::Value,
+    /// The report-ready event it came from (the bus in).
+    pub cause_event_id: Option<Uuid>,
 }
 
 pub enum Created {
@@ -220,6 +223,9 @@ pub struct NewRow {
     /// The schedule whose firing created it; its first attempt is then
     /// `scheduled` and its retries follow the schedules' policy.
     pub schedule_id: Option<ScheduleId>,
+    /// The report-ready event it came from: its outcome's events name it
+    /// as their cause.
+    pub cause_event_id: Option<Uuid>,
 }
 
 /// Stores a pending delivery, due now, once per `deliveryId` and per
@@ -242,6 +248,7 @@ pub async fn insert(
         payload_hash: hash.clone(),
         traceparent: crate::telemetry::current_traceparent(),
         schedule_id: None,
+        cause_event_id: new.cause_event_id,
     };
     if let Some(delivery) = intake.insert(pool, row).await? {
         return Ok(Created::New(delivery));
@@ -282,14 +289,14 @@ pub async fn insert_rows(
     let inserted: Vec<Delivery> = sqlx::query_as(AssertSqlSafe(format!(
         "INSERT INTO impact_deliveries
              (id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-              traceparent, schedule_id, next_trigger, next_attempt_at)
+              traceparent, schedule_id, cause_event_id, next_trigger, next_attempt_at)
          SELECT id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-                traceparent, schedule_id,
+                traceparent, schedule_id, cause_event_id,
                 CASE WHEN schedule_id IS NULL THEN 'automatic' ELSE 'scheduled' END, now()
          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::jsonb[],
-                     $7::text[], $8::text[], $9::uuid[])
+                     $7::text[], $8::text[], $9::uuid[], $10::uuid[])
              AS r(id, company_id, provider, delivery_id, idempotency_key, payload, payload_hash,
-                  traceparent, schedule_id)
+                  traceparent, schedule_id, cause_event_id)
          WHERE NOT EXISTS (SELECT 1 FROM impact_deliveries e WHERE e.id = r.delivery_id)
          ON CONFLICT DO NOTHING
          RETURNING {COLUMNS}"
@@ -315,6 +322,7 @@ pub async fn insert_rows(
             .collect::<Vec<_>>(),
     )
     .bind(rows.iter().map(|r| r.schedule_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.cause_event_id).collect::<Vec<_>>())
     .fetch_all(db)
     .await?;
     Ok(inserted.into_iter().map(|d| (d.id, d)).collect())

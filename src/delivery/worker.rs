@@ -212,7 +212,7 @@ const RECORD_TRIES: u32 = 4;
 async fn record(ctx: &DeliveryContext, finished: &[(&Claimed, &Outcome)]) -> Vec<Landed> {
     let mut pause = Duration::from_millis(200);
     for tries in 1..=RECORD_TRIES {
-        match queue::complete(&ctx.db, finished).await {
+        match queue::complete(&ctx.db, finished, ctx.config.publish_events).await {
             Ok(landed) => {
                 for (claimed, outcome) in finished {
                     let landed = landed.iter().find(|l| l.id == claimed.id);

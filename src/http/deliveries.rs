@@ -130,6 +130,7 @@ async fn create(
         delivery_id: body.delivery_id.unwrap_or_else(DeliveryId::generate),
         idempotency_key,
         payload: serde_json::to_value(&body.payload).map_err(anyhow::Error::from)?,
+        cause_event_id: None,
     };
     let (status, delivery) =
         match store::insert(&state.delivery.db, &state.delivery.intake, new).await? {

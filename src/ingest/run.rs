@@ -240,6 +240,7 @@ async fn pages(ctx: &IngestContext, run: &Run, source: Arc<dyn Source>) -> Ended
             ctx.config.lease,
             records,
             progress,
+            ctx.delivery.config.publish_events,
         )
         .await
         {

@@ -184,7 +184,8 @@ pub struct Progress<'a> {
 /// Stores a page of records and, in the same transaction, moves the
 /// company's cursor and the run's progress: the commit is the checkpoint.
 /// Only if `owner` still holds the run's lease (`Ok(None)` otherwise: it
-/// was taken over and nothing is written).
+/// was taken over and nothing is written). With `publish_events`, each
+/// record written is also an event in the bus's outbox.
 pub async fn store_page(
     pool: &PgPool,
     run: &Run,
@@ -192,6 +193,7 @@ pub async fn store_page(
     lease: std::time::Duration,
     records: Vec<NewRecord>,
     progress: Progress<'_>,
+    publish_events: bool,
 ) -> Result<Option<Stored>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let held: Option<Uuid> = sqlx::query_scalar(
@@ -221,17 +223,28 @@ pub async fn store_page(
     }
     let records: Vec<NewRecord> = newest.into_values().collect();
     let high_water = records.iter().map(|r| r.source_updated_at).max();
+    // Each record written (new or newer) is an event for the bus's relay,
+    // in the same statement: the redacted record, as stored.
     let written: Vec<bool> = sqlx::query_scalar(
-        "INSERT INTO ingest_records
-             (id, company_id, stream, source_id, event_type, source_updated_at, data, run_id)
-         SELECT r.id, $2, $3, r.source_id, $4, r.source_updated_at, r.data, $5
-         FROM unnest($1::uuid[], $6::text[], $7::timestamptz[], $8::jsonb[])
-             AS r(id, source_id, source_updated_at, data)
-         ON CONFLICT (company_id, stream, source_id) DO UPDATE
-         SET source_updated_at = excluded.source_updated_at, data = excluded.data,
-             run_id = excluded.run_id, stored_at = now()
-         WHERE ingest_records.source_updated_at < excluded.source_updated_at
-         RETURNING (xmax = '0'::xid)",
+        "WITH written AS (
+             INSERT INTO ingest_records
+                 (id, company_id, stream, source_id, event_type, source_updated_at, data, run_id)
+             SELECT r.id, $2, $3, r.source_id, $4, r.source_updated_at, r.data, $5
+             FROM unnest($1::uuid[], $6::text[], $7::timestamptz[], $8::jsonb[])
+                 AS r(id, source_id, source_updated_at, data)
+             ON CONFLICT (company_id, stream, source_id) DO UPDATE
+             SET source_updated_at = excluded.source_updated_at, data = excluded.data,
+                 run_id = excluded.run_id, stored_at = now()
+             WHERE ingest_records.source_updated_at < excluded.source_updated_at
+             RETURNING id, source_id, source_updated_at, data, (xmax = '0'::xid) AS inserted
+         ), published AS (
+             INSERT INTO bus_outbox (subject, company_id, correlation_id, data)
+             SELECT $4::text, $2, $5,
+                    jsonb_build_object('id', id, 'stream', $3::text, 'sourceId', source_id,
+                                       'sourceUpdatedAt', source_updated_at, 'record', data)
+             FROM written WHERE $9
+         )
+         SELECT inserted FROM written",
     )
     .bind(records.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
     .bind(run.company_id)
@@ -251,6 +264,7 @@ pub async fn store_page(
             .collect::<Vec<_>>(),
     )
     .bind(records.iter().map(|r| &r.event).collect::<Vec<_>>())
+    .bind(publish_events)
     .fetch_all(&mut *tx)
     .await?;
     if let Some(high_water) = high_water {

@@ -188,6 +188,7 @@ async fn fire(
                     payload_hash: hash,
                     traceparent: crate::telemetry::current_traceparent(),
                     schedule_id: Some(schedule.id),
+                    cause_event_id: None,
                 }],
             )
             .await?;

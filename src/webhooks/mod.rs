@@ -96,6 +96,7 @@ pub async fn receive(
         event,
         received_at: now,
         rejection,
+        publish: ctx.delivery.config.publish_events,
     };
     let Some(recorded) = ctx.events.submit(&ctx.delivery.db, new).await?? else {
         return Ok(Received::Duplicate);

@@ -67,6 +67,8 @@ pub struct NewEvent {
     /// The delivery's `lastError` should the event turn a success into a
     /// failure.
     pub rejection: String,
+    /// Whether a status it applies is an event for the bus's outbox.
+    pub publish: bool,
 }
 
 /// What one event came to: `None` when its id was already stored for this
@@ -210,9 +212,9 @@ async fn apply_round(
         "WITH input AS (
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
                                   $6::text[], $7::int4[], $8::timestamptz[], $9::timestamptz[],
-                                  $10::jsonb[], $11::text[], $12::uuid[])
+                                  $10::jsonb[], $11::text[], $12::uuid[], $13::bool[])
                  AS i (id, provider, route_company_id, event_id, event_type, provider_status,
-                       stage, occurred_at, received_at, body, rejection, target)
+                       stage, occurred_at, received_at, body, rejection, target, publish)
          ), found AS (
              SELECT i.*, d.company_id, d.status AS status_before, d.payload_hash, d.traceparent,
                     CASE WHEN i.provider_status IS NULL THEN 'ignored'
@@ -259,7 +261,21 @@ async fn apply_round(
                  updated_at = now()
              FROM event e JOIN decided d ON d.id = e.id
              WHERE x.id = d.target AND d.outcome = 'applied'
-             RETURNING x.id
+             RETURNING x.id, x.company_id, x.delivery_id, x.provider,
+                       d.id AS event_row, d.publish, d.provider_status, d.occurred_at,
+                       d.status_before, d.status_after
+         ), published AS (
+             -- The applied status's event for the bus's relay (docs/bus.md),
+             -- caused by the stored webhook event; not its body.
+             INSERT INTO bus_outbox (subject, company_id, correlation_id, causation_id, data)
+             SELECT 'impact.delivery.provider-status', company_id, id, event_row,
+                    jsonb_build_object('id', id, 'deliveryId', delivery_id,
+                                       'companyId', company_id, 'provider', provider,
+                                       'providerStatus', provider_status,
+                                       'occurredAt', occurred_at,
+                                       'statusBefore', status_before,
+                                       'statusAfter', status_after)
+             FROM applied WHERE publish
          )
          SELECT d.id, d.outcome, d.target AS delivery_record_id,
                 COALESCE(d.company_id, d.route_company_id) AS company_id, d.status_before,
@@ -328,6 +344,7 @@ async fn apply_round(
             .collect::<Vec<_>>(),
     )
     .bind(round.iter().map(|n| targets[*n]).collect::<Vec<_>>())
+    .bind(round.iter().map(|n| pick(&n).publish).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await
 }

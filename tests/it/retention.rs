@@ -106,7 +106,7 @@ impl Fixture {
             }),
         };
         let finished: Vec<_> = claimed.iter().map(|c| (c, &outcome)).collect();
-        let landed = queue::complete(&self.pool, &finished).await.unwrap();
+        let landed = queue::complete(&self.pool, &finished, false).await.unwrap();
         assert_eq!(landed.len(), claimed.len());
     }
 

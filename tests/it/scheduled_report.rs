@@ -151,7 +151,7 @@ async fn store(pool: &PgPool, company: CompanyId, stream: Stream, records: &[(&s
         failed: 0,
         errors: &[],
     };
-    store::store_page(pool, &run, "test", lease, page, progress)
+    store::store_page(pool, &run, "test", lease, page, progress, false)
         .await
         .unwrap()
         .expect("the run is ours");
