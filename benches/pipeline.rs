@@ -897,6 +897,7 @@ async fn retention(admin_url: &str, options: &Options) -> Figures {
         days: 90,
         batch_size: options.batch_size,
         batch_pause: Duration::from_millis(options.pause_ms),
+        outbox_hours: 24,
     };
     let now = Utc::now();
     let stop = CancellationToken::new();

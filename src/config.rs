@@ -262,6 +262,9 @@ pub struct RetentionConfig {
     /// The pause after each full batch, so the job never holds the
     /// database's attention for long; 0 for none.
     pub batch_pause: Duration,
+    /// `RETENTION_OUTBOX_HOURS` (24): how long the bus's outbox keeps an
+    /// event after it was published (unpublished ones are never removed).
+    pub outbox_hours: u32,
 }
 
 /// Provider webhooks in (`/webhooks/*`).
@@ -832,6 +835,7 @@ impl RetentionConfig {
             days: env.positive("RETENTION_DAYS", 90)?,
             batch_size: env.positive("RETENTION_BATCH_SIZE", 200)?,
             batch_pause: Duration::from_millis(pause_ms),
+            outbox_hours: env.positive("RETENTION_OUTBOX_HOURS", 24)?,
         })
     }
 }

@@ -34,6 +34,7 @@ fn settings(batch_size: i64) -> RetentionConfig {
         days: 90,
         batch_size,
         batch_pause: Duration::ZERO,
+        outbox_hours: 24,
     }
 }
 
@@ -166,10 +167,11 @@ impl Fixture {
     }
 
     async fn counts(&self) -> Removed {
-        let (deliveries, attempts, events): (i64, i64, i64) = sqlx::query_as(
+        let (deliveries, attempts, events, outbox): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT count(*) FROM impact_deliveries),
                     (SELECT count(*) FROM delivery_attempts),
-                    (SELECT count(*) FROM impact_webhook_events)",
+                    (SELECT count(*) FROM impact_webhook_events),
+                    (SELECT count(*) FROM bus_outbox)",
         )
         .fetch_one(&self.pool)
         .await
@@ -178,6 +180,7 @@ impl Fixture {
             deliveries: deliveries as u64,
             attempts: attempts as u64,
             webhook_events: events as u64,
+            outbox_events: outbox as u64,
         }
     }
 
@@ -224,6 +227,7 @@ fn minus(a: Removed, b: Removed) -> Removed {
         deliveries: a.deliveries - b.deliveries,
         attempts: a.attempts - b.attempts,
         webhook_events: a.webhook_events - b.webhook_events,
+        outbox_events: a.outbox_events - b.outbox_events,
     }
 }
 
@@ -270,6 +274,7 @@ async fn old_finished_deliveries_go_with_their_attempts_and_webhook_events(pool:
             deliveries: 5,
             attempts: 3 * 2 + 2,
             webhook_events: 3 + 1,
+            outbox_events: 0,
         }
     );
     assert_eq!(minus(before, f.counts().await), removed);
@@ -408,6 +413,7 @@ async fn webhook_events_are_kept_seven_days_even_with_a_shorter_retention(pool: 
             deliveries: 1,
             attempts: 1,
             webhook_events: 1,
+            outbox_events: 0,
         }
     );
     assert_eq!(
@@ -438,6 +444,7 @@ async fn batches_smaller_than_the_work_remove_all_of_it(pool: PgPool) {
             deliveries: 7,
             attempts: 7,
             webhook_events: 5,
+            outbox_events: 0,
         }
     );
     assert_eq!(f.counts().await, Removed::default());
@@ -500,7 +507,8 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         Removed {
             deliveries: 2,
             attempts: 2,
-            webhook_events: 0
+            webhook_events: 0,
+            outbox_events: 0,
         }
     );
     assert_eq!(f.counts().await.deliveries, 4);
@@ -516,6 +524,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         deliveries: 6,
         attempts: 6,
         webhook_events: 0,
+        outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
 }
@@ -560,6 +569,43 @@ async fn a_run_that_died_is_taken_over_once_its_lease_runs_out(pool: PgPool) {
         deliveries: 4,
         attempts: 4,
         webhook_events: 0,
+        outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
+}
+
+/// The bus's outbox: an event published more than `RETENTION_OUTBOX_HOURS`
+/// ago goes; a recently published one stays, and so does one never
+/// published, however old (it is still owed to the bus).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn published_outbox_events_go_after_their_hours_and_unpublished_ones_never(pool: PgPool) {
+    let f = Fixture::start(pool).await;
+    let company = Uuid::new_v4();
+    let (old_sent, new_sent, old_unsent): (i64, i64, i64) = sqlx::query_as(
+        "WITH rows AS (
+             INSERT INTO bus_outbox (subject, company_id, data, occurred_at, sent_at)
+             VALUES ('ingest.donation.made', $1, '{}', now() - interval '30 hours',
+                     now() - interval '25 hours'),
+                    ('ingest.donation.made', $1, '{}', now() - interval '30 hours',
+                     now() - interval '23 hours'),
+                    ('ingest.donation.made', $1, '{}', now() - interval '30 days', NULL)
+             RETURNING seq
+         )
+         SELECT min(seq), min(seq) + 1, max(seq) FROM rows",
+    )
+    .bind(company)
+    .fetch_one(&f.pool)
+    .await
+    .unwrap();
+
+    let removed = retention::sweep(&f.pool, &settings(1), Utc::now(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(removed.outbox_events, 1);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT seq FROM bus_outbox ORDER BY seq")
+        .fetch_all(&f.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![new_sent, old_unsent]);
+    assert!(!left.contains(&old_sent));
 }
