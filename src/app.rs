@@ -237,12 +237,18 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .bus
                 .clone()
                 .filter(|_| state.config.run_mode.runs_workers())
-                .map(|bus| tokio::spawn(crate::bus::consumer::run(bus, shutdown.clone())));
+                .map(|bus| {
+                    // The relay beside it (one replica publishes at a time).
+                    let relay = tokio::spawn(crate::bus::relay::run(bus.clone(), shutdown.clone()));
+                    let consumer = tokio::spawn(crate::bus::consumer::run(bus, shutdown.clone()));
+                    (consumer, relay)
+                });
             if state.config.run_mode.runs_workers() {
                 crate::delivery::worker::run(state.delivery.clone(), shutdown).await;
             }
-            if let Some(bus) = bus {
-                let _ = bus.await;
+            if let Some((consumer, relay)) = bus {
+                let _ = consumer.await;
+                let _ = relay.await;
             }
             if let Some(monitor) = monitor {
                 let _ = monitor.await;

@@ -169,7 +169,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 crate::bus::stream::ensure_stream(&js, &bus)
                     .await
                     .context("NATS_URL: cannot create the report stream")?;
-                tracing::info!(stream = %bus.stream, "report stream in place");
+                crate::bus::stream::ensure_events_stream(&js, &bus)
+                    .await
+                    .context("NATS_URL: cannot create the events stream")?;
+                tracing::info!(reports = %bus.stream, events = %bus.events_stream, "streams in place");
             }
             Ok(())
         }

@@ -365,11 +365,26 @@ pub struct BusConfig {
     /// `NATS_STREAM_MAX_AGE_HOURS` (168): how long the stream keeps a
     /// message, handled or not.
     pub max_age: Duration,
+    /// `NATS_EVENTS_STREAM` (`IMPACT_EVENTS`): the stream the relay
+    /// publishes what we ingest and deliver to.
+    pub events_stream: String,
+    /// `NATS_EVENTS_SUBJECT_PREFIX` (none): put before every subject we
+    /// publish (`staging.` gives `staging.ingest.donation.made`), so that
+    /// environments can share one NATS.
+    pub events_prefix: String,
+    /// `NATS_RELAY_BATCH` (1000, at most 10000): outbox events one relay
+    /// pass publishes before it marks them sent.
+    pub relay_batch: i64,
+    /// `NATS_RELAY_INTERVAL_MS` (200): how often an idle relay looks for
+    /// new outbox events.
+    pub relay_interval: Duration,
 }
 
 /// The largest `NATS_MAX_IN_FLIGHT`: each message in flight may hold a
 /// database connection's worth of work.
 const MAX_BUS_IN_FLIGHT: usize = 1024;
+/// The largest `NATS_RELAY_BATCH`: a pass holds its events in memory.
+const MAX_RELAY_BATCH: i64 = 10_000;
 
 impl BusConfig {
     /// The bus settings alone, for `impact-in migrate` and
@@ -406,6 +421,22 @@ impl BusConfig {
                 format!("must be at most {MAX_BUS_IN_FLIGHT}"),
             ));
         }
+        let relay_batch = env.positive("NATS_RELAY_BATCH", 1000)?;
+        if relay_batch > MAX_RELAY_BATCH {
+            return Err(ConfigError::new(
+                "NATS_RELAY_BATCH",
+                format!("must be at most {MAX_RELAY_BATCH}"),
+            ));
+        }
+        let events_prefix = name("NATS_EVENTS_SUBJECT_PREFIX", "", false)?;
+        if !(events_prefix.is_empty() || events_prefix.ends_with('.'))
+            || events_prefix.contains(['*', '>'])
+        {
+            return Err(ConfigError::new(
+                "NATS_EVENTS_SUBJECT_PREFIX",
+                "must end with '.' and hold no '*' or '>'",
+            ));
+        }
         Ok(Some(Self {
             url: url.trim().to_owned().into(),
             report_subject: name("NATS_REPORT_SUBJECT", "impact.report.ready", false)?,
@@ -418,6 +449,10 @@ impl BusConfig {
             max_age: Duration::from_secs(
                 60 * 60 * env.positive::<u64>("NATS_STREAM_MAX_AGE_HOURS", 168)?,
             ),
+            events_stream: name("NATS_EVENTS_STREAM", "IMPACT_EVENTS", true)?,
+            events_prefix,
+            relay_batch,
+            relay_interval: env.millis("NATS_RELAY_INTERVAL_MS", 200)?,
         }))
     }
 
@@ -1391,5 +1426,18 @@ mod tests {
         vars.insert("NATS_REPORT_STREAM".into(), "impact.reports".into());
         let err = Config::from_map(&vars).unwrap_err();
         assert_eq!(err.var, "NATS_REPORT_STREAM");
+        vars.remove("NATS_REPORT_STREAM");
+        assert!(Config::from_map(&vars).unwrap().delivery.publish_events);
+        for prefix in ["staging", "a.>.", "a b."] {
+            vars.insert("NATS_EVENTS_SUBJECT_PREFIX".into(), prefix.into());
+            let err = Config::from_map(&vars).unwrap_err();
+            assert_eq!(err.var, "NATS_EVENTS_SUBJECT_PREFIX", "{prefix}");
+        }
+        vars.insert("NATS_EVENTS_SUBJECT_PREFIX".into(), "staging.".into());
+        vars.insert("NATS_RELAY_BATCH".into(), "20000".into());
+        assert_eq!(
+            Config::from_map(&vars).unwrap_err().var,
+            "NATS_RELAY_BATCH"
+        );
     }
 }

@@ -41,6 +41,9 @@ pub const CONNECTOR_SUCCESS_RATE: &str = "impact_in_connector_success_rate";
 pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
 pub const BUS_MESSAGES: &str = "impact_in_bus_messages_total";
+pub const BUS_PUBLISHED: &str = "impact_in_bus_published_total";
+pub const BUS_OUTBOX_PENDING: &str = "impact_in_bus_outbox_pending";
+pub const BUS_OUTBOX_OLDEST_AGE: &str = "impact_in_bus_outbox_oldest_age_seconds";
 pub const RETENTION_REMOVED: &str = "impact_in_retention_removed_total";
 pub const SLA_STATUS: &str = "impact_in_sla_status";
 pub const SLA_SUCCESS_RATE: &str = "impact_in_sla_success_rate";
@@ -228,6 +231,18 @@ pub fn schedule_fired(provider: Provider, outcome: crate::scheduler::schedule::F
 /// the code it was rejected with).
 pub fn bus_message(outcome: &'static str) {
     counter!(BUS_MESSAGES, "outcome" => outcome).increment(1);
+}
+
+/// Outbox events of `subject` (without the prefix) JetStream acked.
+pub fn bus_published(subject: &str, count: u64) {
+    counter!(BUS_PUBLISHED, "subject" => subject.to_owned()).increment(count);
+}
+
+/// The bus's outbox, read at scrape time: events not yet published, and
+/// how long the oldest has waited (0 when none).
+pub fn bus_outbox(pending: i64, oldest_age: Option<f64>) {
+    gauge!(BUS_OUTBOX_PENDING).set(pending as f64);
+    gauge!(BUS_OUTBOX_OLDEST_AGE).set(oldest_age.unwrap_or(0.0));
 }
 
 /// A source call of `stream` failed (`error_type`: the error class).

@@ -7,8 +7,10 @@
 
 pub mod consumer;
 pub mod event;
+pub mod outbox;
 pub mod publish;
 pub mod rejected;
+pub mod relay;
 pub mod rules;
 pub mod stream;
 

@@ -1,5 +1,6 @@
 //! NATS: the connection (retried while the server is down), the report
-//! stream and its durable pull consumer, each created idempotently.
+//! stream and its durable pull consumer, and the events stream the relay
+//! publishes to, each created idempotently.
 
 use std::time::Duration;
 
@@ -24,18 +25,42 @@ pub async fn connect(config: &BusConfig) -> Result<jetstream::Context, async_nat
     Ok(jetstream::new(client))
 }
 
-/// Connects and sets up the stream and consumer, retrying with backoff
-/// (0.5 s doubling to 30 s, with jitter) while NATS is down or refuses;
-/// `None` when `shutdown` comes first.
+/// Connects and sets up the report stream and its consumer, retrying while
+/// NATS is down (see [`retry`]); `None` when `shutdown` comes first.
 pub async fn connect_with_retry(
     config: &BusConfig,
     shutdown: &CancellationToken,
 ) -> Option<PullConsumer> {
-    let attempt = || async {
+    retry(shutdown, || async {
         let js = connect(config).await?;
         ensure_stream(&js, config).await?;
         anyhow::Ok(ensure_consumer(&js, config).await?)
-    };
+    })
+    .await
+}
+
+/// Connects and sets up the events stream, for the relay, retrying while
+/// NATS is down; `None` when `shutdown` comes first.
+pub async fn connect_events_with_retry(
+    config: &BusConfig,
+    shutdown: &CancellationToken,
+) -> Option<jetstream::Context> {
+    retry(shutdown, || async {
+        let js = connect(config).await?;
+        ensure_events_stream(&js, config).await?;
+        anyhow::Ok(js)
+    })
+    .await
+}
+
+/// `attempt` until it succeeds, with backoff (0.5 s doubling to 30 s, with
+/// jitter) while NATS is down or refuses; `None` when `shutdown` comes
+/// first.
+async fn retry<T, F, Fut>(shutdown: &CancellationToken, attempt: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
     let retried = attempt
         .retry(
             ExponentialBuilder::default()
@@ -48,7 +73,7 @@ pub async fn connect_with_retry(
             tracing::warn!(error = %err, retry_in = ?delay, "NATS not ready; the bus retries (the service keeps serving)");
         });
     tokio::select! {
-        consumer = retried => consumer.ok(),
+        ready = retried => ready.ok(),
         () = shutdown.cancelled() => None,
     }
 }
@@ -65,6 +90,32 @@ pub async fn ensure_stream(
         subjects: vec![config.report_subject.clone()],
         // Limits, not work queue: a message is kept (to be read again by
         // ops) until its age or the stream's size ends it, acked or not.
+        retention: RetentionPolicy::Limits,
+        discard: DiscardPolicy::Old,
+        storage: StorageType::File,
+        max_age: config.max_age,
+        duplicate_window: config.duplicate_window,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// The events stream as configured: every subject the relay publishes
+/// (`ingest.>` and `impact.delivery.>` under the prefix), kept by age like
+/// the report stream, with the same duplicate window, which is what makes
+/// a re-published event (its `Nats-Msg-Id` seen) a no-op.
+pub async fn ensure_events_stream(
+    js: &jetstream::Context,
+    config: &BusConfig,
+) -> Result<(), jetstream::context::CreateStreamError> {
+    let prefix = &config.events_prefix;
+    js.create_or_update_stream(jetstream::stream::Config {
+        name: config.events_stream.clone(),
+        subjects: vec![
+            format!("{prefix}ingest.>"),
+            format!("{prefix}impact.delivery.>"),
+        ],
         retention: RetentionPolicy::Limits,
         discard: DiscardPolicy::Old,
         storage: StorageType::File,

@@ -57,6 +57,14 @@ async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Result<Res
     {
         metrics::queue(depth, oldest);
     }
+    if let Ok(Ok((pending, oldest))) = tokio::time::timeout(
+        state.config.health_check_timeout,
+        crate::bus::outbox::backlog(&state.db),
+    )
+    .await
+    {
+        metrics::bus_outbox(pending, oldest);
+    }
     if let Ok(Ok(runs)) = tokio::time::timeout(
         state.config.health_check_timeout,
         store::stream_runs(&state.db, health::WINDOW_HOURS),
