@@ -1435,9 +1435,6 @@ mod tests {
         }
         vars.insert("NATS_EVENTS_SUBJECT_PREFIX".into(), "staging.".into());
         vars.insert("NATS_RELAY_BATCH".into(), "20000".into());
-        assert_eq!(
-            Config::from_map(&vars).unwrap_err().var,
-            "NATS_RELAY_BATCH"
-        );
+        assert_eq!(Config::from_map(&vars).unwrap_err().var, "NATS_RELAY_BATCH");
     }
 }

@@ -104,10 +104,7 @@ pub async fn pass(
         let body = serde_json::to_vec(&event.envelope())
             .expect("an envelope of JSON values always serializes");
         let subject = format!("{}{}", config.events_prefix, event.subject);
-        match js
-            .publish_with_headers(subject, headers, body.into())
-            .await
-        {
+        match js.publish_with_headers(subject, headers, body.into()).await {
             Ok(ack) => acks.push(ack),
             Err(err) => {
                 failure = Some(err.to_string());

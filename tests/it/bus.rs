@@ -35,7 +35,7 @@ use crate::{
 };
 
 /// The bus variables of one test: its own names, a short ack wait.
-fn bus_vars() -> Vec<(&'static str, String)> {
+pub(crate) fn bus_vars() -> Vec<(&'static str, String)> {
     let tag = Uuid::new_v4().simple().to_string();
     vec![
         (
@@ -47,18 +47,21 @@ fn bus_vars() -> Vec<(&'static str, String)> {
         ("NATS_REPORT_CONSUMER", format!("test-{tag}")),
         ("NATS_ACK_WAIT_SECS", "1".into()),
         ("NATS_NAK_DELAY_MS", "100".into()),
+        ("NATS_EVENTS_STREAM", format!("TEST_EVENTS_{tag}")),
+        ("NATS_EVENTS_SUBJECT_PREFIX", format!("test.{tag}.")),
+        ("NATS_RELAY_INTERVAL_MS", "20".into()),
     ]
 }
 
-fn pairs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub(crate) fn pairs<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// A consumer loop, as `serve` runs it.
-struct Running(CancellationToken, JoinHandle<()>);
+pub(crate) struct Running(CancellationToken, JoinHandle<()>);
 
 impl Running {
-    fn start(ctx: &BusContext) -> Self {
+    pub(crate) fn start(ctx: &BusContext) -> Self {
         let shutdown = CancellationToken::new();
         Self(
             shutdown.clone(),
@@ -66,29 +69,38 @@ impl Running {
         )
     }
 
+    /// The outbox relay loop, as `serve` runs it.
+    pub(crate) fn relay(ctx: &BusContext) -> Self {
+        let shutdown = CancellationToken::new();
+        Self(
+            shutdown.clone(),
+            tokio::spawn(impact_in::bus::relay::run(ctx.clone(), shutdown)),
+        )
+    }
+
     /// Stops it; it must return within a few seconds.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.0.cancel();
         tokio::time::timeout(Duration::from_secs(10), self.1)
             .await
-            .expect("the bus consumer returns after shutdown")
+            .expect("the bus loop returns after shutdown")
             .unwrap();
     }
 }
 
-fn bus(app: &TestApp) -> BusContext {
+pub(crate) fn bus(app: &TestApp) -> BusContext {
     app.state.bus.clone().expect("NATS_URL is set")
 }
 
-fn settings(app: &TestApp) -> &BusConfig {
+pub(crate) fn settings(app: &TestApp) -> &BusConfig {
     app.state.config.bus.as_ref().unwrap()
 }
 
-async fn js(config: &BusConfig) -> jetstream::Context {
+pub(crate) async fn js(config: &BusConfig) -> jetstream::Context {
     stream::connect(config).await.unwrap()
 }
 
-async fn delete_stream(config: &BusConfig) {
+pub(crate) async fn delete_stream(config: &BusConfig) {
     js(config)
         .await
         .delete_stream(&config.stream)
@@ -96,7 +108,7 @@ async fn delete_stream(config: &BusConfig) {
         .unwrap();
 }
 
-async fn set_rules(app: &TestApp, company: Uuid, providers: &[&str]) {
+pub(crate) async fn set_rules(app: &TestApp, company: Uuid, providers: &[&str]) {
     let response = app
         .request(
             Method::PUT,
@@ -108,7 +120,7 @@ async fn set_rules(app: &TestApp, company: Uuid, providers: &[&str]) {
     assert_eq!(response.status, StatusCode::OK, "{}", response.body);
 }
 
-async fn publish(config: &BusConfig, event: ReportReady) -> Value {
+pub(crate) async fn publish(config: &BusConfig, event: ReportReady) -> Value {
     publish::report_ready(config, event).await.unwrap()
 }
 
@@ -124,7 +136,7 @@ async fn publish_raw(config: &BusConfig, body: Vec<u8>) {
         .unwrap();
 }
 
-fn event(event_id: Uuid, company: Uuid, providers: Option<&[Provider]>) -> ReportReady {
+pub(crate) fn event(event_id: Uuid, company: Uuid, providers: Option<&[Provider]>) -> ReportReady {
     ReportReady::new(
         event_id,
         CompanyId(company),
@@ -145,7 +157,7 @@ async fn deliveries(app: &TestApp, company: Uuid) -> Vec<(String, Uuid)> {
 }
 
 /// Waits until `done` holds of the company's deliveries.
-async fn until_deliveries(
+pub(crate) async fn until_deliveries(
     app: &TestApp,
     company: Uuid,
     done: impl Fn(&[(String, Uuid)]) -> bool,

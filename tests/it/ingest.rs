@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use crate::common::{ADMIN, MANAGE, TestApp, sandbox_api};
 
-struct Ingest {
-    app: TestApp,
+pub(crate) struct Ingest {
+    pub(crate) app: TestApp,
     sandbox: Sandbox,
-    company: Uuid,
+    pub(crate) company: Uuid,
     token: String,
 }
 
@@ -35,7 +35,7 @@ fn route(stream: &str) -> String {
 }
 
 impl Ingest {
-    async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(pool: PgPool, overrides: &[(&str, &str)]) -> Self {
         let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
         let mut vars: Vec<(String, String)> = credentials::env_vars(&sandbox.url())
             .into_iter()
@@ -62,7 +62,7 @@ impl Ingest {
     }
 
     /// Runs one stream; the answer (200: the run ended).
-    async fn run(&self, stream: &str, query: &str) -> Value {
+    pub(crate) async fn run(&self, stream: &str, query: &str) -> Value {
         let response = self
             .app
             .post(
@@ -91,7 +91,7 @@ impl Ingest {
         answer.body
     }
 
-    async fn stored(&self, stream: &str) -> i64 {
+    pub(crate) async fn stored(&self, stream: &str) -> i64 {
         sqlx::query_scalar(
             "SELECT count(*) FROM ingest_records WHERE company_id = $1 AND stream = $2",
         )

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod binary;
 mod bus;
+mod bus_out;
 mod cache;
 mod connectors;
 mod credentials;

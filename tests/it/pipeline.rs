@@ -85,7 +85,7 @@ impl Pipeline {
 
     /// Serves the router on a real port and has the sandbox post its
     /// webhooks there, without delay.
-    async fn webhooks_back_at_once(&self) {
+    pub(crate) async fn webhooks_back_at_once(&self) {
         let base = self.app.serve().await;
         self.control(
             "webhooks",
@@ -138,7 +138,7 @@ impl Pipeline {
     }
 
     /// Waits until the delivery satisfies `done`, then returns it.
-    async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         tokio::time::timeout(Duration::from_secs(20), async {
             loop {
                 let delivery = self.get(id).await;
