@@ -1,5 +1,5 @@
 //! Command line: `serve` (the default), `migrate`, `rekey`, `token`,
-//! `publish-report`, `openapi`, `sandbox`.
+//! `publish-report`, `watch-events`, `openapi`, `sandbox`.
 
 use std::{net::Ipv4Addr, process::ExitCode, time::Duration};
 
@@ -68,6 +68,23 @@ enum Command {
         /// again makes no second delivery.
         #[arg(long)]
         event_id: Option<Uuid>,
+    },
+    /// Print the events we publish (NATS_EVENTS_STREAM, needs NATS_URL) as
+    /// JSON lines, as a subscriber sees them (docs/bus.md).
+    WatchEvents {
+        /// Only this subject, e.g. impact.delivery.succeeded (under
+        /// NATS_EVENTS_SUBJECT_PREFIX); every subject by default.
+        #[arg(long)]
+        subject: Option<String>,
+        /// Start from the last event of each subject instead of new ones.
+        #[arg(long)]
+        last: bool,
+        /// Stop after this many events.
+        #[arg(long, default_value_t = usize::MAX, hide_default_value = true)]
+        count: usize,
+        /// Stop when none came for this long, e.g. 10s.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: Duration,
     },
     /// Print the OpenAPI contract (docs/openapi.json is its output).
     Openapi,
@@ -242,6 +259,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             )
             .await?;
             println!("{published}");
+            Ok(())
+        }
+        Command::WatchEvents {
+            subject,
+            last,
+            count,
+            wait,
+        } => {
+            let bus = BusConfig::from_env()?.ok_or_else(|| {
+                ConfigError::new("NATS_URL", "missing: the bus is not configured")
+            })?;
+            crate::bus::watch::events(&bus, subject.as_deref(), last, count, wait).await?;
             Ok(())
         }
         Command::Openapi => {

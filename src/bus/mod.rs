@@ -1,9 +1,12 @@
-//! The event bus in (issue 16, first half; docs/bus.md): report-ready
-//! events from NATS JetStream become deliveries for the providers the
-//! company's delivery rules allow. `stream`: connection, stream and
-//! consumer set-up. `event`: the message read and checked. `rules`: the
-//! delivery rules in SQL. `rejected`: messages that can never succeed.
-//! `consumer`: one message to its deliveries, and the loop `serve` runs.
+//! The event bus (docs/bus.md). In: report-ready events from NATS
+//! JetStream become deliveries for the providers the company's delivery
+//! rules allow. Out: what we ingest and deliver, written to an outbox in
+//! the same transaction, published by a relay. `stream`: connection,
+//! streams and consumer set-up. `event`: the message read and checked.
+//! `rules`: the delivery rules in SQL. `rejected`: messages that can never
+//! succeed. `consumer`: one message to its deliveries, and the loop `serve`
+//! runs. `outbox`: the outbox read in order, the envelope. `relay`: its
+//! publishing loop. `publish`, `watch`: the command line's ends.
 
 pub mod consumer;
 pub mod event;
@@ -13,6 +16,7 @@ pub mod rejected;
 pub mod relay;
 pub mod rules;
 pub mod stream;
+pub mod watch;
 
 use std::{ops::Deref, sync::Arc};
 
