@@ -1,17 +1,29 @@
 //! The relay: publishes the outbox's events to JetStream, in order, one
 //! replica at a time, and marks each sent only once JetStream acked it.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Duration,
+};
 
-use async_nats::{HeaderMap, jetstream};
+use async_nats::{
+    HeaderMap,
+    jetstream::{self, context::PublishAckFuture},
+};
 use tokio_util::sync::CancellationToken;
 
-use super::{BusContext, outbox, stream};
+use super::{
+    BusContext,
+    outbox::{self, Pending},
+    stream,
+};
 use crate::config::BusConfig;
 
 /// The advisory lock a relay pass holds: one replica publishes at a time,
 /// so the order of the outbox is the order on the stream.
 const RELAY_LOCK: i64 = 0x1e1a_7b05;
+/// Publishes whose ack is not yet awaited, at most.
+const IN_FLIGHT: usize = 1024;
 /// The longest pause after failed passes (NATS or Postgres down).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -96,36 +108,43 @@ pub async fn pass(
         tx.rollback().await?;
         return Ok(0);
     }
-    let mut acks = Vec::with_capacity(batch.len());
+    // Acks awaited in publishing order, at most IN_FLIGHT outstanding: the
+    // client holds a permit per unawaited ack (5,000 in all) and would
+    // otherwise wait for ever on a larger batch.
+    let mut in_flight: VecDeque<(&Pending, PublishAckFuture)> = VecDeque::new();
+    let mut acked: Vec<&Pending> = Vec::with_capacity(batch.len());
     let mut failure = None;
-    for event in &batch {
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-        let body = serde_json::to_vec(&event.envelope())
-            .expect("an envelope of JSON values always serializes");
-        let subject = format!("{}{}", config.events_prefix, event.subject);
-        match js.publish_with_headers(subject, headers, body.into()).await {
-            Ok(ack) => acks.push(ack),
-            Err(err) => {
-                failure = Some(err.to_string());
-                break;
+    let mut events = batch.iter();
+    loop {
+        let next = if in_flight.len() < IN_FLIGHT {
+            events.next()
+        } else {
+            None
+        };
+        if let Some(event) = next {
+            match publish(js, config, event).await {
+                Ok(ack) => in_flight.push_back((event, ack)),
+                Err(err) => {
+                    failure = Some(err.to_string());
+                    break;
+                }
             }
+            continue;
         }
+        let Some((event, ack)) = in_flight.pop_front() else {
+            break;
+        };
+        if let Err(err) = ack.await {
+            failure = Some(err.to_string());
+            break;
+        }
+        acked.push(event);
     }
-    let mut sent = Vec::with_capacity(acks.len());
     let mut published: HashMap<&str, u64> = HashMap::new();
-    for (event, ack) in batch.iter().zip(acks) {
-        match ack.await {
-            Ok(_) => {
-                sent.push(event.seq);
-                *published.entry(event.subject.as_str()).or_default() += 1;
-            }
-            Err(err) => {
-                failure.get_or_insert_with(|| err.to_string());
-                break;
-            }
-        }
+    for event in &acked {
+        *published.entry(event.subject.as_str()).or_default() += 1;
     }
+    let sent: Vec<i64> = acked.iter().map(|event| event.seq).collect();
     if !sent.is_empty() {
         outbox::mark_sent(&mut tx, &sent).await?;
     }
@@ -137,4 +156,19 @@ pub async fn pass(
         Some(err) => Err(RelayError::Publish(err)),
         None => Ok(sent.len()),
     }
+}
+
+/// Publishes one event on its subject under the prefix, with `Nats-Msg-Id`
+/// = its id; the future of JetStream's ack.
+async fn publish(
+    js: &jetstream::Context,
+    config: &BusConfig,
+    event: &Pending,
+) -> Result<PublishAckFuture, jetstream::context::PublishError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
+    let body = serde_json::to_vec(&event.envelope())
+        .expect("an envelope of JSON values always serializes");
+    let subject = format!("{}{}", config.events_prefix, event.subject);
+    js.publish_with_headers(subject, headers, body.into()).await
 }

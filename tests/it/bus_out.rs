@@ -490,3 +490,36 @@ async fn the_events_stream_takes_the_prefixed_subjects(pool: PgPool) {
     );
     delete_events_stream(&config).await;
 }
+
+/// A pass larger than the NATS client's 5,000 outstanding acks is
+/// published whole (the relay awaits acks as it goes, never all at the
+/// end).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_pass_larger_than_the_clients_ack_permits_publishes_every_event(pool: PgPool) {
+    let mut vars = bus_vars();
+    vars.push(("NATS_RELAY_BATCH", "10000".into()));
+    let app = TestApp::start(pool, config(&pairs(&vars))).await;
+    let config = settings(&app).clone();
+    sqlx::query(
+        "INSERT INTO bus_outbox (subject, company_id, data)
+         SELECT 'ingest.donation.made', gen_random_uuid(), jsonb_build_object('n', n)
+         FROM generate_series(1, 6000) AS n",
+    )
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let js = js(&config).await;
+    impact_in::bus::stream::ensure_events_stream(&js, &config)
+        .await
+        .unwrap();
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        impact_in::bus::relay::pass(&app.state.db, &js, &config),
+    )
+    .await
+    .expect("one pass publishes 6,000 events without waiting for ever")
+    .unwrap();
+    assert_eq!(sent, 6000);
+    assert_eq!(published(&config, 6000).await.len(), 6000);
+    delete_events_stream(&config).await;
+}
