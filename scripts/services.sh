@@ -74,13 +74,19 @@ ensure_redis() {
   export REDIS_URL="redis://127.0.0.1:6379"
 }
 
+# The nats-server binary (Debian's package), also for the tests that start
+# and stop a server of their own (tests/it/bus_out.rs).
+ensure_nats_server() {
+  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+}
+
 ensure_nats() {
   if [ -n "${NATS_URL:-}" ]; then
     say "using NATS_URL from the environment"
     return
   fi
   if ! port_open 127.0.0.1 4222; then
-    command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || apt_install nats-server
+    ensure_nats_server
     local server store
     server=$(command -v nats-server || echo /usr/sbin/nats-server)
     store=${NATS_STORE_DIR:-/var/lib/nats/impact-in}

@@ -10,8 +10,10 @@ ensure_cargo
 # Tests create a fresh database per test next to this one.
 IMPACT_IN_DB=postgres ensure_postgres
 ensure_redis
-# tests/it/bus.rs consumes from a real JetStream.
+# tests/it/bus.rs consumes from a real JetStream; tests/it/bus_out.rs also
+# runs nats-server itself.
 ensure_nats
+ensure_nats_server
 
 ensure_promtool
 
