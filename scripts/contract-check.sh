@@ -6,7 +6,11 @@
 #      (the /webhooks/{provider} routes, which answer 401 to anything
 #      unsigned, have their own tests);
 #   2. /docs/ in headless Chromium with every request off 127.0.0.1 blocked:
-#      Swagger UI renders the route list offline (tests/browser/docs.mjs).
+#      Swagger UI renders the route list offline (tests/browser/docs.mjs);
+#      then the delivery console (/console) end to end for a fresh company:
+#      sign-in link, SLA widget, charts, filters, replays, read-only token,
+#      axe-core, 360 px (tests/browser/console.mjs; CONSOLE_SCREENSHOTS=dir
+#      saves the views of docs/console.md).
 # Run by scripts/test.sh after cargo test; alone: bash scripts/contract-check.sh
 # (CONTRACT_CHECK=schemathesis or =browser runs one part only).
 # Fails on any finding; stops everything it started however it ends.
@@ -97,7 +101,7 @@ wait_listening() {
 # it from an empty one, so that a developer's .env does not leak in.
 cd "$work"
 export HOST=127.0.0.1 PORT_IMPACT_IN=$port DATABASE_URL=$db_url \
-  REDIS_KEY_PREFIX="impact-in-contract:$$:" LOG_FORMAT=json LOG_LEVEL=warn \
+  REDIS_KEY_PREFIX="impact-in-contract:$$:" LOG_FORMAT=json LOG_LEVEL=info \
   JWT_SECRET=$(head -c 32 /dev/urandom | base64) \
   TOKEN_ENCRYPTION_KEY=$(head -c 32 /dev/urandom | base64) \
   PII_HASH_KEY=$(head -c 32 /dev/urandom | base64) INGEST_SYNC_WAIT_SECS=0 \
@@ -183,10 +187,27 @@ if [[ $parts == *browser* ]]; then
     || browser_status=$?
   browser_secs=$((SECONDS - started_at))
   case $browser_status in
-    0) browser_result="passed in ${browser_secs}s" ;;
+    0) ;;
     124 | 137) die "browser check: did not finish within ${BROWSER_TIMEOUT_SECS}s" ;;
     *) die "browser check: failed (exit $browser_status, ${browser_secs}s)" ;;
   esac
+
+  say "/console in headless Chromium: a fresh company's deliveries, replays, axe-core"
+  console_company=$(python3 -c 'import uuid; print(uuid.uuid4())')
+  sandbox_origin=$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(f"{p.scheme}://{p.netloc}")' "$BENEVITY_API_URL")
+  console_status=0
+  BASE_URL=$url COMPANY=$console_company SANDBOX_URL=$sandbox_origin SERVICE_LOG=$work/service.log \
+    TOKEN=$("$bin" token --company "$console_company" --roles ADMIN_CONSOLE,MANAGE_INTEGRATIONS --ttl 1h --subject console-check) \
+    READONLY_TOKEN=$("$bin" token --company "$console_company" --roles ADMIN_CONSOLE --ttl 1h --subject console-reader) \
+    SCREENSHOTS=${CONSOLE_SCREENSHOTS:-} CHROMIUM=${CHROMIUM:-/usr/bin/chromium} \
+    timeout --kill-after=10 "$BROWSER_TIMEOUT_SECS" node "$root/tests/browser/console.mjs" \
+    || console_status=$?
+  browser_secs=$((SECONDS - started_at))
+  case $console_status in
+    0) browser_result="passed in ${browser_secs}s" ;;
+    124 | 137) die "console check: did not finish within ${BROWSER_TIMEOUT_SECS}s" ;;
+    *) die "console check: failed (exit $console_status)" ;;
+  esac
 fi
 
-echo "contract check: schemathesis $st_result; /docs in Chromium $browser_result"
+echo "contract check: schemathesis $st_result; /docs and /console in Chromium $browser_result"

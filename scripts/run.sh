@@ -172,6 +172,103 @@ started[$server]="impact-in serve"
 wait_listening $server "$local_host" "$port"
 
 company=00000000-0000-4000-8000-000000000001
+
+# --- Demo data ----------------------------------------------------------------
+# With the sandbox, and once (while the demo company has no delivery yet):
+# 24 reports through the API, as any client sends them, spread over the
+# three providers, with the sandbox made to refuse three of Goodera's for
+# good (400), so the delivery console has failures to replay; and the
+# company's delivery rules. Sent with the ops key of .env.
+
+# Polls until the server is ready (migrated, start-up finished); fails as
+# soon as it has exited.
+wait_ready() {
+  for _ in $(seq 1 600); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/health/readiness")" = 200 ] && return 0
+    kill -0 "$server" 2>/dev/null || die "impact-in serve exited before it was ready"
+    sleep 0.1
+  done
+  die "impact-in serve was not ready within 60 s"
+}
+
+# curl with the ops key; the body on stdout; fails on an HTTP error.
+ops_api() {
+  curl -sS --fail-with-body --max-time 10 -H "Authorization: Bearer $ops_key" \
+    -H 'Content-Type: application/json' "$@"
+}
+
+seed_demo() {
+  local answer i month provider body
+  answer=$(ops_api "$url/v1/impact-in/deliveries?companyId=$company&limit=1") || return 1
+  [[ $answer == *'"data":[]'* ]] || return 0
+  say "seeding demo data: 24 deliveries for the demo company (3 refused by the sandbox, to replay from the console) and its delivery rules"
+  curl -sS --fail-with-body --max-time 10 -o /dev/null -X POST "$sandbox_url/_sandbox/faults" \
+    -H 'Content-Type: application/json' \
+    -d '{"provider": "goodera", "count": 3, "status": 400}' || return 1
+  for i in $(seq 1 24); do
+    case $((i % 3)) in 1) provider=benevity ;; 2) provider=goodera ;; *) provider=workday ;; esac
+    month=$(printf '%02d' $(((i - 1) % 12 + 1)))
+    body=$(cat <<JSON
+{"companyId": "$company", "provider": "$provider",
+ "deliveryId": "$(printf 'de000000-0000-4000-8000-%012d' "$i")",
+ "payload": {
+  "companyId": "$company",
+  "period": {"start": "2026-$month-01", "end": "2026-$month-28"},
+  "volunteerHours": $((100 + i * 25)).5, "volunteerCount": $((10 + i)),
+  "participantCount": $((40 + 3 * i)), "sessionCount": $((5 + i)),
+  "donations": [{"amountMinor": $((i * 125000)), "currency": "EUR"}],
+  "outcomeScores": {"integration": 0.$((50 + i)), "language": 0.$((40 + i))},
+  "sroiRatio": 3.$((i % 10)), "visScore": $((60 + i)).5,
+  "programmes": [{"name": "Mentoring wave $i", "volunteerHours": $((20 + i)).0,
+                  "participantCount": $((5 + i)), "donations": []}]}}
+JSON
+)
+    ops_api -o /dev/null "$url/v1/impact-in/deliveries" -d "$body" || return 1
+  done
+  ops_api -o /dev/null -X PUT "$url/v1/impact-in/delivery-rules" \
+    -d "{\"companyId\": \"$company\", \"providers\": [\"benevity\", \"goodera\", \"workday\"]}" \
+    || return 1
+  settle_demo
+}
+
+# Waits (a few seconds at most) until the seeded deliveries are sent and
+# the sandbox's status webhooks about them have stopped coming, so that
+# the banner below comes after their log lines rather than among them.
+settle_demo() {
+  local answer previous=-1 count
+  for _ in $(seq 1 40); do
+    answer=$(ops_api "$url/v1/impact-in/stats?companyId=$company") || return 0
+    [[ $answer == *'"byStatus":{"pending":0,"retrying":0,'* ]] && break
+    sleep 0.25
+  done
+  for _ in $(seq 1 10); do
+    count=$(curl -s --max-time 5 "$sandbox_url/_sandbox/webhooks" | grep -o '"eventId"' | wc -l)
+    [ "$count" -gt 0 ] && [ "$count" = "$previous" ] && return 0
+    previous=$count
+    sleep 1
+  done
+}
+
+if [ "${SANDBOX:-1}" != "0" ]; then
+  command -v curl >/dev/null || apt_install curl
+  ops_key=${OPS_API_KEYS:-$(env_get OPS_API_KEYS)}
+  ops_key=$(printf '%s' "${ops_key%%,*}" | tr -d '[:space:]')
+  wait_ready
+  seed_demo || say "warning: the demo data could not be seeded; the console starts without it"
+fi
+
+# The delivery console's sign-in link: the token rides in the fragment,
+# which the browser never sends. Where people reach this server:
+# PUBLIC_BASE_URL (environment, then .env), else the address above.
+console_ttl=8h
+console_base=${PUBLIC_BASE_URL:-$(env_get PUBLIC_BASE_URL)}
+if console_link=$(PUBLIC_BASE_URL=${console_base:-$url} \
+  "$bin" token --company "$company" --ttl "$console_ttl" --console 2>/dev/null); then
+  console_text="Delivery console for the demo company (both roles; the link is valid for $console_ttl, the token's TTL):
+    $console_link"
+else
+  console_text="Delivery console: $url/console (sign in with a token or an ops key; \`impact-in token\` needs JWT_SECRET)"
+fi
 # Composed first and printed by a builtin: a signal sent to this script
 # alone while a foreground child (cat) runs is ignored by bash when that
 # child exits normally, and the test's (or an operator's) kill -INT
@@ -183,6 +280,7 @@ banner=$(cat <<TXT
   Token for demo company $company:
     export TOKEN=\$($bin token --company $company --roles ADMIN_CONSOLE,MANAGE_INTEGRATIONS --ttl 1h)
     curl -s -w '\n' $url/v1/impact-in/deliveries -H "Authorization: Bearer \$TOKEN"
+  $console_text
 
 TXT
 )

@@ -51,6 +51,12 @@ enum Command {
         /// The `sub` claim.
         #[arg(long, default_value = "dev")]
         subject: String,
+        /// Print a sign-in link to the delivery console instead,
+        /// `<base>/console#token=<jwt>`: the base is PUBLIC_BASE_URL, else
+        /// http://127.0.0.1:PORT_IMPACT_IN. The token is in the fragment,
+        /// which a browser never sends, so it reaches no server and no log.
+        #[arg(long)]
+        console: bool,
     },
     /// Publish one report-ready event to NATS_REPORT_SUBJECT (needs
     /// NATS_URL), as the platform would: the company's delivery rules then
@@ -220,11 +226,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             roles,
             ttl,
             subject,
+            console,
         } => {
             for role in roles.iter().filter(|r| Role::parse(r).is_none()) {
                 eprintln!("impact-in: warning: '{role}' is not a role this service checks");
             }
+            // Read after AuthConfig, which loads `.env`.
             let signer = JwtSigner::from_config(&AuthConfig::from_env()?)?;
+            let base = console
+                .then(|| crate::config::public_base(&|var| std::env::var(var).ok()))
+                .transpose()?;
             let token = signer.sign(
                 &subject,
                 &companies,
@@ -232,7 +243,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 jsonwebtoken::get_current_timestamp(),
                 ttl.as_secs(),
             );
-            println!("{token}");
+            match base {
+                Some(base) => println!("{}", console_link(&base, &token)),
+                None => println!("{token}"),
+            }
             Ok(())
         }
         Command::PublishReport {
@@ -313,6 +327,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
+/// The console's sign-in link: the page moves the token from the fragment
+/// to the tab's `sessionStorage` and clears it from the address bar.
+fn console_link(base: &str, token: &str) -> String {
+    format!("{base}/console#token={token}")
+}
+
 /// SIGINT or SIGTERM.
 async fn shutdown_signal() {
     #[cfg(unix)]
@@ -333,5 +353,90 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     if tokio::signal::ctrl_c().await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn base(vars: &[(&str, &str)]) -> Result<String, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        crate::config::public_base(&|var| vars.get(var).cloned())
+    }
+
+    #[test]
+    fn the_console_link_carries_the_token_in_the_fragment() {
+        let link = console_link("http://127.0.0.1:3007", "aaa.bbb.ccc");
+        assert_eq!(link, "http://127.0.0.1:3007/console#token=aaa.bbb.ccc");
+        let url = url::Url::parse(&link).unwrap();
+        assert_eq!(url.path(), "/console");
+        assert_eq!(url.query(), None);
+        assert_eq!(url.fragment(), Some("token=aaa.bbb.ccc"));
+    }
+
+    #[test]
+    fn the_link_base_is_public_base_url_else_the_local_port() {
+        assert_eq!(base(&[]).unwrap(), "http://127.0.0.1:3007");
+        assert_eq!(
+            base(&[("PORT_IMPACT_IN", "4100")]).unwrap(),
+            "http://127.0.0.1:4100"
+        );
+        // Blank counts as unset, as for every variable.
+        assert_eq!(
+            base(&[("PUBLIC_BASE_URL", " "), ("PORT_IMPACT_IN", "4100")]).unwrap(),
+            "http://127.0.0.1:4100"
+        );
+        for (raw, expected) in [
+            ("https://impact.example.com", "https://impact.example.com"),
+            ("https://impact.example.com/", "https://impact.example.com"),
+            (
+                "https://example.com/impact-in/",
+                "https://example.com/impact-in",
+            ),
+            ("http://127.0.0.1:3107", "http://127.0.0.1:3107"),
+        ] {
+            let found = base(&[("PUBLIC_BASE_URL", raw), ("PORT_IMPACT_IN", "4100")]).unwrap();
+            assert_eq!(found, expected, "{raw}");
+            assert_eq!(
+                console_link(&found, "t"),
+                format!("{expected}/console#token=t")
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_base_or_port_names_its_variable() {
+        for (var, raw) in [
+            ("PUBLIC_BASE_URL", "impact.example.com"),
+            ("PUBLIC_BASE_URL", "ftp://impact.example.com"),
+            ("PORT_IMPACT_IN", "0"),
+            ("PORT_IMPACT_IN", "70000"),
+            ("PORT_IMPACT_IN", "abc"),
+        ] {
+            let err = base(&[(var, raw)]).unwrap_err();
+            assert_eq!(err.var, var, "{raw}");
+        }
+    }
+
+    #[test]
+    fn token_takes_console() {
+        let cli = Cli::try_parse_from([
+            "impact-in",
+            "token",
+            "--company",
+            "00000000-0000-4000-8000-000000000001",
+            "--console",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Token { console: true, .. })
+        ));
     }
 }

@@ -588,6 +588,21 @@ impl SlaConfig {
     }
 }
 
+/// Where people reach the service, without a trailing slash:
+/// `PUBLIC_BASE_URL`, else `http://127.0.0.1:PORT_IMPACT_IN` (3007), each
+/// checked as the service checks it. For `impact-in token --console`,
+/// which needs no other configuration.
+pub fn public_base(lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let env = Env(lookup);
+    if let Some(raw) = env.optional("PUBLIC_BASE_URL") {
+        let url = http_url(&raw).ok_or_else(|| {
+            ConfigError::new("PUBLIC_BASE_URL", "must be an http:// or https:// URL")
+        })?;
+        return Ok(url.as_str().trim_end_matches('/').to_owned());
+    }
+    Ok(format!("http://127.0.0.1:{}", env.parse_port()?))
+}
+
 /// An absolute http(s) URL with a host.
 fn http_url(raw: &str) -> Option<url::Url> {
     url::Url::parse(raw.trim())

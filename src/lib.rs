@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connectors;
+pub mod console;
 pub mod cursor;
 pub mod db;
 pub mod delivery;

@@ -23,11 +23,17 @@ pub enum Role {
 }
 
 impl Role {
+    pub const ALL: [Role; 2] = [Self::AdminConsole, Self::ManageIntegrations];
+
     pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "ADMIN_CONSOLE" => Some(Self::AdminConsole),
-            "MANAGE_INTEGRATIONS" => Some(Self::ManageIntegrations),
-            _ => None,
+        Self::ALL.into_iter().find(|role| role.as_str() == raw)
+    }
+
+    /// As the token carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AdminConsole => "ADMIN_CONSOLE",
+            Self::ManageIntegrations => "MANAGE_INTEGRATIONS",
         }
     }
 }
@@ -69,9 +75,18 @@ impl CompanyScope {
     }
 }
 
+/// The credential a principal was authenticated with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// A JWT of the cockpit (or `impact-in token`).
+    Token,
+    OpsKey,
+}
+
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub subject: String,
+    kind: PrincipalKind,
     companies: CompanyScope,
     roles: HashSet<Role>,
 }
@@ -92,6 +107,7 @@ impl Principal {
     pub fn ops(fingerprint: &str) -> Self {
         Self {
             subject: format!("ops-key:{fingerprint}"),
+            kind: PrincipalKind::OpsKey,
             companies: CompanyScope::All,
             roles: HashSet::from([Role::AdminConsole, Role::ManageIntegrations]),
         }
@@ -100,6 +116,7 @@ impl Principal {
     pub fn user(subject: String, companies: Vec<CompanyId>, roles: HashSet<Role>) -> Self {
         Self {
             subject,
+            kind: PrincipalKind::Token,
             companies: CompanyScope::Only(companies),
             roles,
         }
@@ -118,11 +135,25 @@ impl Principal {
     fn require(&self, roles: &[Role]) -> Result<(), AuthError> {
         match roles.iter().find(|role| !self.roles.contains(role)) {
             None => Ok(()),
-            Some(missing) => Err(AuthError::MissingRole(match missing {
-                Role::AdminConsole => "ADMIN_CONSOLE",
-                Role::ManageIntegrations => "MANAGE_INTEGRATIONS",
-            })),
+            Some(missing) => Err(AuthError::MissingRole(missing.as_str())),
         }
+    }
+
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+
+    /// The companies granted: `All` for an ops key.
+    pub fn companies(&self) -> &CompanyScope {
+        &self.companies
+    }
+
+    /// The roles held, in the order of [`Role::ALL`].
+    pub fn roles(&self) -> Vec<Role> {
+        Role::ALL
+            .into_iter()
+            .filter(|role| self.roles.contains(role))
+            .collect()
     }
 
     pub fn can_access(&self, company: CompanyId) -> bool {
@@ -225,5 +256,18 @@ mod tests {
         assert_eq!(ops.scope(None), Ok(CompanyScope::All));
         assert!(ops.can_access(CompanyId(Uuid::new_v4())));
         assert!(ops.require_write().is_ok());
+        assert_eq!(ops.kind(), PrincipalKind::OpsKey);
+        assert_eq!(ops.roles(), Role::ALL);
+    }
+
+    #[test]
+    fn roles_read_back_as_the_token_spells_them() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("admin_console"), None);
+        let (principal, _) = user(&[Role::ManageIntegrations]);
+        assert_eq!(principal.kind(), PrincipalKind::Token);
+        assert_eq!(principal.roles(), [Role::ManageIntegrations]);
     }
 }

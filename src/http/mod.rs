@@ -2,6 +2,7 @@
 //! group. Handlers parse, authorize and call into the domain modules.
 
 mod bus;
+mod console;
 mod credentials;
 mod date;
 mod deliveries;
@@ -15,6 +16,7 @@ pub mod openapi;
 mod paging;
 mod replay;
 mod schedules;
+mod session;
 mod sla;
 mod stats;
 pub mod views;
@@ -89,7 +91,10 @@ pub fn router(state: AppState) -> Router {
             .merge(credentials::routes())
             .merge(schedules::routes())
             .merge(bus::routes())
-            .merge(openapi::routes());
+            .merge(session::routes())
+            .merge(openapi::routes())
+            // The delivery console: a page, not API (not in the spec).
+            .merge(console::routes());
     }
     routes
         .fallback(not_found)
@@ -267,6 +272,7 @@ async fn discovery() -> impl IntoResponse {
             "metrics": "/metrics",
             "openapi": "/openapi.json",
             "docs": "/docs/",
+            "console": "/console",
             "impactIn": "/v1/impact-in",
             "webhooks": ["/webhooks/benevity", "/webhooks/goodera", "/webhooks/workday", "/webhooks/health"],
         },

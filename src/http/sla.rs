@@ -1,9 +1,10 @@
 //! The SLA routes of the cockpit's widget (docs/sla.md): the status over a
-//! period, the weekly report with its recommendations, and the delivery
-//! timeline. The figures and the words are `crate::sla`'s.
+//! period, the weekly report with its recommendations, the delivery
+//! timeline, and the figures per day of the console's charts. The figures
+//! and the words are `crate::sla`'s.
 
 use axum::{Json, Router, extract::State, routing::get};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 
 use super::{
     date::{self, Day},
@@ -17,6 +18,8 @@ use crate::{
     ids::CompanyId,
     sla::{
         Period,
+        daily::{self, SlaDaily},
+        period::MAX_DAYS,
         report::{self, SlaReport, SlaStatusAnswer},
         timeline::{self, Timeline},
     },
@@ -27,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/impact-in/sla-status", get(status))
         .route("/v1/impact-in/sla-report", get(weekly_report))
         .route("/v1/impact-in/delivery-timeline", get(delivery_timeline))
+        .route("/v1/impact-in/sla-daily", get(daily_figures))
 }
 
 /// Over the deliveries created in `[startDate, endDate)`; by default the
@@ -48,31 +52,73 @@ async fn status(
 ) -> Result<Json<SlaStatusAnswer>, ApiError> {
     principal.require_read()?;
     let company = params.get::<CompanyId>("companyId");
-    let start = params.get_with("startDate", |raw| date::parse(raw, Day::Start));
-    let end = params.get_with("endDate", |raw| date::parse(raw, Day::After));
+    let (start, end) = period_bounds(&mut params);
     params.finish()?;
-    let period = requested_period(state.delivery.clock.now(), start, end)?;
+    let week = Period::week_of(state.delivery.clock.now());
+    let period = requested_period(week, start, end, MAX_DAYS)?;
     let scope = principal.scope(company)?;
     let answer = report::status(&state.db, &scope, period, &state.config.sla.thresholds).await?;
     Ok(Json(answer))
 }
 
-/// Each bound defaults to the current week's; the error names the bound
-/// the caller sent (the end, when both).
+/// `startDate` and `endDate`, the bounds of a period `[start, end)`: a
+/// plain date starts at its first instant and ends after its last.
+fn period_bounds(params: &mut QueryParams) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let start = params.get_with("startDate", |raw| date::parse(raw, Day::Start));
+    let end = params.get_with("endDate", |raw| date::parse(raw, Day::After));
+    (start, end)
+}
+
+/// Each bound defaults to `default`'s; the period must not be empty nor
+/// longer than `max_days`. The error names the bound the caller sent (the
+/// end, when both).
 fn requested_period(
-    now: DateTime<Utc>,
+    default: Period,
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
+    max_days: i64,
 ) -> Result<Period, ApiError> {
-    let week = Period::week_of(now);
-    Period::checked(start.unwrap_or(week.start), end.unwrap_or(week.end)).map_err(|message| {
-        let field = if end.is_some() || start.is_none() {
-            "endDate"
-        } else {
-            "startDate"
-        };
-        ApiError::Validation(vec![FieldError::new(field, message)])
-    })
+    let field = if end.is_some() || start.is_none() {
+        "endDate"
+    } else {
+        "startDate"
+    };
+    let invalid = |message: String| ApiError::Validation(vec![FieldError::new(field, message)]);
+    let period = Period::checked(start.unwrap_or(default.start), end.unwrap_or(default.end))
+        .map_err(|message| invalid(message.to_owned()))?;
+    if period.end - period.start > Duration::days(max_days) {
+        return Err(invalid(format!(
+            "the period must be at most {max_days} days long"
+        )));
+    }
+    Ok(period)
+}
+
+/// Per UTC day and platform, over the deliveries created in `[startDate,
+/// endDate)`; by default the last 14 UTC days up to now.
+#[utoipa::path(
+    get,
+    path = "/v1/impact-in/sla-daily",
+    operation_id = "show_sla_daily",
+    tag = "sla",
+    summary = "Deliveries per UTC day and platform: counts by outcome, average and p95 latency",
+    params(("companyId" = Option<uuid::Uuid>, Query, description = "One of the caller's companies; ops keys may leave it out for all companies"), ("startDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created at or after (a date: its start); default: 00:00 UTC 13 days before today"), ("endDate" = Option<crate::http::date::DateOrTimestamp>, Query, description = "Created before (a date: through its end); default: now; at most 92 days after startDate")),
+    responses((status = 200, description = "The period and its days, by date then platform; only days with deliveries", body = SlaDaily), (status = 422, description = "An empty or inverted period, or one longer than 92 days (the field named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 400, description = "A query parameter that does not parse (each named in `errors`)", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 401, description = "Missing or invalid bearer token", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 403, description = "Missing role, or a company outside the token's", body = crate::http::error::Problem, content_type = "application/problem+json"), (status = 503, description = "Database unavailable", body = crate::http::error::Problem, content_type = "application/problem+json")),
+    security(("bearer" = []), ("opsKey" = [])),
+)]
+async fn daily_figures(
+    State(state): State<AppState>,
+    principal: Principal,
+    mut params: QueryParams,
+) -> Result<Json<SlaDaily>, ApiError> {
+    principal.require_read()?;
+    let company = params.get::<CompanyId>("companyId");
+    let (start, end) = period_bounds(&mut params);
+    params.finish()?;
+    let default = daily::last_days(state.delivery.clock.now());
+    let period = requested_period(default, start, end, daily::MAX_DAYS)?;
+    let scope = principal.scope(company)?;
+    Ok(Json(daily::compute(&state.db, &scope, period).await?))
 }
 
 /// A full UTC week: by default the last one before the current week.

@@ -170,29 +170,30 @@ impl Counts {
 /// counts, the successes' latency sum and their histogram, counts per
 /// bucket from bucket `lowest` on (see `sla_latency_bucket`).
 #[derive(FromRow)]
-struct Part {
-    provider: Provider,
-    total: i64,
-    successful: i64,
-    failed: i64,
-    retried: i64,
-    retried_successful: i64,
-    latency_sum_ms: f64,
-    lowest: Option<i32>,
-    buckets: Option<Vec<i64>>,
+pub(crate) struct Part {
+    pub provider: Provider,
+    pub total: i64,
+    pub successful: i64,
+    pub failed: i64,
+    pub retried: i64,
+    pub retried_successful: i64,
+    pub latency_sum_ms: f64,
+    pub lowest: Option<i32>,
+    pub buckets: Option<Vec<i64>>,
 }
 
-/// One platform's parts added up, or all platforms'.
+/// One platform's parts added up, or all platforms' (or, for
+/// `super::daily`, one day's of a platform).
 #[derive(Default)]
-struct Tally {
-    counts: Counts,
+pub(crate) struct Tally {
+    pub counts: Counts,
     latency_sum_ms: f64,
     /// Successes per latency bucket.
     histogram: BTreeMap<i32, i64>,
 }
 
 impl Tally {
-    fn add(&mut self, part: &Part) {
+    pub(crate) fn add(&mut self, part: &Part) {
         self.counts.total += part.total;
         self.counts.successful += part.successful;
         self.counts.failed += part.failed;
@@ -204,6 +205,21 @@ impl Tally {
                 *self.histogram.entry(bucket).or_default() += n;
             }
         }
+    }
+
+    /// Sets the average latency (from the sum, exact) and, given the
+    /// histogram's `edges` (`sla_latency_edges()`), the p95 estimated from
+    /// the histogram (`thresholds` as for [`Tally::p95_estimate`]). True
+    /// when the p95 is still to be computed exactly from the raw rows:
+    /// there are successes, and no edges or no estimate.
+    pub(crate) fn set_latencies(&mut self, edges: Option<&[f64]>, thresholds: &[f64]) -> bool {
+        let successful = self.counts.successful;
+        self.counts.avg_latency_ms =
+            (successful > 0).then(|| self.latency_sum_ms / successful as f64);
+        self.counts.p95_latency_ms = edges
+            .filter(|_| successful > 0)
+            .and_then(|edges| self.p95_estimate(edges, thresholds));
+        successful > 0 && self.counts.p95_latency_ms.is_none()
     }
 
     /// The successes' p95 (as `percentile_cont(0.95)`) estimated from the
@@ -255,7 +271,7 @@ impl Tally {
 /// Up to this many successes a p95 is computed exactly from the raw rows
 /// (an exact sort of a few thousand latencies is cheap); above, it is read
 /// from the rollup's histogram (docs/sla.md gives the error bound).
-const EXACT_P95_UP_TO: i64 = 2_000;
+pub(crate) const EXACT_P95_UP_TO: i64 = 2_000;
 
 /// The figures of the deliveries in `scope` created in `period`: the whole
 /// hours from the `sla_hourly` rollup, the partial hours at either end
@@ -355,7 +371,7 @@ pub async fn compute(
 
 /// The whole UTC hours of `period`, `[first, last)`; when it has none,
 /// an empty range at its end, so that the raw rows cover all of it.
-fn whole_hours(period: Period) -> (DateTime<Utc>, DateTime<Utc>) {
+pub(crate) fn whole_hours(period: Period) -> (DateTime<Utc>, DateTime<Utc>) {
     let hour = chrono::Duration::hours(1);
     let floor = |at: DateTime<Utc>| at.duration_trunc(hour).unwrap_or(at);
     let first = match floor(period.start) {
@@ -393,13 +409,8 @@ async fn latencies(
         Vec::new()
     };
     let estimate = |tally: &mut Tally| {
-        let successful = tally.counts.successful;
-        tally.counts.avg_latency_ms =
-            (successful > 0).then(|| tally.latency_sum_ms / successful as f64);
-        tally.counts.p95_latency_ms = (successful > EXACT_P95_UP_TO)
-            .then(|| tally.p95_estimate(&edges, &bounds))
-            .flatten();
-        successful > 0 && tally.counts.p95_latency_ms.is_none()
+        let histogram = tally.counts.successful > EXACT_P95_UP_TO;
+        tally.set_latencies(histogram.then_some(edges.as_slice()), &bounds)
     };
     let overall_exact = estimate(overall);
     let exact: Vec<Provider> = platforms

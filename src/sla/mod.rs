@@ -1,10 +1,12 @@
 //! The delivery SLA (docs/sla.md): figures per platform and overall over a
 //! period, judged against configurable objectives (`objective`), computed
 //! from the delivery log (`figures`); the routes' periods (`period`),
-//! answers and recommendations (`report`) and delivery timeline
-//! (`timeline`); and the monitor that alerts on them (`monitor` evaluates,
-//! `notify` tells PagerDuty and Slack, `task` loops).
+//! answers and recommendations (`report`), delivery timeline
+//! (`timeline`) and figures per day (`daily`, the console's charts); and
+//! the monitor that alerts on them (`monitor` evaluates, `notify` tells
+//! PagerDuty and Slack, `task` loops).
 
+pub mod daily;
 pub mod figures;
 pub mod monitor;
 pub mod notify;

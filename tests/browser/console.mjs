@@ -236,6 +236,7 @@ await step("a failed delivery replayed from the page turns success", async () =>
   const row = page.locator("#deliveries-table tbody tr[data-id]").first();
   const id = await row.getAttribute("data-id");
   await row.locator("button[data-replay]").click();
+  await page.locator("#confirm[open] #confirm-title", { hasText: "Replay this delivery?" }).waitFor();
   const text = await page.locator("#confirm-text").innerText();
   check(/sent to Goodera again/.test(text), `confirmation says ${text}`);
   await page.locator("#confirm-ok").click();
@@ -251,13 +252,15 @@ await step("bulk replay of the selected, with a confirmation that counts them", 
   const label = await page.locator("#replay-selected").innerText();
   check(label === "Replay selected (2)", label);
   await page.locator("#replay-selected").click();
-  check((await page.locator("#confirm-title").innerText()) === "Replay 2 deliveries?", "title counts");
+  await page.locator("#confirm[open] #confirm-title", { hasText: "Replay 2 deliveries?" }).waitFor();
   await page.locator("#confirm-ok").click();
   await waitForStatuses(page, (s) => s.filter((x) => x === "success").length === 3, "3 success");
 });
 
 await step("retry all failed, confirmed with the count, reaches the last one", async () => {
   await page.locator("#retry-all").click();
+  // It counts the failed deliveries first, then asks.
+  await page.locator("#confirm[open] #confirm-title", { hasText: "Retry all failed" }).waitFor();
   const text = await page.locator("#confirm-text").innerText();
   check(text.includes("All 1 failed"), `confirmation says ${text}`);
   await page.locator("#confirm-ok").click();

@@ -366,6 +366,15 @@ async fn no_date_a_caller_sends_is_a_server_error(pool: PgPool) {
                         format!("/v1/impact-in/stats?startDate={encoded}&endDate={encoded}"),
                         &["startDate", "endDate"],
                     ),
+                    // A period up to now, or from the default start.
+                    (
+                        format!("/v1/impact-in/sla-daily?startDate={encoded}"),
+                        &["startDate"],
+                    ),
+                    (
+                        format!("/v1/impact-in/sla-daily?endDate={encoded}"),
+                        &["endDate"],
+                    ),
                     // A cursor carries a timestamp too.
                     (
                         format!(

@@ -11,6 +11,7 @@ mod bus;
 mod bus_out;
 mod cache;
 mod connectors;
+mod console;
 mod credentials;
 mod deliveries;
 mod health;

@@ -89,6 +89,20 @@ function badge(status) {
   return el("span", { class: `badge s-${status || "none"}`, text });
 }
 
+// How each SLA metric reads, and how its values are written.
+const METRIC_TEXT = {
+  successRate: ["success rate", "pct"],
+  retrySuccessRate: ["retry success rate", "pct"],
+  p95DeliveryLatencyMs: ["p95 latency", "ms"],
+  consecutiveFailures: ["consecutive failures", "n"],
+  errorBudgetBurnRate: ["error budget burn rate", "n"],
+};
+const metricValue = (metric, v) => {
+  const kind = METRIC_TEXT[metric]?.[1];
+  if (kind === "pct") return pct(v);
+  if (kind === "ms") return ms(v);
+  return String(v);
+};
 const pct = (v) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(2)} %`);
 const ms = (v) => {
   if (v === null || v === undefined) return "—";
@@ -228,12 +242,12 @@ async function loadSla() {
     );
     const breaches = data.breaches.length
       ? el("ul", { class: "breaches" }, data.breaches.map((b) =>
-          el("li", { text: `${platformName(b.platform)}: ${b.metric} is ${b.value} (bound ${b.threshold})${b.capped ? ", too few samples to breach" : ""}` })))
+          el("li", { text: `${platformName(b.platform)}: ${METRIC_TEXT[b.metric]?.[0] || b.metric} is ${metricValue(b.metric, b.value)} (bound ${metricValue(b.metric, b.threshold)})${b.capped ? ", too few samples to breach" : ""}` })))
       : el("p", { class: "muted", text: "No breaches." });
     clear(body,
       el("p", { class: "overall" }, "Overall: ", badge(data.slaStatus),
         el("span", { class: "muted", text: ` updated ${new Date().toLocaleTimeString()}` })),
-      el("div", { class: "scroll" }, el("table", { class: "sla", id: "sla-table" }, el("thead", {}, head), el("tbody", {}, rows))),
+      el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "SLA figures" }, el("table", { class: "sla", id: "sla-table" }, el("thead", {}, head), el("tbody", {}, rows))),
       el("h3", { text: "Breaches" }), breaches);
   } catch (err) {
     failure(body, err);
@@ -264,7 +278,9 @@ function chart(platform, days) {
   root.append(svg("title", {}, title));
   root.append(svg("line", { x1: L, y1: T + innerH, x2: W - R, y2: T + innerH, class: "axis" }));
   root.append(svg("text", { x: L - 4, y: T + 8, class: "tick", "text-anchor": "end" }, String(maxCount)));
-  root.append(svg("text", { x: W - R + 4, y: T + 8, class: "tick lat" }, ms(maxLatency)));
+  if (days.some((d) => d.p95LatencyMs !== null)) {
+    root.append(svg("text", { x: W - R + 4, y: T + 8, class: "tick lat" }, ms(maxLatency)));
+  }
   const points = [];
   days.forEach((d, i) => {
     const x = L + i * step + (step - barW) / 2;
@@ -343,7 +359,7 @@ function renderDeliveries() {
     canReplay() ? el("th", { scope: "col" }, el("span", { class: "sr-only", text: "Select" })) : null,
     ["Created", "Platform", "Status", "Attempts", "Latency", "Provider status", ""].map((h) => el("th", { scope: "col", text: h })));
   const rows = state.deliveries.flatMap((d) => deliveryRows(d));
-  clear(body, el("div", { class: "scroll" }, el("table", { class: "deliveries", id: "deliveries-table" }, el("thead", {}, head), el("tbody", {}, rows))));
+  clear(body, el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Deliveries" }, el("table", { class: "deliveries", id: "deliveries-table" }, el("thead", {}, head), el("tbody", {}, rows))));
 }
 
 function deliveryRows(d) {
@@ -429,9 +445,9 @@ async function toggleDetails(d, toggle, row) {
       el("h4", { text: "Attempts" }), attempts,
       el("h4", { text: "Provider status events" }), events,
       el("h4", { text: "Provider response" }),
-      el("pre", { text: data.providerResponse ? JSON.stringify(mask(data.providerResponse), null, 2) : "—" }),
+      el("pre", { tabindex: "0", "aria-label": "Provider response", text: data.providerResponse ? JSON.stringify(mask(data.providerResponse), null, 2) : "—" }),
       el("h4", { text: "Payload (personal and secret-looking values masked)" }),
-      el("pre", { class: "payload", text: JSON.stringify(mask(data.payload), null, 2) }));
+      el("pre", { class: "payload", tabindex: "0", "aria-label": "Payload preview", text: JSON.stringify(mask(data.payload), null, 2) }));
   } catch (err) {
     failure(cell, err);
   }
@@ -543,7 +559,7 @@ async function loadSchedules() {
     const nextRun = (s) => (s.nextRun
       ? `${new Date(s.nextRun).toLocaleString(undefined, { timeZone: s.timezone, dateStyle: "medium", timeStyle: "short" })} (${s.timezone})`
       : "—");
-    clear(body, el("div", { class: "scroll" }, el("table", { class: "schedules" },
+    clear(body, el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Schedules" }, el("table", { class: "schedules" },
       el("thead", {}, el("tr", {}, ["Platform", "Schedule", "Next run", "Last status", "Consecutive failures", ""].map((h) => el("th", { scope: "col", text: h })))),
       el("tbody", {}, list.map((s) => el("tr", { "data-id": s.id },
         el("td", { text: platformName(s.platform) }),
