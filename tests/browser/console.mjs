@@ -52,6 +52,8 @@ function report(n) {
     volunteerCount: 10 + n,
     participantCount: 40 + n,
     sessionCount: 5 + n,
+    // A name: the payload preview masks it.
+    programmes: [{ name: `Ada Lovelace mentoring ${n}`, volunteerHours: 1.0, participantCount: 1, donations: [] }],
   };
 }
 
@@ -215,6 +217,8 @@ await step("details expand with ids, attempts and a masked payload preview", asy
   check(text.includes("deliveryId") && text.includes("Attempts"), "ids and attempts shown");
   check(/HTTP|400/.test(text), "the attempt's error shown");
   check(text.includes("volunteerHours"), "payload preview shown");
+  check(!text.includes("Ada Lovelace") && text.includes("•••"), "the programme's name is masked");
+  check(text.includes(company), "ids are not masked");
   if (screenshots) await page.screenshot({ path: `${screenshots}/console-details.png`, fullPage: true });
   await toggle.click();
 });

@@ -404,12 +404,13 @@ function updateSelected() {
 // and by shape (e-mail addresses, long tokens).
 const SECRET_NAME = /(e-?mail|phone|name|address|token|secret|password|passwd|key|ssn|iban|account|birth)/i;
 const SECRET_SHAPE = /^[^@\s]+@[^@\s]+\.[^@\s]+$|^[A-Za-z0-9+/_=-]{32,}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function mask(value, key = "") {
   if (Array.isArray(value)) return value.map((v) => mask(v, key));
   if (value && typeof value === "object") {
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mask(v, k)]));
   }
-  if (typeof value === "string" && (SECRET_NAME.test(key) || SECRET_SHAPE.test(value))) return "•••";
+  if (typeof value === "string" && (SECRET_NAME.test(key) || (SECRET_SHAPE.test(value) && !UUID.test(value)))) return "•••";
   if (typeof value === "number" && SECRET_NAME.test(key) && !/count|hours/i.test(key)) return "•••";
   return value;
 }
