@@ -13,7 +13,7 @@ use sqlx::{FromRow, PgPool, QueryBuilder};
 
 use super::{
     Period,
-    figures::{EXACT_P95_UP_TO, Part, Tally, whole_hours},
+    figures::{EXACT_P95_UP_TO, Grouping, Part, Tally, parts_query},
 };
 use crate::{
     auth::CompanyScope,
@@ -84,47 +84,7 @@ pub async fn compute(
     scope: &CompanyScope,
     period: Period,
 ) -> Result<SlaDaily, sqlx::Error> {
-    let (first_hour, last_hour) = whole_hours(period);
-    let mut query = QueryBuilder::new(
-        "SELECT (hour AT TIME ZONE 'UTC')::date AS day, provider, total, successful, failed,
-                retried, retried_successful, latency_sum_ms,
-                array_lower(latency_buckets, 1) AS lowest,
-                -- sliced: sqlx decodes arrays numbered from 1 only
-                latency_buckets[:] AS buckets
-         FROM sla_hourly WHERE hour >= ",
-    );
-    query
-        .push_bind(first_hour)
-        .push(" AND hour < ")
-        .push_bind(last_hour);
-    scope.push_and(&mut query);
-    query.push(
-        " UNION ALL
-         SELECT day, provider, count(*), count(*) FILTER (WHERE status = 'success'),
-                count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE attempt_count > 1 AND status IN ('success', 'failed')),
-                count(*) FILTER (WHERE attempt_count > 1 AND status = 'success'),
-                coalesce(sum(ms), 0), sla_latency_bucket(ms),
-                CASE WHEN sla_latency_bucket(ms) IS NOT NULL THEN ARRAY[count(*)] END
-         FROM (SELECT (created_at AT TIME ZONE 'UTC')::date AS day, provider, status,
-                      attempt_count,
-                      CASE WHEN status = 'success'
-                           THEN extract(epoch FROM delivered_at - created_at)::float8 * 1000
-                      END AS ms
-               FROM impact_deliveries
-               WHERE (created_at >= ",
-    );
-    query
-        .push_bind(period.start)
-        .push(" AND created_at < ")
-        .push_bind(first_hour)
-        .push(" OR created_at >= ")
-        .push_bind(last_hour)
-        .push(" AND created_at < ")
-        .push_bind(period.end)
-        .push(")");
-    scope.push_and(&mut query);
-    query.push(") AS raw GROUP BY day, provider, 9");
+    let mut query = parts_query(scope, period, Grouping::Day);
     let parts: Vec<DayPart> = query.build_query_as().fetch_all(db).await?;
 
     let mut days: BTreeMap<(NaiveDate, Provider), Tally> = BTreeMap::new();

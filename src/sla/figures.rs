@@ -282,45 +282,7 @@ pub async fn compute(
     period: Period,
     thresholds: &Thresholds,
 ) -> Result<SlaFigures, sqlx::Error> {
-    let (first_hour, last_hour) = whole_hours(period);
-    let mut query = QueryBuilder::new(
-        "SELECT provider, total, successful, failed, retried, retried_successful,
-                latency_sum_ms, array_lower(latency_buckets, 1) AS lowest,
-                -- sliced: sqlx decodes arrays numbered from 1 only
-                latency_buckets[:] AS buckets
-         FROM sla_hourly WHERE hour >= ",
-    );
-    query
-        .push_bind(first_hour)
-        .push(" AND hour < ")
-        .push_bind(last_hour);
-    scope.push_and(&mut query);
-    query.push(
-        " UNION ALL
-         SELECT provider, count(*), count(*) FILTER (WHERE status = 'success'),
-                count(*) FILTER (WHERE status = 'failed'),
-                count(*) FILTER (WHERE attempt_count > 1 AND status IN ('success', 'failed')),
-                count(*) FILTER (WHERE attempt_count > 1 AND status = 'success'),
-                coalesce(sum(ms), 0), sla_latency_bucket(ms),
-                CASE WHEN sla_latency_bucket(ms) IS NOT NULL THEN ARRAY[count(*)] END
-         FROM (SELECT provider, status, attempt_count,
-                      CASE WHEN status = 'success'
-                           THEN extract(epoch FROM delivered_at - created_at)::float8 * 1000
-                      END AS ms
-               FROM impact_deliveries
-               WHERE (created_at >= ",
-    );
-    query
-        .push_bind(period.start)
-        .push(" AND created_at < ")
-        .push_bind(first_hour)
-        .push(" OR created_at >= ")
-        .push_bind(last_hour)
-        .push(" AND created_at < ")
-        .push_bind(period.end)
-        .push(")");
-    scope.push_and(&mut query);
-    query.push(") AS raw GROUP BY provider, 8");
+    let mut query = parts_query(scope, period, Grouping::Period);
     let parts: Vec<Part> = query.build_query_as().fetch_all(db).await?;
 
     let mut overall = Tally::default();
@@ -367,6 +329,77 @@ pub async fn compute(
             .figures(None, longest, thresholds, schedule_breaches),
         by_platform,
     })
+}
+
+/// What the parts of a period's figures are grouped by, besides platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Grouping {
+    /// The whole period.
+    Period,
+    /// Each UTC day, as a leading `day` column.
+    Day,
+}
+
+/// The parts of the figures of the deliveries in `scope` created in
+/// `period`, per platform (and per UTC day with [`Grouping::Day`]): the
+/// whole hours' rows of the `sla_hourly` rollup, and the partial hours at
+/// either end from the raw rows in the same shape. Rows read as [`Part`].
+pub(crate) fn parts_query(
+    scope: &CompanyScope,
+    period: Period,
+    grouping: Grouping,
+) -> QueryBuilder<sqlx::Postgres> {
+    let (first_hour, last_hour) = whole_hours(period);
+    let by_day = grouping == Grouping::Day;
+    let (rollup_day, raw_day, outer_day, group_by) = if by_day {
+        (
+            "(hour AT TIME ZONE 'UTC')::date AS day, ",
+            "(created_at AT TIME ZONE 'UTC')::date AS day, ",
+            "day, ",
+            "day, provider, 9",
+        )
+    } else {
+        ("", "", "", "provider, 8")
+    };
+    let mut query = QueryBuilder::new(format!(
+        "SELECT {rollup_day}provider, total, successful, failed, retried, retried_successful,
+                latency_sum_ms, array_lower(latency_buckets, 1) AS lowest,
+                -- sliced: sqlx decodes arrays numbered from 1 only
+                latency_buckets[:] AS buckets
+         FROM sla_hourly WHERE hour >= "
+    ));
+    query
+        .push_bind(first_hour)
+        .push(" AND hour < ")
+        .push_bind(last_hour);
+    scope.push_and(&mut query);
+    query.push(format!(
+        " UNION ALL
+         SELECT {outer_day}provider, count(*), count(*) FILTER (WHERE status = 'success'),
+                count(*) FILTER (WHERE status = 'failed'),
+                count(*) FILTER (WHERE attempt_count > 1 AND status IN ('success', 'failed')),
+                count(*) FILTER (WHERE attempt_count > 1 AND status = 'success'),
+                coalesce(sum(ms), 0), sla_latency_bucket(ms),
+                CASE WHEN sla_latency_bucket(ms) IS NOT NULL THEN ARRAY[count(*)] END
+         FROM (SELECT {raw_day}provider, status, attempt_count,
+                      CASE WHEN status = 'success'
+                           THEN extract(epoch FROM delivered_at - created_at)::float8 * 1000
+                      END AS ms
+               FROM impact_deliveries
+               WHERE (created_at >= "
+    ));
+    query
+        .push_bind(period.start)
+        .push(" AND created_at < ")
+        .push_bind(first_hour)
+        .push(" OR created_at >= ")
+        .push_bind(last_hour)
+        .push(" AND created_at < ")
+        .push_bind(period.end)
+        .push(")");
+    scope.push_and(&mut query);
+    query.push(format!(") AS raw GROUP BY {group_by}"));
+    query
 }
 
 /// The whole UTC hours of `period`, `[first, last)`; when it has none,
