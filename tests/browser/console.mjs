@@ -73,6 +73,10 @@ async function seed() {
     });
     ids.push(created.id);
   }
+  await call("/v1/impact-in/schedules", {
+    method: "POST",
+    body: { companyId: company, platform: "benevity", schedule: "0 9 * * 1-5", timezone: "America/New_York" },
+  });
   // Every one final before the page looks.
   const deadline = Date.now() + TIMEOUT_MS;
   for (;;) {
@@ -297,6 +301,18 @@ await step("360 px wide: nothing wider than the screen but the tables' own scrol
   check(width <= 360, `the page is ${width}px wide`);
   if (screenshots) await narrow.screenshot({ path: `${screenshots}/console-mobile.png`, fullPage: true });
   await context.close();
+});
+
+await step("schedules show the next run in the schedule's zone, and run now answers what it did", async () => {
+  const row = page.locator("#schedules-body tbody tr").first();
+  await row.waitFor();
+  const cells = await row.locator("td").allInnerTexts();
+  check(cells[0] === "Benevity" && cells[2].includes("(America/New_York)") && cells[4] === "0", `row ${cells}`);
+  await row.locator("button", { hasText: "Run now" }).click();
+  await page.locator("#confirm[open] #confirm-title", { hasText: "Run this schedule now?" }).waitFor();
+  await page.locator("#confirm-ok").click();
+  // No ingested data for this company: the firing is skipped, and says so.
+  await page.locator("#status", { hasText: "Run now: skipped" }).waitFor();
 });
 
 await step("a read-only token sees no replay controls at all", async () => {

@@ -580,8 +580,10 @@ async function runNow(s) {
     "Run now");
   if (!ok) return;
   try {
-    await api(`/v1/impact-in/schedules/${s.id}/run`, { method: "POST" });
-    say("Schedule run started.");
+    const { data } = await api(`/v1/impact-in/schedules/${s.id}/run`, { method: "POST" });
+    say(data.outcome === "enqueued"
+      ? `Run now: a ${platformName(s.platform)} delivery is queued (deliveryId ${data.deliveryId}).`
+      : `Run now: skipped${data.reason ? `, ${data.reason}` : ""}.`);
   } catch (err) {
     say(`Run now failed: ${err.message}`);
   }
