@@ -4,12 +4,13 @@
 //! which timestamps every delivery it receives.
 //!
 //! ```text
-//! cargo bench --bench pipeline -- [throughput|latency|listing|sla|ratelimit|webhooks|retention|sla-monitor|all] [--runs 3]
+//! cargo bench --bench pipeline -- [throughput|latency|listing|sla|ratelimit|webhooks|ingest|retention|sla-monitor|bus|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
 //! cargo bench --bench pipeline -- retention --batch-size 200 --pause-ms 50 # the latency open loop while 1,000,000 rows are cleaned
 //! cargo bench --bench pipeline -- sla-monitor --companies 1000 # one SLA evaluation over 1,000,000 finished deliveries
+//! cargo bench --bench pipeline -- bus --events 20000 --outbox 100000 # report-ready events in, the outbox relayed out (NATS_URL)
 //! ```
 //!
 //! Each scenario runs once as a warm-up (discarded), then `--runs` times,
@@ -30,7 +31,7 @@ use chrono::{DateTime, Datelike, Utc};
 use impact_in::{
     auth::JwtSigner,
     clock::SystemClock,
-    config::{Config, RetentionConfig, SlaConfig},
+    config::{BusConfig, Config, RetentionConfig, SlaConfig},
     sandbox::{Sandbox, SandboxConfig, credentials},
     scheduler::retention,
     sla::{MonitorContext, Thresholds, monitor},
@@ -59,7 +60,8 @@ struct Options {
     goodera: usize,
     /// Benevity deliveries sent meanwhile, at five a second.
     benevity: usize,
-    /// Webhook events sent closed loop (verified, then refused).
+    /// Webhook events sent closed loop (verified, then refused); in the bus
+    /// scenario, report-ready events published at once.
     events: usize,
     /// Webhook events a second in the open-loop part.
     event_rate: u64,
@@ -77,6 +79,10 @@ struct Options {
     pause_ms: u64,
     /// The SLA monitor scenario's companies.
     companies: usize,
+    /// Pending outbox events the bus scenario's relay finds at start.
+    outbox: u64,
+    /// Print where the bus scenario's events are, every second.
+    trace: bool,
 }
 
 impl Options {
@@ -101,6 +107,8 @@ impl Options {
             // The service's defaults.
             batch_size: 200,
             pause_ms: 50,
+            outbox: 100_000,
+            trace: false,
         };
         // `cargo bench` passes `--bench`; `cargo test --all-targets` runs
         // this binary without it, as a small smoke run that keeps the
@@ -119,6 +127,7 @@ impl Options {
             options.event_rate = 100;
             options.records = 300;
             options.companies = 20;
+            options.outbox = 1_000;
         }
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
@@ -147,10 +156,12 @@ impl Options {
                 "--batch-size" => options.batch_size = value("--batch-size") as i64,
                 "--pause-ms" => options.pause_ms = value("--pause-ms"),
                 "--companies" => options.companies = value("--companies") as usize,
+                "--outbox" => options.outbox = value("--outbox"),
+                "--trace" => options.trace = true,
                 // `cargo bench` passes this to every bench target.
                 "--bench" => {}
                 "throughput" | "latency" | "listing" | "sla" | "ratelimit" | "webhooks"
-                | "ingest" | "retention" | "sla-monitor" | "all" => options.scenario = arg,
+                | "ingest" | "retention" | "sla-monitor" | "bus" | "all" => options.scenario = arg,
                 other => panic!("unknown argument {other}"),
             }
         }
@@ -218,6 +229,18 @@ async fn main() {
                 options.events,
                 options.event_rate,
                 options.seconds
+            ),
+            &figures,
+        );
+    }
+    if all || options.scenario == "bus" {
+        let figures = repeat(&options, || bus(&admin_url, &options)).await;
+        report(
+            &format!(
+                "bus: {} report-ready events published at once (target ≥ 2,000 events/s into deliveries); \
+                 {} pending outbox events relayed at start (target ≥ 10,000 events/s); \
+                 peak RSS budget 96 MiB",
+                options.events, options.outbox
             ),
             &figures,
         );
@@ -340,6 +363,23 @@ struct Service {
     sandbox: Sandbox,
     signer: JwtSigner,
     http: reqwest::Client,
+    /// The bus settings it runs with (`NATS_URL` set), for the bus scenario.
+    bus: Option<BusConfig>,
+    /// When its process was spawned, and when it answered ready.
+    spawned: Instant,
+    ready: Instant,
+}
+
+/// A service's database (created), sandbox and settings, before its
+/// process starts: [`Prepared::migrate`] lets a scenario seed what the
+/// service must find at start.
+struct Prepared {
+    database: String,
+    admin_url: String,
+    sandbox: Sandbox,
+    vars: HashMap<String, String>,
+    config: Config,
+    port: u16,
 }
 
 impl Service {
@@ -349,6 +389,12 @@ impl Service {
 
     /// As [`Service::start`], with these variables set as well.
     async fn start_with(admin_url: &str, extra: &[(&str, &str)]) -> Self {
+        Self::prepare(admin_url, extra).await.spawn().await
+    }
+
+    /// As [`Service::start_with`], up to (not including) starting the
+    /// process.
+    async fn prepare(admin_url: &str, extra: &[(&str, &str)]) -> Prepared {
         let database = format!("impact_in_bench_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(admin_url)
             .await
@@ -396,9 +442,14 @@ impl Service {
             ]
             .map(|(k, v)| (k.to_owned(), v)),
         );
-        // Settings under test (DELIVERY_*, DATABASE_MAX_CONNECTIONS) pass through.
+        // Settings under test (DELIVERY_*, DATABASE_MAX_CONNECTIONS, and for
+        // the bus NATS_MAX_IN_FLIGHT and NATS_RELAY_*) pass through.
         for (key, value) in std::env::vars() {
-            if key.starts_with("DELIVERY_") || key.starts_with("DATABASE_MAX") {
+            if key.starts_with("DELIVERY_")
+                || key.starts_with("DATABASE_MAX")
+                || key == "NATS_MAX_IN_FLIGHT"
+                || key.starts_with("NATS_RELAY_")
+            {
                 vars.insert(key, value);
             }
         }
@@ -408,27 +459,14 @@ impl Service {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         );
         let config = Config::from_map(&vars).expect("bench configuration is valid");
-        let child = Command::new(env!("CARGO_BIN_EXE_impact-in"))
-            .env_clear()
-            .envs(&vars)
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the service starts");
-        let service = Service {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
+        Prepared {
             database,
             admin_url: admin_url.to_owned(),
             sandbox,
-            signer: JwtSigner::from_config(&config.auth).expect("signer"),
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .expect("client"),
-        };
-        service.wait_ready().await;
-        service
+            vars,
+            config,
+            port,
+        }
     }
 
     async fn wait_ready(&self) {
@@ -551,6 +589,54 @@ impl Service {
             .fetch_one(&mut db)
             .await
             .expect("count")
+    }
+}
+
+impl Prepared {
+    /// Migrates the database as the service would at start, and connects
+    /// to it, for seeding.
+    async fn migrate(&self) -> PgConnection {
+        let url = on_database(&self.admin_url, &self.database);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(url.as_str())
+            .await
+            .expect("bench db");
+        impact_in::db::migrate(&pool).await.expect("migrations");
+        pool.close().await;
+        PgConnection::connect(url.as_str()).await.expect("bench db")
+    }
+
+    /// Starts the service's process and waits until it is ready.
+    async fn spawn(self) -> Service {
+        let spawned = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_impact-in"))
+            .env_clear()
+            .envs(&self.vars)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the service starts");
+        let service = Service {
+            child,
+            url: format!("http://127.0.0.1:{}", self.port),
+            database: self.database,
+            admin_url: self.admin_url,
+            sandbox: self.sandbox,
+            signer: JwtSigner::from_config(&self.config.auth).expect("signer"),
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .expect("client"),
+            bus: self.config.bus,
+            spawned,
+            ready: spawned,
+        };
+        service.wait_ready().await;
+        Service {
+            ready: Instant::now(),
+            ..service
+        }
     }
 }
 
@@ -1606,5 +1692,368 @@ async fn ingest(admin_url: &str, options: &Options) -> Figures {
         ("full sync s", full.as_secs_f64()),
         ("peak RSS MiB", rss),
         ("re-sync s", again.as_secs_f64()),
+    ]
+}
+
+/// The bus settings of one run, every name unique to `tag` (so runs share
+/// no stream, consumer or subject on the server): the variables the service
+/// gets.
+fn bus_vars(tag: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "NATS_URL",
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        ),
+        ("NATS_REPORT_SUBJECT", format!("bench.report.ready.{tag}")),
+        ("NATS_REPORT_STREAM", format!("BENCH_{tag}")),
+        ("NATS_REPORT_CONSUMER", format!("bench-{tag}")),
+        ("NATS_EVENTS_STREAM", format!("BENCH_EVENTS_{tag}")),
+        ("NATS_EVENTS_SUBJECT_PREFIX", format!("bench.{tag}.")),
+    ]
+}
+
+/// Deletes the run's report and events streams (and so the consumer).
+async fn delete_bus_streams(bus: &BusConfig) {
+    let js = impact_in::bus::stream::connect(bus)
+        .await
+        .expect("NATS reachable");
+    for name in [&bus.stream, &bus.events_stream] {
+        if let Err(err) = js.delete_stream(name).await {
+            println!("  cannot delete stream {name}: {err}");
+        }
+    }
+}
+
+/// The event bus (docs/bus.md), both ways: report-ready events published
+/// at once becoming deliveries, then a backlog of outbox events relayed at
+/// start.
+async fn bus(admin_url: &str, options: &Options) -> Figures {
+    let mut figures = bus_in(admin_url, options).await;
+    figures.extend(bus_out(admin_url, options).await);
+    figures
+}
+
+/// `--events` report-ready events for one company whose delivery rules
+/// name Benevity, published on one connection as fast as JetStream acks
+/// them; until every one is a delivery, and until every delivery is
+/// `success`. Times by the database's clock (`created_at`, `delivered_at`)
+/// against the wall clock at publishing, on the same machine.
+async fn bus_in(admin_url: &str, options: &Options) -> Figures {
+    use async_nats::{HeaderMap, jetstream::context::PublishAckFuture};
+    use impact_in::{
+        bus::{event::ReportReady, stream},
+        ids::CompanyId,
+    };
+
+    let vars = bus_vars(&Uuid::new_v4().simple().to_string());
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let service = Service::start_with(admin_url, &extra).await;
+    let bus = service.bus.clone().expect("NATS_URL is set");
+    let company = Uuid::new_v4();
+    let rules = service
+        .http
+        .put(format!("{}/v1/impact-in/delivery-rules", service.url))
+        .bearer_auth(service.token(company))
+        .json(&json!({"companyId": company, "providers": ["benevity"]}))
+        .send()
+        .await
+        .expect("PUT delivery-rules answers");
+    assert!(rules.status().is_success(), "delivery rules: {rules:?}");
+
+    // Built before the clock starts; each carries a distinct ~1 KiB report
+    // (the throughput scenario's), so each makes its own delivery.
+    let events: Vec<(Uuid, Vec<u8>)> = (0..options.events)
+        .map(|n| {
+            let id = Uuid::new_v4();
+            let report = delivery(company, n).1["payload"].take();
+            let event = ReportReady::new(id, CompanyId(company), report, None);
+            (id, serde_json::to_vec(&event).expect("an event serializes"))
+        })
+        .collect();
+    let js = stream::connect(&bus).await.expect("NATS reachable");
+    stream::ensure_stream(&js, &bus)
+        .await
+        .expect("the report stream");
+    // Pipelined on one connection: another task awaits the acks in order
+    // while publishing goes on (the context lets 5,000 go unacknowledged,
+    // then makes the next publish wait for a slot).
+    let (acks, mut unacked) = tokio::sync::mpsc::unbounded_channel::<PublishAckFuture>();
+    let acker = tokio::spawn(async move {
+        let mut duplicates = 0usize;
+        while let Some(ack) = unacked.recv().await {
+            if ack.await.expect("JetStream stores the event").duplicate {
+                duplicates += 1;
+            }
+        }
+        (Instant::now(), duplicates)
+    });
+    let started = Instant::now();
+    let mut published: HashMap<Uuid, DateTime<Utc>> = HashMap::with_capacity(options.events);
+    let mut first = None;
+    for (id, body) in events {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", id.to_string().as_str());
+        let ack = js
+            .publish_with_headers(bus.report_subject.clone(), headers, body.into())
+            .await
+            .expect("published");
+        let at = Utc::now();
+        first.get_or_insert(at);
+        published.insert(id, at);
+        acks.send(ack).expect("the acker runs");
+    }
+    drop(acks);
+    let (acked, duplicates) = acker.await.expect("the acker");
+    assert_eq!(duplicates, 0, "every event id is new");
+    let first = first.expect("at least one event");
+    println!(
+        "  {} events published and acked in {:.2} s",
+        options.events,
+        (acked - started).as_secs_f64()
+    );
+
+    // `DELIVERY_WORKERS=0` in the environment (passed through): the
+    // events become deliveries that nothing sends, which isolates the
+    // consumer and the intake; only (a) is measured.
+    let workers = std::env::var("DELIVERY_WORKERS").map_or(true, |w| w != "0");
+    let trace = options.trace.then(|| {
+        let (url, bus, n) = (
+            on_database(&service.admin_url, &service.database),
+            bus.clone(),
+            options.events as i64,
+        );
+        tokio::spawn(async move { trace_bus_in(url, js, bus, n, workers, started).await })
+    });
+    let mut db = service.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let (created, delivered): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'success')
+             FROM impact_deliveries WHERE cause_event_id IS NOT NULL",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("tally");
+        if (if workers { delivered } else { created }) as usize >= options.events {
+            break;
+        }
+        if Instant::now() > deadline {
+            let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM bus_rejected")
+                .fetch_one(&mut db)
+                .await
+                .expect("rejections");
+            panic!(
+                "the bus stalled: {created} deliveries, {delivered} delivered, {rejected} events rejected"
+            );
+        }
+        // The figures come from the rows' timestamps, not from when this
+        // sees them: a slow poll costs no accuracy, and each count scans
+        // the table (~30 MB at 20,000 deliveries), which would load
+        // Postgres during the measurement.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let rows: Vec<(Uuid, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "SELECT cause_event_id, created_at, delivered_at
+         FROM impact_deliveries WHERE cause_event_id IS NOT NULL",
+    )
+    .fetch_all(&mut db)
+    .await
+    .expect("the deliveries");
+    assert_eq!(rows.len(), options.events, "one delivery per event");
+    let since = |id: &Uuid, at: DateTime<Utc>| {
+        let sent = published.get(id).expect("a delivery of a published event");
+        (at - *sent).num_microseconds().unwrap_or(0) as f64 / 1000.0
+    };
+    let mut created: Vec<f64> = rows.iter().map(|(id, at, _)| since(id, *at)).collect();
+    let mut delivered: Vec<f64> = rows
+        .iter()
+        .filter_map(|(id, _, at)| Some(since(id, (*at)?)))
+        .collect();
+    created.sort_by(f64::total_cmp);
+    delivered.sort_by(f64::total_cmp);
+    let span = |last: DateTime<Utc>| (last - first).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    let last_created = rows.iter().map(|(_, at, _)| *at).max().expect("rows");
+    let last_delivered = rows.iter().filter_map(|(_, _, at)| *at).max();
+    let repeated = match workers {
+        true => service.arrivals(options.events).await.1 as f64,
+        false => f64::NAN,
+    };
+    let rss = service.peak_rss_mib();
+    if let Some(trace) = trace {
+        trace.await.expect("the trace");
+    }
+    service.stop().await;
+    delete_bus_streams(&bus).await;
+    let n = options.events as f64;
+    vec![
+        (
+            "published (acked) events/s",
+            n / (acked - started).as_secs_f64(),
+        ),
+        ("events/s into deliveries", n / span(last_created)),
+        (
+            "publish→delivery created p50 ms",
+            percentile(&created, 50.0),
+        ),
+        (
+            "publish→delivery created p99 ms",
+            percentile(&created, 99.0),
+        ),
+        (
+            "events/s delivered (success)",
+            last_delivered.map_or(f64::NAN, |last| n / span(last)),
+        ),
+        ("publish→delivered p50 ms", percentile(&delivered, 50.0)),
+        ("publish→delivered p99 ms", percentile(&delivered, 99.0)),
+        ("sent twice", repeated),
+        ("peak RSS MiB, events in", rss),
+    ]
+}
+
+/// With `--trace`: every second until every delivery is `success` (with
+/// no workers: until every event is a delivery), how many events wait in
+/// the stream, how many the service holds (delivered to it, not acked),
+/// and how many deliveries exist and have succeeded.
+async fn trace_bus_in(
+    url: url::Url,
+    js: async_nats::jetstream::Context,
+    bus: BusConfig,
+    events: i64,
+    workers: bool,
+    started: Instant,
+) {
+    let mut db = PgConnection::connect(url.as_str()).await.expect("bench db");
+    let stream = js.get_stream(&bus.stream).await.expect("the report stream");
+    loop {
+        let consumer = stream
+            .consumer_info(&bus.consumer)
+            .await
+            .expect("the consumer");
+        let (created, delivered): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE status = 'success') FROM impact_deliveries",
+        )
+        .fetch_one(&mut db)
+        .await
+        .expect("tally");
+        println!(
+            "  {:>5.1} s: {:>6} events waiting in the stream, {:>4} with the service, {:>6} deliveries, {:>6} delivered",
+            started.elapsed().as_secs_f64(),
+            consumer.num_pending,
+            consumer.num_ack_pending,
+            created,
+            delivered
+        );
+        if (if workers { delivered } else { created }) >= events {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// `--outbox` unpublished events (half ingest, half delivery outcomes, as
+/// the service writes them) in a fresh database before the service
+/// starts; from spawning its process until the relay has marked every one
+/// sent; then what the events stream holds.
+async fn bus_out(admin_url: &str, options: &Options) -> Figures {
+    let vars = bus_vars(&Uuid::new_v4().simple().to_string());
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let prepared = Service::prepare(admin_url, &extra).await;
+    let mut db = prepared.migrate().await;
+    // As `ingest::store` and `delivery::queue` write them (the same `data`
+    // fields), all pending: no service runs yet.
+    sqlx::query(
+        "INSERT INTO bus_outbox (subject, company_id, correlation_id, causation_id, data)
+         SELECT CASE WHEN i % 2 = 0 THEN 'ingest.volunteer.logged'
+                     ELSE 'impact.delivery.succeeded' END,
+                $1, gen_random_uuid(), CASE WHEN i % 2 = 1 THEN gen_random_uuid() END,
+                CASE WHEN i % 2 = 0 THEN
+                    jsonb_build_object('id', gen_random_uuid(), 'stream', 'benevity_volunteering',
+                        'sourceId', 'vol-' || i, 'sourceUpdatedAt', now(),
+                        'record', jsonb_build_object(
+                            'volunteer', md5(i::text), 'hours', 1 + i % 8,
+                            'programme', 'Language café ' || i % 40,
+                            'date', current_date - (i % 90)::int))
+                ELSE
+                    jsonb_build_object('id', gen_random_uuid(), 'deliveryId', gen_random_uuid(),
+                        'companyId', $1, 'provider', 'benevity', 'status', 'success',
+                        'attemptCount', 1, 'deliveredAt', now(), 'scheduleId', NULL,
+                        'httpStatus', 200, 'errorClass', NULL)
+                END
+         FROM generate_series(1, $2::bigint) AS i",
+    )
+    .bind(Uuid::new_v4())
+    .bind(options.outbox as i64)
+    .execute(&mut db)
+    .await
+    .expect("seed the outbox");
+    // A backlog that built up over an outage would have been analysed.
+    sqlx::query("ANALYZE bus_outbox")
+        .execute(&mut db)
+        .await
+        .expect("analyze");
+    drop(db);
+
+    let service = prepared.spawn().await;
+    let bus = service.bus.clone().expect("NATS_URL is set");
+    let mut db = service.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    loop {
+        let pending: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM bus_outbox WHERE sent_at IS NULL)")
+                .fetch_one(&mut db)
+                .await
+                .expect("pending");
+        if !pending {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relay stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drained = service.spawned.elapsed();
+    let (pending, span, last_pass): (i64, f64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE sent_at IS NULL),
+                extract(epoch FROM max(sent_at) - min(sent_at))::float8,
+                count(*) FILTER (WHERE sent_at = (SELECT max(sent_at) FROM bus_outbox))
+         FROM bus_outbox",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("the outbox");
+    assert_eq!(pending, 0);
+    let js = impact_in::bus::stream::connect(&bus)
+        .await
+        .expect("NATS reachable");
+    let on_stream = js
+        .get_stream(&bus.events_stream)
+        .await
+        .expect("the events stream")
+        .get_info()
+        .await
+        .expect("its state")
+        .state
+        .messages;
+    let rss = service.peak_rss_mib();
+    let startup = service.ready - service.spawned;
+    service.stop().await;
+    delete_bus_streams(&bus).await;
+    assert_eq!(
+        on_stream, options.outbox,
+        "the events stream holds each outbox event once"
+    );
+    let n = options.outbox as f64;
+    vec![
+        (
+            "relayed events/s from process start",
+            n / drained.as_secs_f64(),
+        ),
+        // `sent_at` is each pass's start: from the first pass's to the
+        // last's, every event but the last pass's was published.
+        (
+            "relayed events/s, first to last pass",
+            (n - last_pass as f64) / span,
+        ),
+        ("service ready after ms", millis(startup)),
+        ("events on the stream", on_stream as f64),
+        ("peak RSS MiB, relay", rss),
     ]
 }
