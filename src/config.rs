@@ -350,7 +350,7 @@ pub struct BusConfig {
     /// `NATS_REPORT_CONSUMER` (`impact-in-reports`): the durable pull
     /// consumer every replica shares.
     pub consumer: String,
-    /// `NATS_MAX_IN_FLIGHT` (64, at most 1024): messages handled at once
+    /// `NATS_MAX_IN_FLIGHT` (256, at most 1024): messages handled at once
     /// per process, and the consumer's unacknowledged messages in all.
     pub max_in_flight: usize,
     /// `NATS_ACK_WAIT_SECS` (30): how long a message stays with a consumer
@@ -414,7 +414,10 @@ impl BusConfig {
                 Ok(value)
             }
         };
-        let max_in_flight = env.positive("NATS_MAX_IN_FLIGHT", 64)?;
+        // 64 held a burst of events to ~2,000/s on the benchmark's two
+        // cores (each message waits ~31 ms for its commit); 256 gave
+        // ~2,900/s for 16 MiB more (docs/performance.md, "Event bus").
+        let max_in_flight = env.positive("NATS_MAX_IN_FLIGHT", 256)?;
         if max_in_flight > MAX_BUS_IN_FLIGHT {
             return Err(ConfigError::new(
                 "NATS_MAX_IN_FLIGHT",
@@ -1433,7 +1436,7 @@ mod tests {
         vars.insert("NATS_URL".into(), "nats://127.0.0.1:4222".into());
         let bus = Config::from_map(&vars).unwrap().bus.unwrap();
         assert_eq!(bus.report_subject, "impact.report.ready");
-        assert_eq!(bus.max_in_flight, 64);
+        assert_eq!(bus.max_in_flight, 256);
         vars.insert("NATS_MAX_IN_FLIGHT".into(), "5000".into());
         let err = Config::from_map(&vars).unwrap_err();
         assert_eq!(err.var, "NATS_MAX_IN_FLIGHT");
