@@ -65,7 +65,12 @@ pub async fn replay(
         tokio::spawn(claim_and_start(ctx.clone(), scope.clone(), keys.to_vec()).in_current_span());
     let attempts = match started.await {
         Ok(attempts) => attempts?,
-        Err(join) => std::panic::resume_unwind(join.into_panic()),
+        // It panicked (or the runtime is shutting down): whatever it
+        // claimed goes back to the queue when the lease runs out.
+        Err(err) => {
+            tracing::error!(error = %err, "a replay's claim did not finish");
+            return Err(sqlx::Error::WorkerCrashed);
+        }
     };
 
     let deadline = Instant::now() + ctx.config.replay_timeout;
