@@ -1,8 +1,8 @@
 //! The retention job: once a day, on one replica, finished deliveries whose
 //! last change is older than `RETENTION_DAYS` are deleted with their
 //! attempts and webhook events, and so are webhook events that name no
-//! delivery, and the bus's published outbox events older than
-//! `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in flight or
+//! delivery, SLA alert notifications sent (or given up) as long ago, and
+//! the bus's published outbox events older than `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in flight or
 //! not) and unpublished events are never touched, however old.
 //!
 //! The work goes in batches of `RETENTION_BATCH_SIZE`, each one statement
@@ -30,10 +30,17 @@ use crate::config::RetentionConfig;
 pub const JOB: &str = "retention";
 
 /// The tables the job deletes from, as the metric's `table` label.
-pub const TABLES: [&str; 4] = [DELIVERIES, ATTEMPTS, WEBHOOK_EVENTS, OUTBOX];
+pub const TABLES: [&str; 5] = [
+    DELIVERIES,
+    ATTEMPTS,
+    WEBHOOK_EVENTS,
+    SLA_NOTIFICATIONS,
+    OUTBOX,
+];
 const DELIVERIES: &str = "impact_deliveries";
 const ATTEMPTS: &str = "delivery_attempts";
 const WEBHOOK_EVENTS: &str = "impact_webhook_events";
+const SLA_NOTIFICATIONS: &str = "sla_notifications";
 const OUTBOX: &str = "bus_outbox";
 
 /// How long a run holds its day without renewing: it renews after every
@@ -56,6 +63,7 @@ pub struct Removed {
     pub deliveries: u64,
     pub attempts: u64,
     pub webhook_events: u64,
+    pub sla_notifications: u64,
     pub outbox_events: u64,
 }
 
@@ -64,6 +72,7 @@ impl std::ops::AddAssign for Removed {
         self.deliveries += other.deliveries;
         self.attempts += other.attempts;
         self.webhook_events += other.webhook_events;
+        self.sla_notifications += other.sla_notifications;
         self.outbox_events += other.outbox_events;
     }
 }
@@ -100,14 +109,18 @@ enum Step {
     Deliveries,
     /// Webhook events that name no delivery.
     UnlinkedEvents,
+    /// SLA alert notifications sent or given up before the delivery
+    /// horizon (an unsent one is still owed to PagerDuty or Slack).
+    SentAlerts,
     /// The bus's outbox events, published long enough ago.
     PublishedEvents,
 }
 
 impl Step {
-    const ALL: [Step; 3] = [
+    const ALL: [Step; 4] = [
         Step::Deliveries,
         Step::UnlinkedEvents,
+        Step::SentAlerts,
         Step::PublishedEvents,
     ];
 
@@ -169,7 +182,7 @@ impl Step {
                     deliveries: deliveries as u64,
                     attempts: attempts as u64,
                     webhook_events: events as u64,
-                    outbox_events: 0,
+                    ..Removed::default()
                 };
                 Ok((removed, deliveries >= limit))
             }
@@ -192,6 +205,27 @@ impl Step {
                     ..Removed::default()
                 };
                 Ok((removed, events >= limit as u64))
+            }
+            // Few rows (one per alert state change): no index of their own.
+            Step::SentAlerts => {
+                let done = sqlx::query(
+                    "DELETE FROM sla_notifications
+                     WHERE id IN (SELECT id FROM sla_notifications
+                                  WHERE coalesce(sent_at, abandoned_at) < $1
+                                  ORDER BY id
+                                  LIMIT $2
+                                  FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(horizons.deliveries)
+                .bind(limit)
+                .execute(db)
+                .await?;
+                let rows = done.rows_affected();
+                let removed = Removed {
+                    sla_notifications: rows,
+                    ..Removed::default()
+                };
+                Ok((removed, rows >= limit as u64))
             }
             // Only published rows: an unpublished one is still owed to the
             // bus, however old (docs/bus.md, "NATS down").
@@ -308,6 +342,7 @@ async fn sweep_with(
                 crate::metrics::retention_removed(DELIVERIES, batch.deliveries);
                 crate::metrics::retention_removed(ATTEMPTS, batch.attempts);
                 crate::metrics::retention_removed(WEBHOOK_EVENTS, batch.webhook_events);
+                crate::metrics::retention_removed(SLA_NOTIFICATIONS, batch.sla_notifications);
                 crate::metrics::retention_removed(OUTBOX, batch.outbox_events);
                 if let Some(run) = run
                     && !run.renew(db, removed).await?
@@ -331,6 +366,7 @@ async fn sweep_with(
         deliveries = removed.deliveries,
         attempts = removed.attempts,
         webhook_events = removed.webhook_events,
+        sla_notifications = removed.sla_notifications,
         outbox_events = removed.outbox_events,
         batches,
         horizon = %horizons.deliveries,
@@ -484,6 +520,7 @@ mod tests {
                 deliveries: 3,
                 attempts: 5,
                 webhook_events: 0,
+                sla_notifications: 0,
                 outbox_events: 0
             }
         );
@@ -491,7 +528,7 @@ mod tests {
         total += removed;
         assert_eq!(
             serde_json::to_value(total).unwrap(),
-            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "outbox_events": 0})
+            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "outbox_events": 0})
         );
     }
 }

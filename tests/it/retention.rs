@@ -167,19 +167,22 @@ impl Fixture {
     }
 
     async fn counts(&self) -> Removed {
-        let (deliveries, attempts, events, outbox): (i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM impact_deliveries),
-                    (SELECT count(*) FROM delivery_attempts),
-                    (SELECT count(*) FROM impact_webhook_events),
-                    (SELECT count(*) FROM bus_outbox)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .unwrap();
+        let (deliveries, attempts, events, alerts, outbox): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT count(*) FROM impact_deliveries),
+                        (SELECT count(*) FROM delivery_attempts),
+                        (SELECT count(*) FROM impact_webhook_events),
+                        (SELECT count(*) FROM sla_notifications),
+                        (SELECT count(*) FROM bus_outbox)",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
         Removed {
             deliveries: deliveries as u64,
             attempts: attempts as u64,
             webhook_events: events as u64,
+            sla_notifications: alerts as u64,
             outbox_events: outbox as u64,
         }
     }
@@ -227,6 +230,7 @@ fn minus(a: Removed, b: Removed) -> Removed {
         deliveries: a.deliveries - b.deliveries,
         attempts: a.attempts - b.attempts,
         webhook_events: a.webhook_events - b.webhook_events,
+        sla_notifications: a.sla_notifications - b.sla_notifications,
         outbox_events: a.outbox_events - b.outbox_events,
     }
 }
@@ -274,6 +278,7 @@ async fn old_finished_deliveries_go_with_their_attempts_and_webhook_events(pool:
             deliveries: 5,
             attempts: 3 * 2 + 2,
             webhook_events: 3 + 1,
+            sla_notifications: 0,
             outbox_events: 0,
         }
     );
@@ -413,6 +418,7 @@ async fn webhook_events_are_kept_seven_days_even_with_a_shorter_retention(pool: 
             deliveries: 1,
             attempts: 1,
             webhook_events: 1,
+            sla_notifications: 0,
             outbox_events: 0,
         }
     );
@@ -444,6 +450,7 @@ async fn batches_smaller_than_the_work_remove_all_of_it(pool: PgPool) {
             deliveries: 7,
             attempts: 7,
             webhook_events: 5,
+            sla_notifications: 0,
             outbox_events: 0,
         }
     );
@@ -508,6 +515,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
             deliveries: 2,
             attempts: 2,
             webhook_events: 0,
+            sla_notifications: 0,
             outbox_events: 0,
         }
     );
@@ -524,6 +532,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         deliveries: 6,
         attempts: 6,
         webhook_events: 0,
+        sla_notifications: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -569,6 +578,7 @@ async fn a_run_that_died_is_taken_over_once_its_lease_runs_out(pool: PgPool) {
         deliveries: 4,
         attempts: 4,
         webhook_events: 0,
+        sla_notifications: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -608,4 +618,43 @@ async fn published_outbox_events_go_after_their_hours_and_unpublished_ones_never
         .unwrap();
     assert_eq!(left, vec![new_sent, old_unsent]);
     assert!(!left.contains(&old_sent));
+}
+
+/// SLA alert notifications: one sent or given up before the retention
+/// horizon goes; a recent one stays, and so does an unsent one, however old
+/// (it is still owed to PagerDuty or Slack).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn sent_alert_notifications_go_after_the_retention_and_unsent_ones_never(pool: PgPool) {
+    let f = Fixture::start(pool).await;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "INSERT INTO sla_notifications
+             (channel, company_id, provider, metric, transition, body, created_at,
+              next_attempt_at, sent_at, abandoned_at)
+         VALUES ('slack', $1, 'benevity', 'successRate', 'breach', '{}',
+                 now() - interval '100 days', now() - interval '100 days',
+                 now() - interval '100 days', NULL),
+                ('pagerduty', $1, 'benevity', 'successRate', 'breach', '{}',
+                 now() - interval '100 days', now() - interval '100 days',
+                 NULL, now() - interval '95 days'),
+                ('slack', $1, 'benevity', 'successRate', 'healthy', '{}',
+                 now() - interval '1 day', now() - interval '1 day',
+                 now() - interval '1 day', NULL),
+                ('pagerduty', $1, 'benevity', 'successRate', 'breach', '{}',
+                 now() - interval '100 days', now() - interval '100 days', NULL, NULL)
+         RETURNING id",
+    )
+    .bind(Uuid::new_v4())
+    .fetch_all(&f.pool)
+    .await
+    .unwrap();
+
+    let removed = retention::sweep(&f.pool, &settings(1), Utc::now(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(removed.sla_notifications, 2);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM sla_notifications ORDER BY id")
+        .fetch_all(&f.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![ids[2], ids[3]]);
 }
