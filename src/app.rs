@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use backon::{ExponentialBuilder, Retryable};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -156,26 +155,12 @@ impl AppState {
             }
             anyhow::Ok(())
         };
-        let retried = attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(500))
-                    .with_max_delay(Duration::from_secs(30))
-                    .with_jitter()
-                    .without_max_times(),
-            )
-            .notify(|err, delay| {
-                tracing::warn!(error = %err, retry_in = ?delay, "database not ready; retrying");
-            });
-        tokio::select! {
-            result = retried => match result {
-                Ok(()) => {
-                    self.lifecycle.mark_started();
-                    tracing::info!("start-up finished: database reachable and migrated");
-                }
-                Err(err) => tracing::error!(error = %err, "start-up gave up"),
-            },
-            () = shutdown.cancelled() => {}
+        if crate::backoff::until_ready("database", &shutdown, attempt)
+            .await
+            .is_some()
+        {
+            self.lifecycle.mark_started();
+            tracing::info!("start-up finished: database reachable and migrated");
         }
     }
 }

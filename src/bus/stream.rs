@@ -9,7 +9,6 @@ use async_nats::jetstream::{
     consumer::{AckPolicy, DeliverPolicy, PullConsumer, pull},
     stream::{DiscardPolicy, RetentionPolicy, StorageType},
 };
-use backon::{ExponentialBuilder, Retryable};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BusConfig;
@@ -31,7 +30,7 @@ pub async fn connect_with_retry(
     config: &BusConfig,
     shutdown: &CancellationToken,
 ) -> Option<PullConsumer> {
-    retry(shutdown, || async {
+    crate::backoff::until_ready("NATS", shutdown, || async {
         let js = connect(config).await?;
         ensure_stream(&js, config).await?;
         anyhow::Ok(ensure_consumer(&js, config).await?)
@@ -45,37 +44,12 @@ pub async fn connect_events_with_retry(
     config: &BusConfig,
     shutdown: &CancellationToken,
 ) -> Option<jetstream::Context> {
-    retry(shutdown, || async {
+    crate::backoff::until_ready("NATS", shutdown, || async {
         let js = connect(config).await?;
         ensure_events_stream(&js, config).await?;
         anyhow::Ok(js)
     })
     .await
-}
-
-/// `attempt` until it succeeds, with backoff (0.5 s doubling to 30 s, with
-/// jitter) while NATS is down or refuses; `None` when `shutdown` comes
-/// first.
-async fn retry<T, F, Fut>(shutdown: &CancellationToken, attempt: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = anyhow::Result<T>>,
-{
-    let retried = attempt
-        .retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(500))
-                .with_max_delay(Duration::from_secs(30))
-                .with_jitter()
-                .without_max_times(),
-        )
-        .notify(|err, delay| {
-            tracing::warn!(error = %err, retry_in = ?delay, "NATS not ready; the bus retries (the service keeps serving)");
-        });
-    tokio::select! {
-        ready = retried => ready.ok(),
-        () = shutdown.cancelled() => None,
-    }
 }
 
 /// The report stream as configured: created, or brought to this
