@@ -59,37 +59,45 @@ pub async fn ensure_stream(
     js: &jetstream::Context,
     config: &BusConfig,
 ) -> Result<(), jetstream::context::CreateStreamError> {
-    js.create_or_update_stream(jetstream::stream::Config {
-        name: config.stream.clone(),
-        subjects: vec![config.report_subject.clone()],
-        // Limits, not work queue: a message is kept (to be read again by
-        // ops) until its age or the stream's size ends it, acked or not.
-        retention: RetentionPolicy::Limits,
-        discard: DiscardPolicy::Old,
-        storage: StorageType::File,
-        max_age: config.max_age,
-        duplicate_window: config.duplicate_window,
-        ..Default::default()
-    })
-    .await?;
-    Ok(())
+    ensure_limits_stream(
+        js,
+        config,
+        &config.stream,
+        vec![config.report_subject.clone()],
+    )
+    .await
 }
 
 /// The events stream as configured: every subject the relay publishes
-/// (`ingest.>` and `impact.delivery.>` under the prefix), kept by age like
-/// the report stream, with the same duplicate window, which is what makes
-/// a re-published event (its `Nats-Msg-Id` seen) a no-op.
+/// (`ingest.>` and `impact.delivery.>` under the prefix). Its duplicate
+/// window is what makes a re-published event (its `Nats-Msg-Id` seen) a
+/// no-op.
 pub async fn ensure_events_stream(
     js: &jetstream::Context,
     config: &BusConfig,
 ) -> Result<(), jetstream::context::CreateStreamError> {
     let prefix = &config.events_prefix;
+    let subjects = vec![
+        format!("{prefix}ingest.>"),
+        format!("{prefix}impact.delivery.>"),
+    ];
+    ensure_limits_stream(js, config, &config.events_stream, subjects).await
+}
+
+/// A stream `name` over `subjects`, created or updated to the bus's limits
+/// and duplicate window.
+async fn ensure_limits_stream(
+    js: &jetstream::Context,
+    config: &BusConfig,
+    name: &str,
+    subjects: Vec<String>,
+) -> Result<(), jetstream::context::CreateStreamError> {
     js.create_or_update_stream(jetstream::stream::Config {
-        name: config.events_stream.clone(),
-        subjects: vec![
-            format!("{prefix}ingest.>"),
-            format!("{prefix}impact.delivery.>"),
-        ],
+        name: name.to_owned(),
+        subjects,
+        // Limits, not work queue: a message is kept (to be read again by
+        // ops or a late subscriber) until its age or the stream's size ends
+        // it, acked or not.
         retention: RetentionPolicy::Limits,
         discard: DiscardPolicy::Old,
         storage: StorageType::File,
