@@ -150,6 +150,20 @@ fn error_chain(err: &reqwest::Error) -> String {
     message
 }
 
+/// `Retry-After` as delta seconds or an HTTP-date (RFC 9110 allows both),
+/// at most `max`; a date in the past is no wait.
+pub fn retry_after(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+    let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = match raw.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(raw)
+            .ok()?
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(max))
+}
+
 fn transport_error(err: reqwest::Error) -> ConnectorError {
     ConnectorError::transient(error_chain(&err))
 }
@@ -171,17 +185,9 @@ impl Reply {
         }
     }
 
-    /// `Retry-After` as delta seconds or an HTTP-date, bounded.
+    /// `Retry-After`, bounded by `RETRY_AFTER_MAX_SECS`.
     pub fn retry_after(&self) -> Option<Duration> {
-        let raw = self.headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-        let delay = match raw.parse::<u64>() {
-            Ok(seconds) => Duration::from_secs(seconds),
-            Err(_) => httpdate::parse_http_date(raw)
-                .ok()?
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO),
-        };
-        Some(delay.min(self.max_retry_after))
+        retry_after(&self.headers, self.max_retry_after)
     }
 
     /// The error class of a non-success answer, by status, with what came

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 pub use breaker::{BreakerConfig, CircuitState};
 pub use error::{ConnectorError, ErrorClass};
-pub use http::{Outbound, OutboundConfig};
+pub use http::{Outbound, OutboundConfig, retry_after};
 
 use crate::{provider::Provider, report::ImpactReport};
 

@@ -461,11 +461,7 @@ async fn send(ctx: &MonitorContext, channel: Channel, mut body: Value) -> Outcom
         }
     };
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
-        .map(|secs| Duration::from_secs(secs).min(LONGEST_RETRY));
+    let retry_after = crate::connectors::retry_after(response.headers(), LONGEST_RETRY);
     let answer: String = response
         .text()
         .await
