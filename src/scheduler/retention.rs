@@ -1,9 +1,10 @@
 //! The retention job: once a day, on one replica, finished deliveries whose
 //! last change is older than `RETENTION_DAYS` are deleted with their
 //! attempts and webhook events, and so are webhook events that name no
-//! delivery, SLA alert notifications sent (or given up) as long ago, and
-//! the bus's published outbox events older than `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in flight or
-//! not) and unpublished events are never touched, however old.
+//! delivery, SLA alert notifications sent (or given up) as long ago,
+//! schedule firings as old, and the bus's published outbox events older
+//! than `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in
+//! flight or not) and unpublished events are never touched, however old.
 //!
 //! The work goes in batches of `RETENTION_BATCH_SIZE`, each one statement
 //! and so one short transaction, that skips rows another transaction holds
@@ -30,17 +31,19 @@ use crate::config::RetentionConfig;
 pub const JOB: &str = "retention";
 
 /// The tables the job deletes from, as the metric's `table` label.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     DELIVERIES,
     ATTEMPTS,
     WEBHOOK_EVENTS,
     SLA_NOTIFICATIONS,
+    FIRINGS,
     OUTBOX,
 ];
 const DELIVERIES: &str = "impact_deliveries";
 const ATTEMPTS: &str = "delivery_attempts";
 const WEBHOOK_EVENTS: &str = "impact_webhook_events";
 const SLA_NOTIFICATIONS: &str = "sla_notifications";
+const FIRINGS: &str = "schedule_firings";
 const OUTBOX: &str = "bus_outbox";
 
 /// How long a run holds its day without renewing: it renews after every
@@ -64,7 +67,31 @@ pub struct Removed {
     pub attempts: u64,
     pub webhook_events: u64,
     pub sla_notifications: u64,
+    pub schedule_firings: u64,
     pub outbox_events: u64,
+}
+
+impl Removed {
+    const ZERO: Removed = Removed {
+        deliveries: 0,
+        attempts: 0,
+        webhook_events: 0,
+        sla_notifications: 0,
+        schedule_firings: 0,
+        outbox_events: 0,
+    };
+
+    /// The counts by table name, in [`TABLES`]' order.
+    fn per_table(self) -> [(&'static str, u64); TABLES.len()] {
+        [
+            (DELIVERIES, self.deliveries),
+            (ATTEMPTS, self.attempts),
+            (WEBHOOK_EVENTS, self.webhook_events),
+            (SLA_NOTIFICATIONS, self.sla_notifications),
+            (FIRINGS, self.schedule_firings),
+            (OUTBOX, self.outbox_events),
+        ]
+    }
 }
 
 impl std::ops::AddAssign for Removed {
@@ -73,6 +100,7 @@ impl std::ops::AddAssign for Removed {
         self.attempts += other.attempts;
         self.webhook_events += other.webhook_events;
         self.sla_notifications += other.sla_notifications;
+        self.schedule_firings += other.schedule_firings;
         self.outbox_events += other.outbox_events;
     }
 }
@@ -112,15 +140,19 @@ enum Step {
     /// SLA alert notifications sent or given up before the delivery
     /// horizon (an unsent one is still owed to PagerDuty or Slack).
     SentAlerts,
+    /// Schedule firings before the delivery horizon: a schedule's next due
+    /// time is kept on the schedule, so an old firing only records history.
+    Firings,
     /// The bus's outbox events, published long enough ago.
     PublishedEvents,
 }
 
 impl Step {
-    const ALL: [Step; 4] = [
+    const ALL: [Step; 5] = [
         Step::Deliveries,
         Step::UnlinkedEvents,
         Step::SentAlerts,
+        Step::Firings,
         Step::PublishedEvents,
     ];
 
@@ -186,70 +218,101 @@ impl Step {
                 };
                 Ok((removed, deliveries >= limit))
             }
-            Step::UnlinkedEvents => {
-                let done = sqlx::query(
-                    "DELETE FROM impact_webhook_events
-                     WHERE id IN (SELECT id FROM impact_webhook_events
-                                  WHERE delivery_record_id IS NULL AND received_at < $1
-                                  ORDER BY received_at
-                                  LIMIT $2
-                                  FOR UPDATE SKIP LOCKED)",
-                )
-                .bind(horizons.events)
-                .bind(limit)
-                .execute(db)
-                .await?;
-                let events = done.rows_affected();
-                let removed = Removed {
-                    webhook_events: events,
-                    ..Removed::default()
-                };
-                Ok((removed, events >= limit as u64))
-            }
-            // Few rows (one per alert state change): no index of their own.
-            Step::SentAlerts => {
-                let done = sqlx::query(
-                    "DELETE FROM sla_notifications
-                     WHERE id IN (SELECT id FROM sla_notifications
-                                  WHERE coalesce(sent_at, abandoned_at) < $1
-                                  ORDER BY id
-                                  LIMIT $2
-                                  FOR UPDATE SKIP LOCKED)",
-                )
-                .bind(horizons.deliveries)
-                .bind(limit)
-                .execute(db)
-                .await?;
-                let rows = done.rows_affected();
-                let removed = Removed {
-                    sla_notifications: rows,
-                    ..Removed::default()
-                };
-                Ok((removed, rows >= limit as u64))
-            }
-            // Only published rows: an unpublished one is still owed to the
-            // bus, however old (docs/bus.md, "NATS down").
-            Step::PublishedEvents => {
-                let done = sqlx::query(
-                    "DELETE FROM bus_outbox
-                     WHERE seq IN (SELECT seq FROM bus_outbox
-                                   WHERE sent_at IS NOT NULL AND sent_at < $1
-                                   ORDER BY sent_at
-                                   LIMIT $2
-                                   FOR UPDATE SKIP LOCKED)",
-                )
-                .bind(horizons.outbox)
-                .bind(limit)
-                .execute(db)
-                .await?;
-                let events = done.rows_affected();
-                let removed = Removed {
-                    outbox_events: events,
-                    ..Removed::default()
-                };
-                Ok((removed, events >= limit as u64))
-            }
+            Step::UnlinkedEvents => UNLINKED_EVENTS.batch(db, horizons.events, limit).await,
+            Step::SentAlerts => SENT_ALERTS.batch(db, horizons.deliveries, limit).await,
+            Step::Firings => FIRED.batch(db, horizons.deliveries, limit).await,
+            Step::PublishedEvents => PUBLISHED.batch(db, horizons.outbox, limit).await,
         }
+    }
+}
+
+/// A table whose old rows go on their own, oldest first: one batch is one
+/// statement deleting at most `limit` rows older than the horizon (`$1`),
+/// skipping rows another transaction holds.
+struct Oldest {
+    table: &'static str,
+    /// The primary key's columns.
+    key: &'static str,
+    /// Which rows are old, given the horizon `$1`.
+    old: &'static str,
+    order: &'static str,
+    /// The count, as the field of [`Removed`] it goes to.
+    removed: fn(u64) -> Removed,
+}
+
+/// Webhook events that name no delivery.
+const UNLINKED_EVENTS: Oldest = Oldest {
+    table: WEBHOOK_EVENTS,
+    key: "id",
+    old: "delivery_record_id IS NULL AND received_at < $1",
+    order: "received_at",
+    removed: |rows| Removed {
+        webhook_events: rows,
+        ..Removed::ZERO
+    },
+};
+/// Few rows (one per alert state change): no index of their own.
+const SENT_ALERTS: Oldest = Oldest {
+    table: SLA_NOTIFICATIONS,
+    key: "id",
+    old: "coalesce(sent_at, abandoned_at) < $1",
+    order: "id",
+    removed: |rows| Removed {
+        sla_notifications: rows,
+        ..Removed::ZERO
+    },
+};
+/// By the index of migration 20261213000001.
+const FIRED: Oldest = Oldest {
+    table: FIRINGS,
+    key: "schedule_id, due_at",
+    old: "fired_at < $1",
+    order: "fired_at",
+    removed: |rows| Removed {
+        schedule_firings: rows,
+        ..Removed::ZERO
+    },
+};
+/// Only published rows: an unpublished one is still owed to the bus,
+/// however old (docs/bus.md, "NATS down").
+const PUBLISHED: Oldest = Oldest {
+    table: OUTBOX,
+    key: "seq",
+    old: "sent_at IS NOT NULL AND sent_at < $1",
+    order: "sent_at",
+    removed: |rows| Removed {
+        outbox_events: rows,
+        ..Removed::ZERO
+    },
+};
+
+impl Oldest {
+    /// One batch: what it removed, and whether it was full.
+    async fn batch(
+        &self,
+        db: &PgPool,
+        horizon: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<(Removed, bool), sqlx::Error> {
+        let Oldest {
+            table,
+            key,
+            old,
+            order,
+            removed,
+        } = self;
+        // Every part is one of the constants above.
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table}
+             WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {old}
+                             ORDER BY {order} LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        )))
+        .bind(horizon)
+        .bind(limit)
+        .execute(db)
+        .await?;
+        let rows = done.rows_affected();
+        Ok((removed(rows), rows >= limit as u64))
     }
 }
 
@@ -339,11 +402,9 @@ async fn sweep_with(
                 let (batch, full) = step.batch(db, horizons, config.batch_size).await?;
                 batches += 1;
                 removed += batch;
-                crate::metrics::retention_removed(DELIVERIES, batch.deliveries);
-                crate::metrics::retention_removed(ATTEMPTS, batch.attempts);
-                crate::metrics::retention_removed(WEBHOOK_EVENTS, batch.webhook_events);
-                crate::metrics::retention_removed(SLA_NOTIFICATIONS, batch.sla_notifications);
-                crate::metrics::retention_removed(OUTBOX, batch.outbox_events);
+                for (table, rows) in batch.per_table() {
+                    crate::metrics::retention_removed(table, rows);
+                }
                 if let Some(run) = run
                     && !run.renew(db, removed).await?
                 {
@@ -367,6 +428,7 @@ async fn sweep_with(
         attempts = removed.attempts,
         webhook_events = removed.webhook_events,
         sla_notifications = removed.sla_notifications,
+        schedule_firings = removed.schedule_firings,
         outbox_events = removed.outbox_events,
         batches,
         horizon = %horizons.deliveries,
@@ -521,6 +583,7 @@ mod tests {
                 attempts: 5,
                 webhook_events: 0,
                 sla_notifications: 0,
+                schedule_firings: 0,
                 outbox_events: 0
             }
         );
@@ -528,7 +591,7 @@ mod tests {
         total += removed;
         assert_eq!(
             serde_json::to_value(total).unwrap(),
-            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "outbox_events": 0})
+            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "schedule_firings": 0, "outbox_events": 0})
         );
     }
 }

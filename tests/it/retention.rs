@@ -167,22 +167,30 @@ impl Fixture {
     }
 
     async fn counts(&self) -> Removed {
-        let (deliveries, attempts, events, alerts, outbox): (i64, i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT (SELECT count(*) FROM impact_deliveries),
+        let (deliveries, attempts, events, alerts, firings, outbox): (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+        ) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM impact_deliveries),
                         (SELECT count(*) FROM delivery_attempts),
                         (SELECT count(*) FROM impact_webhook_events),
                         (SELECT count(*) FROM sla_notifications),
+                        (SELECT count(*) FROM schedule_firings),
                         (SELECT count(*) FROM bus_outbox)",
-            )
-            .fetch_one(&self.pool)
-            .await
-            .unwrap();
+        )
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
         Removed {
             deliveries: deliveries as u64,
             attempts: attempts as u64,
             webhook_events: events as u64,
             sla_notifications: alerts as u64,
+            schedule_firings: firings as u64,
             outbox_events: outbox as u64,
         }
     }
@@ -231,6 +239,7 @@ fn minus(a: Removed, b: Removed) -> Removed {
         attempts: a.attempts - b.attempts,
         webhook_events: a.webhook_events - b.webhook_events,
         sla_notifications: a.sla_notifications - b.sla_notifications,
+        schedule_firings: a.schedule_firings - b.schedule_firings,
         outbox_events: a.outbox_events - b.outbox_events,
     }
 }
@@ -279,6 +288,7 @@ async fn old_finished_deliveries_go_with_their_attempts_and_webhook_events(pool:
             attempts: 3 * 2 + 2,
             webhook_events: 3 + 1,
             sla_notifications: 0,
+            schedule_firings: 0,
             outbox_events: 0,
         }
     );
@@ -419,6 +429,7 @@ async fn webhook_events_are_kept_seven_days_even_with_a_shorter_retention(pool: 
             attempts: 1,
             webhook_events: 1,
             sla_notifications: 0,
+            schedule_firings: 0,
             outbox_events: 0,
         }
     );
@@ -451,6 +462,7 @@ async fn batches_smaller_than_the_work_remove_all_of_it(pool: PgPool) {
             attempts: 7,
             webhook_events: 5,
             sla_notifications: 0,
+            schedule_firings: 0,
             outbox_events: 0,
         }
     );
@@ -516,6 +528,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
             attempts: 2,
             webhook_events: 0,
             sla_notifications: 0,
+            schedule_firings: 0,
             outbox_events: 0,
         }
     );
@@ -533,6 +546,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         attempts: 6,
         webhook_events: 0,
         sla_notifications: 0,
+        schedule_firings: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -579,6 +593,7 @@ async fn a_run_that_died_is_taken_over_once_its_lease_runs_out(pool: PgPool) {
         attempts: 4,
         webhook_events: 0,
         sla_notifications: 0,
+        schedule_firings: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -657,4 +672,55 @@ async fn sent_alert_notifications_go_after_the_retention_and_unsent_ones_never(p
         .await
         .unwrap();
     assert_eq!(left, vec![ids[2], ids[3]]);
+}
+
+/// Schedule firings: one fired before the retention horizon goes, a recent
+/// one stays, and the schedule itself, with its next due time, is left as
+/// it was (that is what decides when it fires next, not its history).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn old_schedule_firings_go_and_their_schedule_keeps_its_rhythm(pool: PgPool) {
+    let f = Fixture::start(pool).await;
+    let schedule = Uuid::new_v4();
+    let next_run: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO scheduled_deliveries (id, company_id, platform, schedule, next_run)
+         VALUES ($1, $2, 'benevity', 'daily', date_trunc('day', now()) + interval '1 day')
+         RETURNING next_run",
+    )
+    .bind(schedule)
+    .bind(f.company)
+    .fetch_one(&f.pool)
+    .await
+    .unwrap();
+    // One a day, fired 12 hours past each of the last 100 days: the ten
+    // from 90 days and 12 hours ago on are past the 90-day horizon.
+    sqlx::query(
+        "INSERT INTO schedule_firings
+             (schedule_id, due_at, period_start, period_end, outcome, fired_at)
+         SELECT $1, t, t - interval '1 day', t, 'skipped', t
+         FROM generate_series(0, 99) AS k,
+              LATERAL (SELECT now() - k * interval '1 day' - interval '12 hours' AS t) AS at",
+    )
+    .bind(schedule)
+    .execute(&f.pool)
+    .await
+    .unwrap();
+
+    let removed = retention::sweep(&f.pool, &settings(3), Utc::now(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(removed.schedule_firings, 10);
+    let (left, oldest): (i64, DateTime<Utc>) =
+        sqlx::query_as("SELECT count(*), min(fired_at) FROM schedule_firings")
+            .fetch_one(&f.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 90);
+    assert!(oldest > Utc::now() - chrono::Duration::days(90), "{oldest}");
+    let kept: DateTime<Utc> =
+        sqlx::query_scalar("SELECT next_run FROM scheduled_deliveries WHERE id = $1")
+            .bind(schedule)
+            .fetch_one(&f.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, next_run);
 }
