@@ -42,6 +42,7 @@ pub const INGEST_ERRORS: &str = "impact_in_errors_total";
 pub const SCHEDULE_FIRINGS: &str = "impact_in_schedule_firings_total";
 pub const BUS_MESSAGES: &str = "impact_in_bus_messages_total";
 pub const BUS_PUBLISHED: &str = "impact_in_bus_published_total";
+pub const BUS_TRUNCATED: &str = "impact_in_bus_truncated_total";
 pub const BUS_OUTBOX_PENDING: &str = "impact_in_bus_outbox_pending";
 pub const BUS_OUTBOX_OLDEST_AGE: &str = "impact_in_bus_outbox_oldest_age_seconds";
 pub const RETENTION_REMOVED: &str = "impact_in_retention_removed_total";
@@ -236,6 +237,11 @@ pub fn bus_message(outcome: &'static str) {
 /// Outbox events of `subject` (without the prefix) JetStream acked.
 pub fn bus_published(subject: &str, count: u64) {
     counter!(BUS_PUBLISHED, "subject" => subject.to_owned()).increment(count);
+}
+
+/// An event too large for NATS was published with its large fields left out.
+pub fn bus_truncated(subject: &str) {
+    counter!(BUS_TRUNCATED, "subject" => subject.to_owned()).increment(1);
 }
 
 /// The bus's outbox, read at scrape time: events not yet published, and

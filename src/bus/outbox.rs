@@ -46,8 +46,23 @@ pub struct Envelope<'a> {
 /// The envelope's schema version.
 pub const VERSION: &str = "1";
 
+/// A top-level data field larger than this (serialized) is left out of an
+/// event too large for the bus.
+const KEPT_FIELD_BYTES: usize = 1024;
+
+/// An event's message body, and whether its data had to be cut to fit.
+#[derive(Debug)]
+pub struct Message {
+    pub body: Vec<u8>,
+    pub truncated: bool,
+}
+
 impl Pending {
     pub fn envelope(&self) -> Envelope<'_> {
+        self.envelope_with(&self.data)
+    }
+
+    fn envelope_with<'a>(&'a self, data: &'a serde_json::Value) -> Envelope<'a> {
         Envelope {
             id: self.event_id,
             event_type: &self.subject,
@@ -56,9 +71,59 @@ impl Pending {
             company_id: self.company_id,
             correlation_id: self.correlation_id,
             causation_id: self.causation_id,
-            data: &self.data,
+            data,
         }
     }
+
+    /// The envelope as JSON, at most `max_bytes` long. NATS refuses a
+    /// message over the server's `max_payload` (1 MiB by default), and an
+    /// event that can never be published would hold every later one back
+    /// for ever; so an event whose data does not fit (an ingested record
+    /// with a huge free-text field) goes with the data's small top-level
+    /// fields only (ids, times), `truncated: true` and the names of the
+    /// fields left out in `omitted`. The full record stays readable through
+    /// the API (docs/bus.md).
+    pub fn message(&self, max_bytes: usize) -> Message {
+        let body = to_json(&self.envelope());
+        if body.len() <= max_bytes {
+            return Message {
+                body,
+                truncated: false,
+            };
+        }
+        let bare = serde_json::json!({"truncated": true});
+        // Many small fields could still be too many: then none of them.
+        let body = trimmed(&self.data)
+            .map(|data| to_json(&self.envelope_with(&data)))
+            .filter(|body| body.len() <= max_bytes)
+            .unwrap_or_else(|| to_json(&self.envelope_with(&bare)));
+        Message {
+            body,
+            truncated: true,
+        }
+    }
+}
+
+/// An object's small top-level fields, with `truncated` and the names of
+/// the others in `omitted`; `None` for data that is not an object.
+fn trimmed(data: &serde_json::Value) -> Option<serde_json::Value> {
+    let fields = data.as_object()?;
+    let mut kept = serde_json::Map::new();
+    let mut omitted = Vec::new();
+    for (name, value) in fields {
+        if to_json(value).len() <= KEPT_FIELD_BYTES {
+            kept.insert(name.clone(), value.clone());
+        } else {
+            omitted.push(name.clone());
+        }
+    }
+    kept.insert("truncated".into(), true.into());
+    kept.insert("omitted".into(), omitted.into());
+    Some(kept.into())
+}
+
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).expect("JSON values and envelopes always serialize")
 }
 
 /// The next unpublished events, oldest first, at most `limit`.
@@ -100,4 +165,59 @@ pub async fn backlog(db: &sqlx::PgPool) -> Result<(i64, Option<f64>), sqlx::Erro
     )
     .fetch_one(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn pending(data: Value) -> Pending {
+        Pending {
+            seq: 1,
+            event_id: Uuid::nil(),
+            subject: "ingest.donation.made".into(),
+            company_id: CompanyId(Uuid::nil()),
+            correlation_id: None,
+            causation_id: None,
+            occurred_at: DateTime::UNIX_EPOCH,
+            data,
+        }
+    }
+
+    fn data_of(message: &Message) -> Value {
+        serde_json::from_slice::<Value>(&message.body).unwrap()["data"].clone()
+    }
+
+    #[test]
+    fn an_event_that_fits_goes_whole() {
+        let event = pending(json!({"id": "r1", "record": {"notes": "x".repeat(2000)}}));
+        let message = event.message(10_000);
+        assert!(!message.truncated);
+        assert_eq!(data_of(&message), event.data);
+    }
+
+    #[test]
+    fn an_event_too_large_keeps_its_small_fields_and_names_the_others() {
+        let event = pending(json!({"id": "r1", "record": {"notes": "x".repeat(2000)}}));
+        let message = event.message(1_000);
+        assert!(message.truncated);
+        assert!(message.body.len() <= 1_000);
+        assert_eq!(
+            data_of(&message),
+            json!({"id": "r1", "truncated": true, "omitted": ["record"]})
+        );
+    }
+
+    #[test]
+    fn too_many_small_fields_or_data_not_an_object_leave_only_the_mark() {
+        let many: serde_json::Map<String, Value> =
+            (0..200).map(|n| (format!("f{n}"), json!(n))).collect();
+        for data in [Value::Object(many), json!(["x".repeat(5000)])] {
+            let message = pending(data).message(1_000);
+            assert!(message.truncated);
+            assert_eq!(data_of(&message), json!({"truncated": true}));
+        }
+    }
 }

@@ -24,6 +24,9 @@ use crate::config::BusConfig;
 const RELAY_LOCK: i64 = 0x1e1a_7b05;
 /// Publishes whose ack is not yet awaited, at most.
 const IN_FLIGHT: usize = 1024;
+/// Room left in NATS's `max_payload` for the headers (`Nats-Msg-Id` takes
+/// under 100 bytes).
+const HEADER_ROOM: usize = 1024;
 /// The longest pause after failed passes (NATS or Postgres down).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -111,6 +114,7 @@ pub async fn pass(
     // Acks awaited in publishing order, at most IN_FLIGHT outstanding: the
     // client holds a permit per unawaited ack (5,000 in all) and would
     // otherwise wait for ever on a larger batch.
+    let max_bytes = js.client().max_payload().saturating_sub(HEADER_ROOM);
     let mut in_flight: VecDeque<(&Pending, PublishAckFuture)> = VecDeque::new();
     let mut acked: Vec<&Pending> = Vec::with_capacity(batch.len());
     let mut failure = None;
@@ -122,7 +126,7 @@ pub async fn pass(
             None
         };
         if let Some(event) = next {
-            match publish(js, config, event).await {
+            match publish(js, config, event, max_bytes).await {
                 Ok(ack) => in_flight.push_back((event, ack)),
                 Err(err) => {
                     failure = Some(err.to_string());
@@ -159,16 +163,27 @@ pub async fn pass(
 }
 
 /// Publishes one event on its subject under the prefix, with `Nats-Msg-Id`
-/// = its id; the future of JetStream's ack.
+/// = its id, in at most `max_bytes` (`Pending::message`); the future of
+/// JetStream's ack.
 async fn publish(
     js: &jetstream::Context,
     config: &BusConfig,
     event: &Pending,
+    max_bytes: usize,
 ) -> Result<PublishAckFuture, jetstream::context::PublishError> {
     let mut headers = HeaderMap::new();
     headers.insert("Nats-Msg-Id", event.event_id.to_string().as_str());
-    let body = serde_json::to_vec(&event.envelope())
-        .expect("an envelope of JSON values always serializes");
+    let message = event.message(max_bytes);
+    if message.truncated {
+        tracing::warn!(
+            event_id = %event.event_id,
+            subject = %event.subject,
+            max_bytes,
+            "event data too large for NATS; published with its large fields omitted"
+        );
+        crate::metrics::bus_truncated(&event.subject);
+    }
     let subject = format!("{}{}", config.events_prefix, event.subject);
-    js.publish_with_headers(subject, headers, body.into()).await
+    js.publish_with_headers(subject, headers, message.body.into())
+        .await
 }

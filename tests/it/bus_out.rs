@@ -531,3 +531,76 @@ async fn a_pass_larger_than_the_clients_ack_permits_publishes_every_event(pool: 
     assert_eq!(published(&config, 6000).await.len(), 6000);
     delete_events_stream(&config).await;
 }
+
+/// An event larger than NATS takes (its `max_payload`, 1 MiB here) would
+/// be refused at every pass and hold every later event back for ever: it
+/// goes with its large fields left out, and the next one follows it.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn an_event_too_large_for_nats_goes_without_its_large_fields_and_holds_nothing_back(
+    pool: PgPool,
+) {
+    let vars = bus_vars();
+    let app = TestApp::start(pool, config(&pairs(&vars))).await;
+    let config = settings(&app).clone();
+    let company = Uuid::new_v4();
+    let record = json!({"sourceId": "V-1", "notes": "x".repeat(2 * 1024 * 1024)});
+    let (big, small): (Uuid, Uuid) = sqlx::query_as(
+        "WITH rows AS (
+             INSERT INTO bus_outbox (subject, company_id, data)
+             VALUES ('ingest.volunteer.logged', $1,
+                     jsonb_build_object('id', 'rec-1', 'stream', 'benevity-volunteers',
+                                        'sourceId', 'V-1', 'record', $2::jsonb)),
+                    ('ingest.volunteer.logged', $1, jsonb_build_object('id', 'rec-2'))
+             RETURNING seq, event_id
+         )
+         SELECT (SELECT event_id FROM rows ORDER BY seq LIMIT 1),
+                (SELECT event_id FROM rows ORDER BY seq DESC LIMIT 1)",
+    )
+    .bind(company)
+    .bind(&record)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
+    let js = js(&config).await;
+    impact_in::bus::stream::ensure_events_stream(&js, &config)
+        .await
+        .unwrap();
+    let sent = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let sent = impact_in::bus::relay::pass(&app.state.db, &js, &config)
+                .await
+                .expect("the large event is not refused");
+            if sent > 0 {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a pass publishes both events");
+    assert_eq!(sent, 2);
+
+    let messages = published(&config, 2).await;
+    assert_eq!(
+        messages
+            .iter()
+            .map(|m| m.msg_id.as_str())
+            .collect::<Vec<_>>(),
+        [big.to_string(), small.to_string()]
+    );
+    assert_eq!(messages[0].body["id"], json!(big));
+    assert_eq!(messages[0].body["companyId"], json!(company));
+    assert_eq!(
+        messages[0].body["data"],
+        json!({"id": "rec-1", "stream": "benevity-volunteers", "sourceId": "V-1",
+               "truncated": true, "omitted": ["record"]})
+    );
+    assert_eq!(messages[1].body["data"], json!({"id": "rec-2"}));
+    let scrape = app.get("/metrics", None).await;
+    let text = scrape.body.as_str().unwrap();
+    assert!(
+        text.contains("impact_in_bus_truncated_total{subject=\"ingest.volunteer.logged\"} 1"),
+        "{text}"
+    );
+    delete_events_stream(&config).await;
+}
