@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench --bench pipeline -- [throughput|latency|listing|sla|ratelimit|webhooks|ingest|retention|sla-monitor|bus|all] [--runs 3]
 //! cargo bench --bench pipeline -- throughput --otlp   # with spans exported over OTLP
+//! cargo bench --bench pipeline -- throughput --without-sla-rollup # the SLA rollup's triggers disabled, to see what they cost
 //! cargo bench --bench pipeline -- ingest --records 111112 # nine streams, ~1,000,000 records
 //! cargo bench --bench pipeline -- ingest --records 111112 --goodera-per-minute 100000 # without Goodera's limit
 //! cargo bench --bench pipeline -- retention --batch-size 200 --pause-ms 50 # the latency open loop while 1,000,000 rows are cleaned
@@ -68,6 +69,9 @@ struct Options {
     /// Export spans (OTLP/HTTP) to a receiver in this process during the
     /// throughput scenario.
     otlp: bool,
+    /// Disable the `sla_hourly` rollup's triggers in the throughput
+    /// scenario's database: the same build with and without them.
+    without_sla_rollup: bool,
     /// Records per ingest stream (nine streams).
     records: u64,
     /// Goodera's requests a minute in the ingest scenario (sandbox and
@@ -102,6 +106,7 @@ impl Options {
             events: 20_000,
             event_rate: 1000,
             otlp: false,
+            without_sla_rollup: false,
             records: 111_112,
             goodera_per_minute: None,
             // The service's defaults.
@@ -149,6 +154,7 @@ impl Options {
                 "--events" => options.events = value("--events") as usize,
                 "--event-rate" => options.event_rate = value("--event-rate"),
                 "--otlp" => options.otlp = true,
+                "--without-sla-rollup" => options.without_sla_rollup = true,
                 "--records" => options.records = value("--records"),
                 "--goodera-per-minute" => {
                     options.goodera_per_minute = Some(value("--goodera-per-minute"))
@@ -785,6 +791,16 @@ async fn throughput(admin_url: &str, options: &Options) -> Figures {
         .map(|sink| ("OTEL_EXPORTER_OTLP_ENDPOINT", sink.url.as_str()))
         .collect();
     let service = Arc::new(Service::start_with(admin_url, &exporter).await);
+    if options.without_sla_rollup {
+        // Nothing is written yet, so the rollup stays empty, not wrong.
+        sqlx::query(
+            "ALTER TABLE impact_deliveries DISABLE TRIGGER sla_hourly_inserted,
+                 DISABLE TRIGGER sla_hourly_updated, DISABLE TRIGGER sla_hourly_deleted",
+        )
+        .execute(&mut service.connect().await)
+        .await
+        .expect("disable the rollup's triggers");
+    }
     let company = Uuid::new_v4();
     let token = Arc::new(service.token(company));
     let next = Arc::new(AtomicUsize::new(0));
