@@ -454,7 +454,8 @@ pub async fn list_records(
 }
 
 /// One stream's runs, all companies: those that ended within the window,
-/// how many of them succeeded, and when one last succeeded (ever).
+/// how many of them succeeded, and when one last succeeded (of the runs
+/// kept: retention removes those finished `RETENTION_DAYS` ago).
 #[derive(Debug, Clone, Copy)]
 pub struct StreamRuns {
     pub stream: Stream,
@@ -463,20 +464,28 @@ pub struct StreamRuns {
     pub last_success: Option<DateTime<Utc>>,
 }
 
-/// Every stream that has ever run, for `/integrations/health` and the
-/// ingest gauges of `/metrics` (read from the database, so every replica
-/// reports the runs of all).
+/// Every stream's runs, for `/integrations/health` and the ingest gauges
+/// of `/metrics` (read from the database, so every replica reports the
+/// runs of all). Read at every scrape, so by index only (migration
+/// 20261213000002): the window's runs, and per stream its newest success.
 pub async fn stream_runs(db: &PgPool, window_hours: i32) -> Result<Vec<StreamRuns>, sqlx::Error> {
     let rows: Vec<(Stream, i64, i64, Option<DateTime<Utc>>)> = sqlx::query_as(
-        "SELECT stream,
-                count(*) FILTER (WHERE status <> 'running'
-                                 AND finished_at > now() - make_interval(hours => $1)),
-                count(*) FILTER (WHERE status = 'succeeded'
-                                 AND finished_at > now() - make_interval(hours => $1)),
-                max(finished_at) FILTER (WHERE status = 'succeeded')
-         FROM ingest_runs GROUP BY stream",
+        "WITH recent AS (
+             SELECT stream, count(*) AS ended,
+                    count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+             FROM ingest_runs
+             WHERE finished_at > now() - make_interval(hours => $1) AND status <> 'running'
+             GROUP BY stream
+         )
+         SELECT s.stream, coalesce(r.ended, 0), coalesce(r.succeeded, 0),
+                (SELECT i.finished_at FROM ingest_runs i
+                 WHERE i.stream = s.stream AND i.status = 'succeeded'
+                 ORDER BY i.finished_at DESC NULLS LAST
+                 LIMIT 1)
+         FROM unnest($2::text[]) AS s(stream) LEFT JOIN recent r USING (stream)",
     )
     .bind(window_hours)
+    .bind(Stream::ALL.map(Stream::as_str))
     .fetch_all(db)
     .await?;
     Ok(rows

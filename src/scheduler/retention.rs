@@ -2,7 +2,7 @@
 //! last change is older than `RETENTION_DAYS` are deleted with their
 //! attempts and webhook events, and so are webhook events that name no
 //! delivery, SLA alert notifications sent (or given up) as long ago,
-//! schedule firings as old, and the bus's published outbox events older
+//! schedule firings and finished ingest runs as old, and the bus's published outbox events older
 //! than `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in
 //! flight or not) and unpublished events are never touched, however old.
 //!
@@ -31,12 +31,13 @@ use crate::config::RetentionConfig;
 pub const JOB: &str = "retention";
 
 /// The tables the job deletes from, as the metric's `table` label.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     DELIVERIES,
     ATTEMPTS,
     WEBHOOK_EVENTS,
     SLA_NOTIFICATIONS,
     FIRINGS,
+    INGEST_RUNS,
     OUTBOX,
 ];
 const DELIVERIES: &str = "impact_deliveries";
@@ -44,6 +45,7 @@ const ATTEMPTS: &str = "delivery_attempts";
 const WEBHOOK_EVENTS: &str = "impact_webhook_events";
 const SLA_NOTIFICATIONS: &str = "sla_notifications";
 const FIRINGS: &str = "schedule_firings";
+const INGEST_RUNS: &str = "ingest_runs";
 const OUTBOX: &str = "bus_outbox";
 
 /// How long a run holds its day without renewing: it renews after every
@@ -68,6 +70,7 @@ pub struct Removed {
     pub webhook_events: u64,
     pub sla_notifications: u64,
     pub schedule_firings: u64,
+    pub ingest_runs: u64,
     pub outbox_events: u64,
 }
 
@@ -78,6 +81,7 @@ impl Removed {
         webhook_events: 0,
         sla_notifications: 0,
         schedule_firings: 0,
+        ingest_runs: 0,
         outbox_events: 0,
     };
 
@@ -89,6 +93,7 @@ impl Removed {
             (WEBHOOK_EVENTS, self.webhook_events),
             (SLA_NOTIFICATIONS, self.sla_notifications),
             (FIRINGS, self.schedule_firings),
+            (INGEST_RUNS, self.ingest_runs),
             (OUTBOX, self.outbox_events),
         ]
     }
@@ -101,6 +106,7 @@ impl std::ops::AddAssign for Removed {
         self.webhook_events += other.webhook_events;
         self.sla_notifications += other.sla_notifications;
         self.schedule_firings += other.schedule_firings;
+        self.ingest_runs += other.ingest_runs;
         self.outbox_events += other.outbox_events;
     }
 }
@@ -143,16 +149,20 @@ enum Step {
     /// Schedule firings before the delivery horizon: a schedule's next due
     /// time is kept on the schedule, so an old firing only records history.
     Firings,
+    /// Ingest runs finished before the delivery horizon: a run's records
+    /// and cursor stay; the run is its history.
+    IngestRuns,
     /// The bus's outbox events, published long enough ago.
     PublishedEvents,
 }
 
 impl Step {
-    const ALL: [Step; 5] = [
+    const ALL: [Step; 6] = [
         Step::Deliveries,
         Step::UnlinkedEvents,
         Step::SentAlerts,
         Step::Firings,
+        Step::IngestRuns,
         Step::PublishedEvents,
     ];
 
@@ -221,6 +231,11 @@ impl Step {
             Step::UnlinkedEvents => UNLINKED_EVENTS.batch(db, horizons.events, limit).await,
             Step::SentAlerts => SENT_ALERTS.batch(db, horizons.deliveries, limit).await,
             Step::Firings => FIRED.batch(db, horizons.deliveries, limit).await,
+            Step::IngestRuns => {
+                INGEST_RUNS_ENDED
+                    .batch(db, horizons.deliveries, limit)
+                    .await
+            }
             Step::PublishedEvents => PUBLISHED.batch(db, horizons.outbox, limit).await,
         }
     }
@@ -270,6 +285,18 @@ const FIRED: Oldest = Oldest {
     order: "fired_at",
     removed: |rows| Removed {
         schedule_firings: rows,
+        ..Removed::ZERO
+    },
+};
+/// Finished runs only (a running one has no `finished_at`), by the index
+/// of migration 20261213000002.
+const INGEST_RUNS_ENDED: Oldest = Oldest {
+    table: INGEST_RUNS,
+    key: "id",
+    old: "status <> 'running' AND finished_at < $1",
+    order: "finished_at",
+    removed: |rows| Removed {
+        ingest_runs: rows,
         ..Removed::ZERO
     },
 };
@@ -429,6 +456,7 @@ async fn sweep_with(
         webhook_events = removed.webhook_events,
         sla_notifications = removed.sla_notifications,
         schedule_firings = removed.schedule_firings,
+        ingest_runs = removed.ingest_runs,
         outbox_events = removed.outbox_events,
         batches,
         horizon = %horizons.deliveries,
@@ -584,6 +612,7 @@ mod tests {
                 webhook_events: 0,
                 sla_notifications: 0,
                 schedule_firings: 0,
+                ingest_runs: 0,
                 outbox_events: 0
             }
         );
@@ -591,7 +620,7 @@ mod tests {
         total += removed;
         assert_eq!(
             serde_json::to_value(total).unwrap(),
-            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "schedule_firings": 0, "outbox_events": 0})
+            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "schedule_firings": 0, "ingest_runs": 0, "outbox_events": 0})
         );
     }
 }

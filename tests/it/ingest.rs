@@ -639,3 +639,60 @@ async fn integrations_health_probes_every_source_and_counts_runs(pool: PgPool) {
     let unknown = t.app.get("/integrations/health/salesforce", None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 }
+
+/// The runs' figures behind `/integrations/health` and the ingest gauges,
+/// per stream: runs ended in the window and how many succeeded, and the
+/// newest success even when it is older than the window; every stream is
+/// answered, one that never ran with nothing.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn stream_runs_count_the_window_and_find_the_last_success(pool: PgPool) {
+    use impact_in::ingest::{store, stream::Stream};
+
+    let company = Uuid::new_v4();
+    let last_success: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "WITH runs AS (
+             INSERT INTO ingest_runs (id, company_id, stream, status, page_size, started_at,
+                                      finished_at)
+             SELECT gen_random_uuid(), $1, 'benevity-volunteers', status, 100,
+                    now() - age - interval '1 minute', now() - age
+             FROM (VALUES ('succeeded', interval '30 hours'), ('succeeded', interval '50 hours'),
+                          ('failed', interval '2 hours'), ('partial', interval '1 hour'))
+                  AS r(status, age)
+             RETURNING status, finished_at
+         )
+         SELECT max(finished_at) FROM runs WHERE status = 'succeeded'",
+    )
+    .bind(company)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO ingest_runs (id, company_id, stream, status, page_size, started_at,
+                                  finished_at)
+         VALUES (gen_random_uuid(), $1, 'workday-directory', 'succeeded', 100,
+                 now() - interval '2 hours', now() - interval '1 hour'),
+                (gen_random_uuid(), $1, 'workday-directory', 'running', 100, now(), NULL)",
+    )
+    .bind(company)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let runs = store::stream_runs(&pool, 24).await.unwrap();
+    assert_eq!(runs.len(), Stream::ALL.len());
+    let of = |name: &str| runs.iter().find(|r| r.stream.as_str() == name).unwrap();
+    let volunteers = of("benevity-volunteers");
+    assert_eq!((volunteers.ended, volunteers.succeeded), (2, 0));
+    let found = volunteers.last_success.unwrap();
+    assert!(
+        (found - last_success).num_milliseconds().abs() < 1,
+        "{found}"
+    );
+    let directory = of("workday-directory");
+    assert_eq!((directory.ended, directory.succeeded), (1, 1));
+    let never = of("buddy-data");
+    assert_eq!(
+        (never.ended, never.succeeded, never.last_success),
+        (0, 0, None)
+    );
+}

@@ -167,7 +167,8 @@ impl Fixture {
     }
 
     async fn counts(&self) -> Removed {
-        let (deliveries, attempts, events, alerts, firings, outbox): (
+        let (deliveries, attempts, events, alerts, firings, runs, outbox): (
+            i64,
             i64,
             i64,
             i64,
@@ -180,6 +181,7 @@ impl Fixture {
                         (SELECT count(*) FROM impact_webhook_events),
                         (SELECT count(*) FROM sla_notifications),
                         (SELECT count(*) FROM schedule_firings),
+                        (SELECT count(*) FROM ingest_runs),
                         (SELECT count(*) FROM bus_outbox)",
         )
         .fetch_one(&self.pool)
@@ -191,6 +193,7 @@ impl Fixture {
             webhook_events: events as u64,
             sla_notifications: alerts as u64,
             schedule_firings: firings as u64,
+            ingest_runs: runs as u64,
             outbox_events: outbox as u64,
         }
     }
@@ -240,6 +243,7 @@ fn minus(a: Removed, b: Removed) -> Removed {
         webhook_events: a.webhook_events - b.webhook_events,
         sla_notifications: a.sla_notifications - b.sla_notifications,
         schedule_firings: a.schedule_firings - b.schedule_firings,
+        ingest_runs: a.ingest_runs - b.ingest_runs,
         outbox_events: a.outbox_events - b.outbox_events,
     }
 }
@@ -289,6 +293,7 @@ async fn old_finished_deliveries_go_with_their_attempts_and_webhook_events(pool:
             webhook_events: 3 + 1,
             sla_notifications: 0,
             schedule_firings: 0,
+            ingest_runs: 0,
             outbox_events: 0,
         }
     );
@@ -430,6 +435,7 @@ async fn webhook_events_are_kept_seven_days_even_with_a_shorter_retention(pool: 
             webhook_events: 1,
             sla_notifications: 0,
             schedule_firings: 0,
+            ingest_runs: 0,
             outbox_events: 0,
         }
     );
@@ -463,6 +469,7 @@ async fn batches_smaller_than_the_work_remove_all_of_it(pool: PgPool) {
             webhook_events: 5,
             sla_notifications: 0,
             schedule_firings: 0,
+            ingest_runs: 0,
             outbox_events: 0,
         }
     );
@@ -529,6 +536,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
             webhook_events: 0,
             sla_notifications: 0,
             schedule_firings: 0,
+            ingest_runs: 0,
             outbox_events: 0,
         }
     );
@@ -547,6 +555,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         webhook_events: 0,
         sla_notifications: 0,
         schedule_firings: 0,
+        ingest_runs: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -594,6 +603,7 @@ async fn a_run_that_died_is_taken_over_once_its_lease_runs_out(pool: PgPool) {
         webhook_events: 0,
         sla_notifications: 0,
         schedule_firings: 0,
+        ingest_runs: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -723,4 +733,49 @@ async fn old_schedule_firings_go_and_their_schedule_keeps_its_rhythm(pool: PgPoo
             .await
             .unwrap();
     assert_eq!(kept, next_run);
+}
+
+/// Ingest runs: finished ones older than the retention go, whatever their
+/// status; a recent one stays, and so does a running one, however old
+/// (its process may be alive, or its run is taken over and resumed).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn finished_ingest_runs_go_after_the_retention_and_running_ones_never(pool: PgPool) {
+    let f = Fixture::start(pool).await;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO ingest_runs (id, company_id, stream, status, page_size, started_at,
+                                  finished_at)
+         SELECT gen_random_uuid(), $1, 'benevity-volunteers', status, 100,
+                now() - age, now() - age + interval '1 minute'
+         FROM (VALUES ('succeeded', interval '100 days'), ('failed', interval '95 days'),
+                      ('partial', interval '91 days'), ('succeeded', interval '89 days'))
+              AS r(status, age)
+         RETURNING id",
+    )
+    .bind(f.company)
+    .fetch_all(&f.pool)
+    .await
+    .unwrap();
+    let running: Uuid = sqlx::query_scalar(
+        "INSERT INTO ingest_runs (id, company_id, stream, status, page_size, started_at)
+         VALUES (gen_random_uuid(), $1, 'benevity-donations', 'running', 100,
+                 now() - interval '120 days')
+         RETURNING id",
+    )
+    .bind(f.company)
+    .fetch_one(&f.pool)
+    .await
+    .unwrap();
+
+    let removed = retention::sweep(&f.pool, &settings(2), Utc::now(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(removed.ingest_runs, 3);
+    let mut left: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM ingest_runs")
+        .fetch_all(&f.pool)
+        .await
+        .unwrap();
+    left.sort();
+    let mut kept = vec![ids[3], running];
+    kept.sort();
+    assert_eq!(left, kept);
 }
