@@ -2,7 +2,8 @@
 //! last change is older than `RETENTION_DAYS` are deleted with their
 //! attempts and webhook events, and so are webhook events that name no
 //! delivery, SLA alert notifications sent (or given up) as long ago,
-//! schedule firings and finished ingest runs as old, and the bus's published outbox events older
+//! schedule firings, finished ingest runs and rejected report-ready
+//! messages as old, and the bus's published outbox events older
 //! than `RETENTION_OUTBOX_HOURS`. Pending and retrying deliveries (in
 //! flight or not) and unpublished events are never touched, however old.
 //!
@@ -31,13 +32,14 @@ use crate::config::RetentionConfig;
 pub const JOB: &str = "retention";
 
 /// The tables the job deletes from, as the metric's `table` label.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
     DELIVERIES,
     ATTEMPTS,
     WEBHOOK_EVENTS,
     SLA_NOTIFICATIONS,
     FIRINGS,
     INGEST_RUNS,
+    REJECTED,
     OUTBOX,
 ];
 const DELIVERIES: &str = "impact_deliveries";
@@ -46,6 +48,7 @@ const WEBHOOK_EVENTS: &str = "impact_webhook_events";
 const SLA_NOTIFICATIONS: &str = "sla_notifications";
 const FIRINGS: &str = "schedule_firings";
 const INGEST_RUNS: &str = "ingest_runs";
+const REJECTED: &str = "bus_rejected";
 const OUTBOX: &str = "bus_outbox";
 
 /// How long a run holds its day without renewing: it renews after every
@@ -71,6 +74,7 @@ pub struct Removed {
     pub sla_notifications: u64,
     pub schedule_firings: u64,
     pub ingest_runs: u64,
+    pub rejected_messages: u64,
     pub outbox_events: u64,
 }
 
@@ -82,6 +86,7 @@ impl Removed {
         sla_notifications: 0,
         schedule_firings: 0,
         ingest_runs: 0,
+        rejected_messages: 0,
         outbox_events: 0,
     };
 
@@ -94,6 +99,7 @@ impl Removed {
             (SLA_NOTIFICATIONS, self.sla_notifications),
             (FIRINGS, self.schedule_firings),
             (INGEST_RUNS, self.ingest_runs),
+            (REJECTED, self.rejected_messages),
             (OUTBOX, self.outbox_events),
         ]
     }
@@ -107,6 +113,7 @@ impl std::ops::AddAssign for Removed {
         self.sla_notifications += other.sla_notifications;
         self.schedule_firings += other.schedule_firings;
         self.ingest_runs += other.ingest_runs;
+        self.rejected_messages += other.rejected_messages;
         self.outbox_events += other.outbox_events;
     }
 }
@@ -152,17 +159,20 @@ enum Step {
     /// Ingest runs finished before the delivery horizon: a run's records
     /// and cursor stay; the run is its history.
     IngestRuns,
+    /// Report-ready messages the bus consumer terminated, listed for ops.
+    Rejected,
     /// The bus's outbox events, published long enough ago.
     PublishedEvents,
 }
 
 impl Step {
-    const ALL: [Step; 6] = [
+    const ALL: [Step; 7] = [
         Step::Deliveries,
         Step::UnlinkedEvents,
         Step::SentAlerts,
         Step::Firings,
         Step::IngestRuns,
+        Step::Rejected,
         Step::PublishedEvents,
     ];
 
@@ -231,8 +241,9 @@ impl Step {
             Step::UnlinkedEvents => UNLINKED_EVENTS.batch(db, horizons.events, limit).await,
             Step::SentAlerts => SENT_ALERTS.batch(db, horizons.deliveries, limit).await,
             Step::Firings => FIRED.batch(db, horizons.deliveries, limit).await,
-            Step::IngestRuns => {
-                INGEST_RUNS_ENDED
+            Step::IngestRuns => ENDED_RUNS.batch(db, horizons.deliveries, limit).await,
+            Step::Rejected => {
+                REJECTED_MESSAGES
                     .batch(db, horizons.deliveries, limit)
                     .await
             }
@@ -290,13 +301,24 @@ const FIRED: Oldest = Oldest {
 };
 /// Finished runs only (a running one has no `finished_at`), by the index
 /// of migration 20261213000002.
-const INGEST_RUNS_ENDED: Oldest = Oldest {
+const ENDED_RUNS: Oldest = Oldest {
     table: INGEST_RUNS,
     key: "id",
     old: "status <> 'running' AND finished_at < $1",
     order: "finished_at",
     removed: |rows| Removed {
         ingest_runs: rows,
+        ..Removed::ZERO
+    },
+};
+/// By the index the list of rejected messages reads, newest first.
+const REJECTED_MESSAGES: Oldest = Oldest {
+    table: REJECTED,
+    key: "id",
+    old: "rejected_at < $1",
+    order: "rejected_at",
+    removed: |rows| Removed {
+        rejected_messages: rows,
         ..Removed::ZERO
     },
 };
@@ -457,6 +479,7 @@ async fn sweep_with(
         sla_notifications = removed.sla_notifications,
         schedule_firings = removed.schedule_firings,
         ingest_runs = removed.ingest_runs,
+        rejected_messages = removed.rejected_messages,
         outbox_events = removed.outbox_events,
         batches,
         horizon = %horizons.deliveries,
@@ -613,6 +636,7 @@ mod tests {
                 sla_notifications: 0,
                 schedule_firings: 0,
                 ingest_runs: 0,
+                rejected_messages: 0,
                 outbox_events: 0
             }
         );
@@ -620,7 +644,7 @@ mod tests {
         total += removed;
         assert_eq!(
             serde_json::to_value(total).unwrap(),
-            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "schedule_firings": 0, "ingest_runs": 0, "outbox_events": 0})
+            serde_json::json!({"deliveries": 6, "attempts": 10, "webhook_events": 0, "sla_notifications": 0, "schedule_firings": 0, "ingest_runs": 0, "rejected_messages": 0, "outbox_events": 0})
         );
     }
 }

@@ -167,7 +167,8 @@ impl Fixture {
     }
 
     async fn counts(&self) -> Removed {
-        let (deliveries, attempts, events, alerts, firings, runs, outbox): (
+        let (deliveries, attempts, events, alerts, firings, runs, rejected, outbox): (
+            i64,
             i64,
             i64,
             i64,
@@ -182,6 +183,7 @@ impl Fixture {
                         (SELECT count(*) FROM sla_notifications),
                         (SELECT count(*) FROM schedule_firings),
                         (SELECT count(*) FROM ingest_runs),
+                        (SELECT count(*) FROM bus_rejected),
                         (SELECT count(*) FROM bus_outbox)",
         )
         .fetch_one(&self.pool)
@@ -194,6 +196,7 @@ impl Fixture {
             sla_notifications: alerts as u64,
             schedule_firings: firings as u64,
             ingest_runs: runs as u64,
+            rejected_messages: rejected as u64,
             outbox_events: outbox as u64,
         }
     }
@@ -244,6 +247,7 @@ fn minus(a: Removed, b: Removed) -> Removed {
         sla_notifications: a.sla_notifications - b.sla_notifications,
         schedule_firings: a.schedule_firings - b.schedule_firings,
         ingest_runs: a.ingest_runs - b.ingest_runs,
+        rejected_messages: a.rejected_messages - b.rejected_messages,
         outbox_events: a.outbox_events - b.outbox_events,
     }
 }
@@ -294,6 +298,7 @@ async fn old_finished_deliveries_go_with_their_attempts_and_webhook_events(pool:
             sla_notifications: 0,
             schedule_firings: 0,
             ingest_runs: 0,
+            rejected_messages: 0,
             outbox_events: 0,
         }
     );
@@ -436,6 +441,7 @@ async fn webhook_events_are_kept_seven_days_even_with_a_shorter_retention(pool: 
             sla_notifications: 0,
             schedule_firings: 0,
             ingest_runs: 0,
+            rejected_messages: 0,
             outbox_events: 0,
         }
     );
@@ -470,6 +476,7 @@ async fn batches_smaller_than_the_work_remove_all_of_it(pool: PgPool) {
             sla_notifications: 0,
             schedule_firings: 0,
             ingest_runs: 0,
+            rejected_messages: 0,
             outbox_events: 0,
         }
     );
@@ -537,6 +544,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
             sla_notifications: 0,
             schedule_firings: 0,
             ingest_runs: 0,
+            rejected_messages: 0,
             outbox_events: 0,
         }
     );
@@ -556,6 +564,7 @@ async fn shutdown_between_batches_stops_the_run_and_the_next_one_finishes_the_da
         sla_notifications: 0,
         schedule_firings: 0,
         ingest_runs: 0,
+        rejected_messages: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -604,6 +613,7 @@ async fn a_run_that_died_is_taken_over_once_its_lease_runs_out(pool: PgPool) {
         sla_notifications: 0,
         schedule_firings: 0,
         ingest_runs: 0,
+        rejected_messages: 0,
         outbox_events: 0,
     };
     assert_eq!(f.run_row(now).await, (true, false, 1, day));
@@ -778,4 +788,33 @@ async fn finished_ingest_runs_go_after_the_retention_and_running_ones_never(pool
     let mut kept = vec![ids[3], running];
     kept.sort();
     assert_eq!(left, kept);
+}
+
+/// Rejected report-ready messages: listed for ops until the retention
+/// horizon, then removed.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn rejected_bus_messages_go_after_the_retention(pool: PgPool) {
+    let f = Fixture::start(pool).await;
+    // Message n was rejected n × 30 days (and an hour) ago.
+    sqlx::query(
+        "INSERT INTO bus_rejected (id, stream, stream_sequence, subject, reason_code, reason,
+                                   rejected_at)
+         SELECT gen_random_uuid(), 'IMPACT_REPORTS', n, 'impact.report.ready', 'not_json',
+                'not JSON', now() - n * interval '30 days' - interval '1 hour'
+         FROM generate_series(1, 4) AS n",
+    )
+    .execute(&f.pool)
+    .await
+    .unwrap();
+
+    let removed = retention::sweep(&f.pool, &settings(1), Utc::now(), &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(removed.rejected_messages, 2);
+    let left: Vec<i64> =
+        sqlx::query_scalar("SELECT stream_sequence FROM bus_rejected ORDER BY stream_sequence")
+            .fetch_all(&f.pool)
+            .await
+            .unwrap();
+    assert_eq!(left, [1, 2]);
 }
