@@ -491,6 +491,30 @@ async fn the_events_stream_takes_the_prefixed_subjects(pool: PgPool) {
     delete_events_stream(&config).await;
 }
 
+/// The first relay pass that publishes anything, over the events stream
+/// (created): how many it sent. Rows written in one transaction go in one
+/// pass, or in none while an older transaction elsewhere in the cluster
+/// still runs; a failed pass fails the test.
+async fn first_pass(db: &PgPool, config: &BusConfig) -> usize {
+    let js = js(config).await;
+    impact_in::bus::stream::ensure_events_stream(&js, config)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let sent = impact_in::bus::relay::pass(db, &js, config)
+                .await
+                .expect("a pass publishes");
+            if sent > 0 {
+                return sent;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a pass publishes within 60 s")
+}
+
 /// A pass larger than the NATS client's 5,000 outstanding acks is
 /// published whole (the relay awaits acks as it goes, never all at the
 /// end).
@@ -508,26 +532,7 @@ async fn a_pass_larger_than_the_clients_ack_permits_publishes_every_event(pool: 
     .execute(&app.state.db)
     .await
     .unwrap();
-    let js = js(&config).await;
-    impact_in::bus::stream::ensure_events_stream(&js, &config)
-        .await
-        .unwrap();
-    // The rows are one transaction's: a pass takes all of them or, while
-    // an older transaction elsewhere in the cluster still runs, none.
-    let sent = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let sent = impact_in::bus::relay::pass(&app.state.db, &js, &config)
-                .await
-                .unwrap();
-            if sent > 0 {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("one pass publishes 6,000 events without waiting for ever");
-    assert_eq!(sent, 6000);
+    assert_eq!(first_pass(&app.state.db, &config).await, 6000);
     assert_eq!(published(&config, 6000).await.len(), 6000);
     delete_events_stream(&config).await;
 }
@@ -561,24 +566,7 @@ async fn an_event_too_large_for_nats_goes_without_its_large_fields_and_holds_not
     .fetch_one(&app.state.db)
     .await
     .unwrap();
-    let js = js(&config).await;
-    impact_in::bus::stream::ensure_events_stream(&js, &config)
-        .await
-        .unwrap();
-    let sent = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            let sent = impact_in::bus::relay::pass(&app.state.db, &js, &config)
-                .await
-                .expect("the large event is not refused");
-            if sent > 0 {
-                return sent;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("a pass publishes both events");
-    assert_eq!(sent, 2);
+    assert_eq!(first_pass(&app.state.db, &config).await, 2);
 
     let messages = published(&config, 2).await;
     assert_eq!(
