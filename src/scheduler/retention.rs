@@ -242,11 +242,7 @@ impl Step {
             Step::SentAlerts => SENT_ALERTS.batch(db, horizons.deliveries, limit).await,
             Step::Firings => FIRED.batch(db, horizons.deliveries, limit).await,
             Step::IngestRuns => ENDED_RUNS.batch(db, horizons.deliveries, limit).await,
-            Step::Rejected => {
-                REJECTED_MESSAGES
-                    .batch(db, horizons.deliveries, limit)
-                    .await
-            }
+            Step::Rejected => REJECTIONS.batch(db, horizons.deliveries, limit).await,
             Step::PublishedEvents => PUBLISHED.batch(db, horizons.outbox, limit).await,
         }
     }
@@ -312,7 +308,7 @@ const ENDED_RUNS: Oldest = Oldest {
     },
 };
 /// By the index the list of rejected messages reads, newest first.
-const REJECTED_MESSAGES: Oldest = Oldest {
+const REJECTIONS: Oldest = Oldest {
     table: REJECTED,
     key: "id",
     old: "rejected_at < $1",
