@@ -65,11 +65,19 @@ pub async fn run(ctx: BusContext, shutdown: CancellationToken) {
                     .saturating_mul(1 << failures.min(8))
                     .min(MAX_BACKOFF);
                 tracing::warn!(error = %err, retry_in = ?pause, "bus relay pass failed; the outbox keeps the events");
-                // A stream deleted under us: set it up again.
-                if let RelayError::Publish(_) = err
-                    && let Err(err) = stream::ensure_events_stream(&js, config).await
-                {
-                    tracing::debug!(error = %err, "events stream not set up again yet");
+                // A stream deleted under us: set it up again. With NATS
+                // gone its requests wait out their timeouts (5 s each), so
+                // shutdown does not wait for them: it is idempotent, and
+                // tried again after the next failed pass.
+                if let RelayError::Publish(_) = err {
+                    tokio::select! {
+                        result = stream::ensure_events_stream(&js, config) => {
+                            if let Err(err) = result {
+                                tracing::debug!(error = %err, "events stream not set up again yet");
+                            }
+                        }
+                        () = shutdown.cancelled() => {}
+                    }
                 }
                 pause
             }
