@@ -20,8 +20,9 @@ use super::{
 use crate::config::BusConfig;
 
 /// The advisory lock a relay pass holds: one replica publishes at a time,
-/// so the order of the outbox is the order on the stream.
-const RELAY_LOCK: i64 = 0x1e1a_7b05;
+/// so the order of the outbox is the order on the stream. (Public so
+/// operators and tests can see a pass under way in `pg_locks`.)
+pub const RELAY_LOCK: i64 = 0x1e1a_7b05;
 /// Publishes whose ack is not yet awaited, at most.
 const IN_FLIGHT: usize = 1024;
 /// Room left in NATS's `max_payload` for the headers (`Nats-Msg-Id` takes

@@ -318,6 +318,18 @@ impl OwnNats {
             child.kill().await.unwrap();
         }
     }
+
+    /// Freezes (`STOP`) or resumes (`CONT`) the server: frozen, it keeps
+    /// its connections open and answers nothing, so every request waits
+    /// out its timeout, as with a server hung or cut off by a network.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(|c| c.id()).expect("running");
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
 impl Drop for OwnNats {
@@ -466,6 +478,60 @@ async fn the_relay_shuts_down_while_nats_is_down(pool: PgPool) {
         .collect::<Vec<_>>();
     let app = TestApp::start(app.state.db.clone(), config(&pairs(&never))).await;
     Running::relay(&bus(&app)).stop().await;
+}
+
+/// NATS hung (frozen, answering nothing): a stop that comes during a pass
+/// waits for that pass alone (its ack timeout, 5 s), not also for the
+/// stream's set-up the relay tries after a failed pass, whose requests
+/// would wait out their own timeouts (this took over 10 s).
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn a_stop_during_a_pass_against_a_hung_nats_waits_for_that_pass_only(pool: PgPool) {
+    let mut nats = OwnNats::start().await;
+    let mut vars = bus_vars();
+    vars.retain(|(k, _)| *k != "NATS_URL");
+    vars.push(("NATS_URL", nats.url()));
+    let app = TestApp::start(pool, config(&pairs(&vars))).await;
+    let db = app.state.db.clone();
+    let relay = Running::relay(&bus(&app));
+    write_events(&db, Uuid::new_v4(), 0, 10, 10).await;
+    outbox_drained(&db).await;
+
+    nats.signal("STOP");
+    write_events(&db, Uuid::new_v4(), 10, 10, 10).await;
+    // A pass holds the relay's lock, in this database, until it ends.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let in_pass: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks
+                                WHERE locktype = 'advisory' AND granted
+                                  AND database = (SELECT oid FROM pg_database
+                                                  WHERE datname = current_database())
+                                  AND (classid::bigint << 32) + objid::bigint = $1)",
+            )
+            .bind(impact_in::bus::relay::RELAY_LOCK)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if in_pass {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the relay starts a pass over the new events");
+    let asked = std::time::Instant::now();
+    relay.stop().await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(8), "stopped after {took:?}");
+    assert_eq!(
+        sent(&db).await,
+        10,
+        "nothing marked sent that NATS did not ack"
+    );
+
+    nats.signal("CONT");
+    nats.down().await;
 }
 
 /// The events stream is created by the relay (and by `migrate`) over the
