@@ -448,11 +448,10 @@ async fn nats_stopped_mid_run_loses_nothing_duplicates_nothing_and_keeps_order(p
     nats.down().await;
 }
 
-/// The relay stops promptly on shutdown, even while it cannot reach NATS;
-/// the service meanwhile keeps writing its outbox.
-#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
-async fn the_relay_shuts_down_while_nats_is_down(pool: PgPool) {
-    let mut nats = OwnNats::start().await;
+/// A NATS server of the test's own, a service on it and its relay, which
+/// has published ten events.
+async fn relay_with_ten_sent(pool: PgPool) -> (OwnNats, TestApp, Running) {
+    let nats = OwnNats::start().await;
     let mut vars = bus_vars();
     vars.retain(|(k, _)| *k != "NATS_URL");
     vars.push(("NATS_URL", nats.url()));
@@ -460,6 +459,14 @@ async fn the_relay_shuts_down_while_nats_is_down(pool: PgPool) {
     let relay = Running::relay(&bus(&app));
     write_events(&app.state.db, Uuid::new_v4(), 0, 10, 10).await;
     outbox_drained(&app.state.db).await;
+    (nats, app, relay)
+}
+
+/// The relay stops promptly on shutdown, even while it cannot reach NATS;
+/// the service meanwhile keeps writing its outbox.
+#[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
+async fn the_relay_shuts_down_while_nats_is_down(pool: PgPool) {
+    let (mut nats, app, relay) = relay_with_ten_sent(pool).await;
     nats.down().await;
     write_events(&app.state.db, Uuid::new_v4(), 10, 10, 10).await;
     relay.stop().await;
@@ -486,15 +493,8 @@ async fn the_relay_shuts_down_while_nats_is_down(pool: PgPool) {
 /// would wait out their own timeouts (this took over 10 s).
 #[sqlx::test(migrator = "impact_in::db::MIGRATOR")]
 async fn a_stop_during_a_pass_against_a_hung_nats_waits_for_that_pass_only(pool: PgPool) {
-    let mut nats = OwnNats::start().await;
-    let mut vars = bus_vars();
-    vars.retain(|(k, _)| *k != "NATS_URL");
-    vars.push(("NATS_URL", nats.url()));
-    let app = TestApp::start(pool, config(&pairs(&vars))).await;
+    let (mut nats, app, relay) = relay_with_ten_sent(pool).await;
     let db = app.state.db.clone();
-    let relay = Running::relay(&bus(&app));
-    write_events(&db, Uuid::new_v4(), 0, 10, 10).await;
-    outbox_drained(&db).await;
 
     nats.signal("STOP");
     write_events(&db, Uuid::new_v4(), 10, 10, 10).await;
